@@ -1,0 +1,1 @@
+"""Built-in dataset specs (TOML), shipped with the package as tabduel.datasets."""

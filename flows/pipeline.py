@@ -1,0 +1,94 @@
+"""The pipeline flow and one flow per step, for running steps on their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from tabduel.config import Config, flatten
+from tabduel.store import StepResult, read_json, read_latest
+from tabduel.tasks.evaluate import evaluate_task
+from tabduel.tasks.features import features_task
+from tabduel.tasks.ingest import ingest_task
+from tabduel.tasks.train import attach_task, train_task
+from tabduel.tracking import Tracker, git_commit
+
+
+def _summary(steps: list[StepResult], tracker: Tracker | None = None, parent: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"steps": [{"step": s.step, "path": s.path, "reused": s.reused, "run_id": s.run_id}
+                                     for s in steps]}
+    if tracker is not None:
+        out.update(tracking_uri=tracker.uri, experiment_id=tracker.experiment_id, parent_run_id=parent)
+    return out
+
+
+def _open_parent(tracker: Tracker, cfg: Config, name: str) -> str:
+    parent = tracker.start_run(name, tags={"tabduel.step": name, "git_commit": git_commit(),
+                                           "prefect_flow_run_id": flow_run.id})
+    tracker.log_params(parent, flatten(cfg.to_dict()))
+    return parent
+
+
+@flow(name="tabduel-pipeline")
+def pipeline_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    """Raw CSV -> features -> MLP, XGBoost and linear models -> evaluation, in one MLflow parent run."""
+    cfg = Config.from_dict(config)
+    tracker = Tracker(cfg.tracking)
+    parent = _open_parent(tracker, cfg, "pipeline")
+    with tracker.failing(parent, children=True):
+        raw = ingest_task(cfg.pipeline, cfg.ingest, force)
+        tracker.set_tags(parent, {"source_sha256": read_json(f"{raw.path}/ingest.json")["source_sha256"]})
+        feats = features_task(raw, cfg.pipeline, cfg.features, force)
+        models = {kind: train_task(kind, feats, cfg.model(kind), cfg.pipeline, cfg.tracking, parent, force)
+                  for kind in cfg.pipeline.models}
+        evaluation = evaluate_task(raw, feats, models, cfg.evaluate, cfg.pipeline, cfg.tracking, parent, force)
+        tracker.log_artifact(parent, f"{feats.path}/manifest.json")
+        tracker.finish(parent)
+    summary = _summary([raw, feats, *models.values(), evaluation], tracker, parent)
+    summary["metrics"] = read_json(f"{evaluation.path}/metrics.json")
+    return summary
+
+
+@flow(name="tabduel-ingest")
+def ingest_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    """Only the ingest step."""
+    cfg = Config.from_dict(config)
+    return _summary([ingest_task(cfg.pipeline, cfg.ingest, force)])
+
+
+@flow(name="tabduel-features")
+def features_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    """Only the features step, on the latest ingest output."""
+    cfg = Config.from_dict(config)
+    raw = read_latest(cfg.pipeline.data_dir, "ingest", "tabduel ingest")
+    return _summary([features_task(raw, cfg.pipeline, cfg.features, force)])
+
+
+@flow(name="tabduel-train")
+def train_flow(kind: str, config: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    """Only one model's training, on the latest features output, in its own MLflow run."""
+    cfg = Config.from_dict(config)
+    feats = read_latest(cfg.pipeline.data_dir, "features", "tabduel features")
+    result = train_task(kind, feats, cfg.model(kind), cfg.pipeline, cfg.tracking, None, force)
+    return _summary([result])
+
+
+@flow(name="tabduel-evaluate")
+def evaluate_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    """Only evaluation, of the latest trained models, in a new MLflow parent run."""
+    cfg = Config.from_dict(config)
+    data_dir = cfg.pipeline.data_dir
+    raw = read_latest(data_dir, "ingest", "tabduel ingest")
+    feats = read_latest(data_dir, "features", "tabduel features")
+    latest = {kind: read_latest(data_dir, f"models/{kind}", f"tabduel train {kind}") for kind in cfg.pipeline.models}
+    tracker = Tracker(cfg.tracking)
+    parent = _open_parent(tracker, cfg, "evaluate")
+    with tracker.failing(parent, children=True):
+        models = {kind: attach_task(kind, m, cfg.tracking, parent) for kind, m in latest.items()}
+        evaluation = evaluate_task(raw, feats, models, cfg.evaluate, cfg.pipeline, cfg.tracking, parent, force)
+        tracker.finish(parent)
+    summary = _summary([evaluation], tracker, parent)
+    summary["metrics"] = read_json(f"{evaluation.path}/metrics.json")
+    return summary

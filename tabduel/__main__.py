@@ -1,0 +1,3 @@
+from tabduel.cli import run
+
+run()

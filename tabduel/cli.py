@@ -1,0 +1,213 @@
+"""The `tabduel` command: run the pipeline or one step, with settings from defaults, TOML and flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+from tabduel.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
+from tabduel.errors import TabduelError
+from tabduel.prefect_api import LocalAPI
+
+# Sections whose flags carry no prefix: --data-dir, --source, --experiment ...
+UNPREFIXED = ("pipeline", "tracking", "ingest")
+SECTIONS = {
+    "run": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "evaluate"),
+    "ingest": ("pipeline", "ingest"),
+    "features": ("pipeline", "features"),
+    "evaluate": ("pipeline", "tracking", "evaluate"),
+    **{f"train-{kind}": ("pipeline", "tracking", kind) for kind in MODEL_KINDS},
+}
+DESCRIPTIONS = {
+    "run": "Run the whole pipeline: ingest -> features -> train mlp, xgboost, linear -> evaluate. "
+           "Steps whose inputs, settings and code are unchanged are reused.",
+    "ingest": "Decode and validate the raw CSV into <data-dir>/ingest/<key>/table.parquet.",
+    "features": "Build scaled train/valid/test Parquet splits and a manifest from the latest ingest output.",
+    "evaluate": "Evaluate the latest model of each kind on valid and test; tables and plots go to MLflow.",
+    "train-mlp": "Train the PyTorch MLP (default: the original analysis's NN5) on the latest features.",
+    "train-xgboost": "Train XGBoost (hist trees, early stopping on valid) on the latest features.",
+    "train-linear": "Fit the ordinary least squares baseline on the latest features.",
+}
+EPILOG = ("Settings are read from the defaults, then --config FILE (TOML, one [section] per step, e.g. [mlp] "
+          "lr = 0.01), then these flags. List values are comma-separated.")
+
+
+def flag(section: str, name: str) -> str:
+    """Command-line flag of a setting: --data-dir, --mlp-lr, --features-split-seed ..."""
+    stem = name if section in UNPREFIXED else f"{section}_{name}"
+    return "--" + stem.replace("_", "-")
+
+
+def _metavar(section: str, f: dataclasses.Field) -> str:
+    typ = field_type(section, f.name)
+    if typ in (int, float):
+        return typ.__name__.upper()
+    if typ is bool:
+        return "BOOL"
+    return "LIST" if "tuple" in str(typ) else "TEXT"
+
+
+def add_settings(parser: argparse.ArgumentParser, sections: Sequence[str]) -> None:
+    """One flag per setting of each section, with its default and help."""
+    common = parser.add_argument_group("general")
+    common.add_argument("--config", metavar="FILE", help="TOML file with settings (sections as in the flags)")
+    common.add_argument("--force", action="store_true", help="recompute even when a cached output exists")
+    for section in sections:
+        group = parser.add_argument_group(f"[{section}] settings")
+        for f in section_fields(section):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text = f.metadata.get("help", "")
+            if f.metadata.get("choices"):
+                help_text += f" (one of: {', '.join(f.metadata['choices'])})"
+            group.add_argument(flag(section, f.name), dest=f"{section}.{f.name}", metavar=_metavar(section, f),
+                               default=None, help=f"{help_text} [default: {shown!s}]".replace("%", "%%"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="tabduel",
+        description="tabduel: can a well-found MLP match XGBoost on tabular data? Prefect pipeline, MLflow runs.",
+        epilog="Run `tabduel COMMAND --help` for the settings of a command.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in ("run", "ingest", "features", "evaluate"):
+        p = sub.add_parser(name, help=DESCRIPTIONS[name].split(".")[0], description=DESCRIPTIONS[name],
+                           epilog=EPILOG)
+        add_settings(p, SECTIONS[name])
+    train = sub.add_parser("train", help="Train one model on the latest features",
+                           description="Train one model on the latest features, in its own MLflow run.")
+    kinds = train.add_subparsers(dest="kind", required=True, metavar="MODEL")
+    for kind in MODEL_KINDS:
+        p = kinds.add_parser(kind, help=DESCRIPTIONS[f"train-{kind}"], description=DESCRIPTIONS[f"train-{kind}"],
+                             epilog=EPILOG)
+        add_settings(p, SECTIONS[f"train-{kind}"])
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """Defaults < --config file < flags, checked into one frozen Config."""
+    data: dict[str, Any] = load_toml(args.config) if args.config else {}
+    flags: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        if "." in dest and value is not None:
+            section, name = dest.split(".", 1)
+            flags.setdefault(section, {})[name] = value
+    return Config.from_dict(merge(data, flags))
+
+
+class _ExpectedErrors(logging.Filter):
+    """Keep Prefect's console free of tracebacks for errors tabduel explains itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, TabduelError):
+            return False
+        message = record.getMessage()
+        return not (record.levelno >= logging.INFO and any(
+            name in message for name in ("DataError", "ConfigError", "SourceError", "TabduelError")))
+
+
+def quiet_expected_errors() -> None:
+    """Install the filter on every handler that prints Prefect's logs."""
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(_ExpectedErrors())
+
+
+def print_summary(summary: dict[str, Any], seconds: float) -> None:
+    """What ran, what was reused, where outputs are, the metrics and how to look at them."""
+    print()
+    for step in summary["steps"]:
+        state = "reused  " if step["reused"] else "computed"
+        print(f"  {step['step']:<14} {state} {step['path']}")
+    reused = [s["step"] for s in summary["steps"] if s["reused"]]
+    print(f"  reused {len(reused)} of {len(summary['steps'])} steps" + (f" ({', '.join(reused)})" if reused else ""))
+    if "metrics" in summary:
+        from tabduel.evaluate import comparison, to_markdown
+
+        print("\n" + to_markdown(comparison(summary["metrics"])))
+    if summary.get("parent_run_id"):
+        uri = summary["tracking_uri"]
+        print(f"MLflow: run {summary['parent_run_id']} in experiment {summary['experiment_id']} at {uri}")
+        if uri.startswith("sqlite:"):
+            print(f"  open the UI: mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
+    print(f"done in {seconds:.1f}s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `tabduel` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    # Prefect's telemetry heartbeat writes to its SQLite while flows run ("database is locked"); off unless asked.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        cfg = resolve_config(args)
+    except ConfigError as exc:
+        print(f"tabduel: error: {exc}", file=sys.stderr)
+        return 2
+    api = LocalAPI()
+    api.start()  # boots while the next import loads Prefect, MLflow and torch
+    try:
+        from tabduel.flows import pipeline as flows
+
+        quiet_expected_errors()
+        api.wait_ready()
+        summary = _dispatch(flows, args, cfg.to_dict())
+    except TabduelError as exc:
+        print(f"tabduel: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        _flush_prefect_logs()
+        api.stop()
+    print_summary(summary, time.perf_counter() - start)
+    return 0
+
+
+def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    """Run the flow of the chosen command."""
+    if args.command == "run":
+        return flows.pipeline_flow(config=config, force=args.force)
+    if args.command == "ingest":
+        return flows.ingest_flow(config=config, force=args.force)
+    if args.command == "features":
+        return flows.features_flow(config=config, force=args.force)
+    if args.command == "train":
+        return flows.train_flow(kind=args.kind, config=config, force=args.force)
+    return flows.evaluate_flow(config=config, force=args.force)
+
+
+def _flush_prefect_logs() -> None:
+    """Send buffered run logs and events to the Prefect API before its server stops."""
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
+        EventsWorker.drain_all(timeout=5)
+    except Exception:  # logs are best effort; the run's result does not depend on them
+        pass
+
+
+def run() -> None:
+    """Console entry: main(), then exit without the interpreter's slow teardown of torch and friends.
+
+    atexit handlers (Prefect's server stop, log flushing) still run first.
+    """
+    import atexit
+
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,268 @@
+"""Frozen, typed settings for every step, built once and passed down."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from tabduel.errors import ConfigError
+
+MODEL_KINDS = ("mlp", "xgboost", "linear")
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with help text (and allowed values) for --help."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Where outputs go and which models the pipeline trains."""
+
+    data_dir: str = _opt("data", "directory for step outputs (relative to the working directory)")
+    models: tuple[str, ...] = _opt(MODEL_KINDS, "models to train, comma-separated", MODEL_KINDS)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where MLflow runs go."""
+
+    experiment: str = _opt("seoul-bike", "MLflow experiment name")
+    tracking_uri: str = _opt(
+        "", "MLflow tracking URI; empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+    )
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Which raw file and which dataset spec to ingest."""
+
+    source: str = _opt("", "local raw CSV; empty: download the spec's URL into <data_dir>/raw/")
+    dataset: str = _opt("", "dataset spec TOML; empty: the built-in Seoul Bike spec")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Feature encodings and the seeded train/valid/test split."""
+
+    split_seed: int = _opt(4751, "seed of the train/valid/test permutation")
+    train_frac: float = _opt(0.6, "fraction of rows in the train split")
+    valid_frac: float = _opt(0.2, "fraction of rows in the valid split (test gets the rest)")
+    onehot: tuple[str, ...] = _opt((), "columns to one-hot encode instead of ordinal codes")
+    cyclic: tuple[str, ...] = _opt((), "columns to add as sin/cos of their period (e.g. hour)")
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """The PyTorch MLP; defaults are the original analysis's NN5."""
+
+    hidden: tuple[int, ...] = _opt((20, 10, 5), "hidden layer widths, comma-separated")
+    activation: str = _opt("sigmoid", "hidden activation", ("sigmoid", "relu", "gelu", "silu", "tanh"))
+    optimizer: str = _opt("sgd", "optimizer", ("sgd", "adam", "adamw"))
+    lr: float = _opt(0.05, "learning rate")
+    weight_decay: float = _opt(0.0, "weight decay")
+    dropout: float = _opt(0.0, "dropout after each hidden layer")
+    batch_size: int = _opt(200, "minibatch size")
+    epochs: int = _opt(100, "maximum number of epochs")
+    patience: int = _opt(0, "early-stopping patience in epochs (0: off, keep the last epoch)")
+    seed: int = _opt(4751, "torch seed for init and batch order")
+    device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+
+
+@dataclass(frozen=True)
+class XGBoostConfig:
+    """The XGBoost reference model (hist trees, early stopping on valid)."""
+
+    n_estimators: int = _opt(2000, "maximum boosting rounds")
+    learning_rate: float = _opt(0.05, "shrinkage per round")
+    max_depth: int = _opt(6, "maximum tree depth")
+    min_child_weight: float = _opt(1.0, "minimum hessian weight in a leaf")
+    subsample: float = _opt(0.8, "row subsample per tree")
+    colsample_bytree: float = _opt(0.8, "column subsample per tree")
+    reg_lambda: float = _opt(1.0, "L2 regularisation")
+    reg_alpha: float = _opt(0.0, "L1 regularisation")
+    early_stopping_rounds: int = _opt(50, "stop after this many rounds without valid improvement")
+    seed: int = _opt(4751, "random seed")
+    device: str = _opt("auto", "auto (cuda when present), cpu, cuda or cuda:N")
+    n_jobs: int = _opt(0, "threads (0: the cores free to this process)")
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    """Ordinary least squares, the original analysis's baseline."""
+
+    fit_intercept: bool = _opt(True, "fit an intercept")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Evaluation outputs."""
+
+    plots: bool = _opt(True, "draw PNG plots")
+    dpi: int = _opt(110, "resolution of the PNG plots")
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings of a pipeline run, one section per step."""
+
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    xgboost: XGBoostConfig = field(default_factory=XGBoostConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+        """Build a Config from nested mappings, rejecting unknown keys by name."""
+        return build(cls, data, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (tuples as lists), the inverse of from_dict."""
+        return to_plain(self)
+
+    def model(self, kind: str) -> "ModelConfig":
+        """The settings section of one model kind."""
+        check_choice("model", kind, MODEL_KINDS)
+        return getattr(self, kind)
+
+
+ModelConfig = MLPConfig | XGBoostConfig | LinearConfig
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise ConfigError unless value is one of choices."""
+    if value not in choices:
+        raise ConfigError(f"{name} = {value!r} is not one of: {', '.join(choices)}")
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses to dicts, tuples to lists, recursively."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'mlp': {'lr': 1}} -> {'mlp.lr': 1}; lists become comma-separated strings."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = ",".join(str(v) for v in value)
+        else:
+            out[name] = value
+    return out
+
+
+def build(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
+    """Instantiate dataclass cls from data, checking names, types and choices."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        known = ", ".join(fields)
+        names = ", ".join(f"'{where}{k}'" for k in unknown)
+        raise ConfigError(f"unknown setting {names}; known in this section: {known}")
+    kwargs = {}
+    for name, value in data.items():
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"'{where}{name}' must be a section (table), got {value!r}")
+            kwargs[name] = build(typ, value, f"{where}{name}.")
+        else:
+            kwargs[name] = coerce(value, typ, f"{where}{name}")
+            choices = fields[name].metadata.get("choices")
+            if choices:
+                values = kwargs[name] if isinstance(kwargs[name], tuple) else (kwargs[name],)
+                for v in values:
+                    check_choice(f"{where}{name}", v, choices)
+    return cls(**kwargs)
+
+
+def coerce(value: Any, typ: Any, name: str) -> Any:
+    """Convert a TOML or command-line value to the annotated type, or raise ConfigError."""
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(typ) if a is not Ellipsis}
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{name}' must be a list, got {value!r}")
+        return tuple(coerce(v, item, f"{name}[{i}]") for i, v in enumerate(value))
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"'{name}' must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"'{name}' must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value))
+        except ValueError:
+            raise ConfigError(f"'{name}' must be an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"'{name}' must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"'{name}' must be a number, got {value!r}") from None
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"'{name}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported setting type {typ!r} for {name}")
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file, naming the file and position of a syntax error."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively overlay override on base (override wins)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def section_fields(section: str) -> list[dataclasses.Field]:
+    """The fields of one top-level section of Config."""
+    return list(dataclasses.fields(typing.get_type_hints(Config)[section]))
+
+
+def field_type(section: str, name: str) -> Any:
+    """The annotated type of one setting."""
+    return typing.get_type_hints(typing.get_type_hints(Config)[section])[name]

@@ -1,0 +1,76 @@
+"""Evaluate: predictions for every split, metrics, and the comparison table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tabduel.features import ROW, SPLITS, load_xy
+from tabduel.training import predictor
+
+METRICS = ("mse", "rmse", "mae", "r2")
+
+
+def regression_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE and R^2 of predictions yhat for targets y."""
+    y = np.asarray(y, dtype=np.float64)
+    err = np.asarray(yhat, dtype=np.float64) - y
+    mse = float(np.mean(err**2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else float("nan")
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(err))), "r2": r2}
+
+
+def predict_all(features_dir: str | Path, models: dict[str, str]) -> pd.DataFrame:
+    """One row per data row: row, split, observed target and pred_<model> for each model."""
+    features_dir = Path(features_dir)
+    manifest = json.loads((features_dir / "manifest.json").read_text())
+    predict = {kind: predictor(kind, path) for kind, path in models.items()}
+    frames = []
+    for split in SPLITS:
+        path = features_dir / f"{split}.parquet"
+        x, y = load_xy(str(path), manifest)
+        frame = pd.DataFrame({ROW: pd.read_parquet(path, columns=[ROW])[ROW], "split": split, "observed": y})
+        for kind, fn in predict.items():
+            frame[f"pred_{kind}"] = fn(x)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def metrics_table(predictions: pd.DataFrame, models: list[str]) -> dict[str, dict[str, float]]:
+    """{model: {'valid_mse': ..., 'test_r2': ...}} on the valid and test splits."""
+    out: dict[str, dict[str, float]] = {}
+    for kind in models:
+        out[kind] = {}
+        for split in ("valid", "test"):
+            part = predictions[predictions["split"] == split]
+            for name, value in regression_metrics(part["observed"], part[f"pred_{kind}"]).items():
+                out[kind][f"{split}_{name}"] = value
+    return out
+
+
+def comparison(metrics: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Models as rows, metrics as columns, best valid MSE first."""
+    columns = [f"{split}_{name}" for split in ("valid", "test") for name in METRICS]
+    frame = pd.DataFrame.from_dict(metrics, orient="index")[columns]
+    frame.index.name = "model"
+    return frame.sort_values("valid_mse")
+
+
+def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub-flavoured Markdown table of a frame with a named index."""
+    head = [frame.index.name or ""] + list(frame.columns)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(frame.columns)) + "|"]
+    for idx, row in frame.iterrows():
+        lines.append("| " + " | ".join([str(idx)] + [f"{v:.{digits}f}" for v in row]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_evaluation(features_dir: str | Path, models: dict[str, str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Predictions of every model on every split, and their metrics."""
+    predictions = predict_all(features_dir, models)
+    return predictions, metrics_table(predictions, list(models))

@@ -1,0 +1,18 @@
+"""Model families: each module has fit(data, cfg, progress) and load(directory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Data:
+    """Train and valid arrays: x (rows, features) float32, y (rows,) float32."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    features: tuple[str, ...]

@@ -1,0 +1,81 @@
+"""The XGBoost reference model: hist trees, early stopping on the valid split."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import xgboost as xgb
+
+from tabduel.config import XGBoostConfig
+from tabduel.models import Data
+from tabduel.runtime import free_cores, resolve_xgboost_device
+
+RoundCallback = Callable[[int, int, float], None]  # (round, max rounds, valid rmse)
+
+
+@dataclass
+class XGBFit:
+    """A fitted XGBRegressor, its per-round eval metric and facts about the run."""
+
+    model: xgb.XGBRegressor
+    history: dict[str, list[float]]
+    info: dict[str, Any]
+
+
+class _Progress(xgb.callback.TrainingCallback):
+    """Reports each boosting round's valid rmse to a plain callback."""
+
+    def __init__(self, total: int, report: RoundCallback):
+        self.total, self.report = total, report
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+        self.report(epoch + 1, self.total, float(evals_log["validation_1"]["rmse"][-1]))
+        return False
+
+
+def fit(data: Data, cfg: XGBoostConfig, on_round: RoundCallback | None = None) -> XGBFit:
+    """Fit on train with early stopping on valid; keep the best iteration."""
+    device = resolve_xgboost_device(cfg.device)
+    n_jobs = cfg.n_jobs or free_cores()
+    model = xgb.XGBRegressor(
+        tree_method="hist", device=device, n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate,
+        max_depth=cfg.max_depth, min_child_weight=cfg.min_child_weight, subsample=cfg.subsample,
+        colsample_bytree=cfg.colsample_bytree, reg_lambda=cfg.reg_lambda, reg_alpha=cfg.reg_alpha,
+        early_stopping_rounds=cfg.early_stopping_rounds or None, random_state=cfg.seed, n_jobs=n_jobs,
+        eval_metric="rmse", callbacks=[_Progress(cfg.n_estimators, on_round)] if on_round else None,
+    )
+    start = time.perf_counter()
+    model.fit(data.x_train, data.y_train, eval_set=[(data.x_train, data.y_train), (data.x_valid, data.y_valid)],
+              verbose=False)
+    seconds = time.perf_counter() - start
+    evals = model.evals_result()
+    history = {"train_rmse": evals["validation_0"]["rmse"], "valid_rmse": evals["validation_1"]["rmse"]}
+    best = getattr(model, "best_iteration", None)
+    info = {"device": device, "n_jobs": n_jobs, "rounds_run": len(history["valid_rmse"]),
+            "best_iteration": len(history["valid_rmse"]) - 1 if best is None else int(best),
+            "train_seconds": seconds}
+    model.set_params(callbacks=None)  # keep the saved model free of our callback
+    return XGBFit(model, history, info)
+
+
+def save(result: XGBFit, directory: Path) -> None:
+    """Write the booster (XGBoost's JSON format) and the per-round history."""
+    result.model.save_model(directory / "model.json")
+    (directory / "history.json").write_text(json.dumps(result.history))
+
+
+def load(directory: str | Path) -> xgb.XGBRegressor:
+    """Load the saved model; predict() uses its best iteration."""
+    model = xgb.XGBRegressor()
+    model.load_model(Path(directory) / "model.json")
+    return model
+
+
+def predict(model: xgb.XGBRegressor, x: np.ndarray) -> np.ndarray:
+    """(rows, features) -> (rows,) predictions at the best iteration."""
+    return model.predict(x).astype(np.float32)

@@ -1,0 +1,96 @@
+"""PNG plots: daily totals, loss history, residuals and predicted vs observed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from tabduel.features import ROW  # noqa: E402
+
+SPLIT_COLOURS = {"train": "#bbbbbb", "valid": "#1f77b4", "test": "#d62728"}
+
+
+def _save(fig: plt.Figure, path: Path, dpi: int) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def inverse_target(y: np.ndarray, transform: str) -> np.ndarray:
+    """Back from the model scale to counts (log10p1 -> 10**y - 1)."""
+    return np.power(10.0, y) - 1.0 if transform == "log10p1" else y
+
+
+def daily_totals(table: pd.DataFrame, predictions: pd.DataFrame, date_col: str, target: str,
+                 transform: str, models: list[str], path: Path, dpi: int) -> Path:
+    """Bikes hired each day (the original analysis's plot), with each model's predicted daily total."""
+    dates = table[date_col].to_numpy()
+    observed = table.groupby(date_col, observed=True)[target].sum()
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    ax.plot(observed.index, observed.to_numpy(), color="black", lw=1.4, label="observed")
+    for kind in models:
+        counts = inverse_target(predictions[f"pred_{kind}"].to_numpy(dtype=np.float64), transform)
+        per_day = pd.Series(counts, index=dates[predictions[ROW].to_numpy()]).groupby(level=0).sum()
+        ax.plot(per_day.index, per_day.to_numpy(), lw=0.9, alpha=0.8, label=f"{kind} (predicted)")
+    ax.set_title("Bikes hired each day")
+    ax.set_xlabel("date")
+    ax.set_ylabel("bikes per day")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path, dpi)
+
+
+def loss_history(history: dict[str, list[float]], path: Path, dpi: int, title: str = "MLP loss") -> Path:
+    """Train and valid loss per epoch (log scale)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, values in history.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=name.replace("_", " "))
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path, dpi)
+
+
+def residuals(predictions: pd.DataFrame, kind: str, path: Path, dpi: int) -> Path:
+    """Residuals against fitted values on valid and test."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for split in ("valid", "test"):
+        part = predictions[predictions["split"] == split]
+        fitted = part[f"pred_{kind}"].to_numpy()
+        ax.scatter(fitted, part["observed"].to_numpy() - fitted, s=5, alpha=0.45,
+                   color=SPLIT_COLOURS[split], label=split)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("fitted")
+    ax.set_ylabel("observed - fitted")
+    ax.set_title(f"{kind}: residuals vs fitted")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path, dpi)
+
+
+def predicted_vs_observed(predictions: pd.DataFrame, kind: str, path: Path, dpi: int) -> Path:
+    """Predicted against observed on valid and test, with the identity line."""
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    lo = float(min(predictions["observed"].min(), predictions[f"pred_{kind}"].min()))
+    hi = float(max(predictions["observed"].max(), predictions[f"pred_{kind}"].max()))
+    for split in ("valid", "test"):
+        part = predictions[predictions["split"] == split]
+        ax.scatter(part["observed"], part[f"pred_{kind}"], s=5, alpha=0.45, color=SPLIT_COLOURS[split],
+                   label=split)
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
+    ax.set_xlabel("observed")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"{kind}: predicted vs observed")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path, dpi)

@@ -1,0 +1,91 @@
+"""A local Prefect API for one CLI call, started at once so it boots while torch and MLflow import.
+
+Prefect's own ephemeral mode starts the same server (uvicorn on prefect.server.api.server:create_app)
+only when the first flow runs, and on exit waits up to 5 s for it to stop. Starting it ourselves
+overlaps its ~5 s boot with our imports and lets us stop it promptly. With PREFECT_API_URL set (a
+real `prefect server`), nothing is started.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tabduel.errors import TabduelError
+
+
+class LocalAPI:
+    """A Prefect API server subprocess on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        """Launch the server and point PREFECT_API_URL at it (returns at once; call before importing Prefect)."""
+        if os.environ.get("PREFECT_API_URL") or _profile_api_url():
+            return
+        import importlib.util
+
+        spec = importlib.util.find_spec("prefect")
+        if spec is None or not spec.origin:
+            return
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent), "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "error", "--lifespan", "on"],
+            env=env, stdin=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}/api"
+        os.environ["PREFECT_API_URL"] = self.url
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until the server answers /health, or raise TabduelError."""
+        if self.process is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        code = self.process.poll()
+        self.stop()
+        raise TabduelError(f"the local Prefect API server did not start (exit code {code}); set "
+                           "PREFECT_API_URL to a running `prefect server start` instead")
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after grace seconds."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _profile_api_url() -> str:
+    """PREFECT_API_URL from the active Prefect profile (~/.prefect/profiles.toml), if any."""
+    import tomllib
+
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml"))
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return ""
+    active = os.environ.get("PREFECT_PROFILE") or data.get("active", "ephemeral")
+    return str(data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL", ""))

@@ -1,0 +1,70 @@
+"""What of each step's output goes to MLflow, and where; all through Tracker and explicit run ids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tabduel.config import flatten
+from tabduel.features import load_xy
+from tabduel.store import read_json
+from tabduel.tracking import MODEL_KEY_TAG, Tracker
+from tabduel.training import family
+
+SERIES_NAMES = {"train_loss", "valid_loss", "train_rmse", "valid_rmse"}
+
+
+def log_model_run(tracker: Tracker, run_id: str, kind: str, model_dir: str | Path, reused: bool) -> None:
+    """Log a saved model's settings, training history, facts and MLflow model to run_id."""
+    model_dir = Path(model_dir)
+    meta = read_json(model_dir / "meta.json")
+    features_dir = Path(meta["features_dir"])
+    manifest = read_json(features_dir / "manifest.json")
+    params = {**meta["config"], **{f"features.{k}": v for k, v in flatten(meta["features_config"]).items()},
+              "n_features": len(manifest["features"])}
+    tracker.log_params(run_id, flatten(params))
+    tags = {"tabduel.model_dir": str(model_dir), MODEL_KEY_TAG: meta["key"],
+            "source_sha256": meta.get("source_sha256", "")}
+    if reused:
+        tags["tabduel.reused_from_run"] = meta.get("run_id", "")
+    tracker.set_tags(run_id, tags)
+    history = json.loads((model_dir / "history.json").read_text()) if (model_dir / "history.json").exists() else {}
+    tracker.log_series(run_id, {k: v for k, v in history.items() if k in SERIES_NAMES})
+    facts = {k: float(v) for k, v in meta["info"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    tracker.log_metrics(run_id, facts)
+    known = tracker.find_logged_model(meta["key"]) if reused else None
+    if known:  # the same model is already in MLflow: link it to this run instead of uploading it again
+        tracker.link_model(run_id, known)
+    else:
+        module = family(kind)
+        model = module.load(model_dir)
+        x, _ = load_xy(str(features_dir / "valid.parquet"), manifest)
+        example = x[:5]
+        tracker.log_model(run_id, kind, meta["key"], model, example, module.predict(model, example))
+    tracker.log_artifact(run_id, features_dir / "manifest.json")
+
+
+def log_evaluation(tracker: Tracker, eval_dir: str | Path, parent: str | None, runs: dict[str, str]) -> None:
+    """Metrics and per-model plots to each model's run; the comparison and daily plot to the parent."""
+    eval_dir = Path(eval_dir)
+    metrics: dict[str, dict[str, float]] = read_json(eval_dir / "metrics.json")
+    plots = eval_dir / "plots"
+    for kind, run_id in runs.items():
+        tracker.log_metrics(run_id, metrics[kind])
+        for png in sorted(plots.glob(f"*_{kind}.png")):
+            tracker.log_artifact(run_id, png, "plots")
+    if parent:
+        flat = {f"{kind}_{name}": value for kind, values in metrics.items() for name, value in values.items()}
+        tracker.log_metrics(parent, flat)
+        for name in ("comparison.csv", "comparison.md"):
+            tracker.log_artifact(parent, eval_dir / name)
+        for png in sorted(plots.glob("*.png")):
+            tracker.log_artifact(parent, png, "plots")
+
+
+def best_model(metrics: dict[str, dict[str, Any]]) -> str:
+    """The model with the lowest valid MSE."""
+    return min(metrics, key=lambda kind: metrics[kind]["valid_mse"] if np.isfinite(metrics[kind]["valid_mse"]) else np.inf)

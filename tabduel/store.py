@@ -1,0 +1,146 @@
+"""Content-addressed step outputs: keys, atomic writes and 'latest' pointers."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from tabduel.errors import TabduelError
+
+DONE = "_done.json"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step hands to the next: where its output lies and whether it was reused."""
+
+    step: str
+    path: str
+    key: str
+    reused: bool
+    run_id: str = ""
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_tree(path: str | Path) -> str:
+    """sha256 over the relative names and bytes of every file under a directory."""
+    root = Path(path)
+    h = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(file.relative_to(root).as_posix().encode() + b"\0")
+        h.update(sha256_file(file).encode())
+    return h.hexdigest()
+
+
+def code_fingerprint(modules: Sequence[str], packages: Sequence[str] = ()) -> str:
+    """sha256 of the source files of modules plus the versions of third-party packages."""
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        module = importlib.import_module(name)
+        h.update(name.encode() + b"\0" + Path(module.__file__).read_bytes())
+    for pkg in sorted(packages):
+        h.update(f"{pkg}=={importlib.metadata.version(pkg)}".encode())
+    return h.hexdigest()
+
+
+def step_key(step: str, inputs: Mapping[str, str], config: Mapping[str, Any], code: str) -> str:
+    """Short hex key that changes with any input hash, setting or code fingerprint."""
+    payload = json.dumps({"step": step, "inputs": dict(inputs), "config": config, "code": code},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file through a temp file and os.replace, so readers never see half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    """Atomically write pretty JSON."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def output_dir(data_dir: str | Path, step: str, key: str) -> Path:
+    """Final directory of a step output with this key."""
+    return Path(data_dir) / step / key
+
+
+def is_done(path: str | Path) -> bool:
+    """True when a step output directory was completed."""
+    return (Path(path) / DONE).is_file()
+
+
+def materialize(data_dir: str | Path, step: str, key: str, force: bool,
+                build: Callable[[Path], Mapping[str, Any]]) -> tuple[Path, bool]:
+    """Reuse the done output for key, or build it in a temp dir and rename it into place.
+
+    build(tmp) writes files into tmp and returns metadata for the done marker. If it raises,
+    nothing appears at the final path and an earlier output there stays as it was.
+    """
+    final = output_dir(data_dir, step, key)
+    if is_done(final) and not force:
+        return final, True
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    old = final.parent / f".{final.name}.old.{os.getpid()}"
+    try:
+        meta = dict(build(tmp))
+        atomic_write_json(tmp / DONE, {"step": step, "key": key, **meta})
+        if final.exists():  # --force, or a leftover without a done marker: swap, then drop the old one
+            os.replace(final, old)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return final, False
+
+
+def write_latest(data_dir: str | Path, step: str, result: StepResult) -> None:
+    """Point <data_dir>/<step>/latest.json at this output, for steps run on their own."""
+    atomic_write_json(Path(data_dir) / step / "latest.json",
+                      {"path": str(Path(result.path).resolve()), "key": result.key, "run_id": result.run_id})
+
+
+def read_latest(data_dir: str | Path, step: str, hint: str) -> StepResult:
+    """The latest completed output of a step, or a TabduelError telling what to run."""
+    pointer = Path(data_dir) / step / "latest.json"
+    if not pointer.is_file():
+        raise TabduelError(f"no {step} output under {Path(data_dir) / step}; run `{hint}` first")
+    data = read_json(pointer)
+    if not is_done(data["path"]):
+        raise TabduelError(f"{pointer} points at {data['path']}, which is missing or incomplete; run `{hint}`")
+    return StepResult(step=step, path=data["path"], key=data["key"], reused=True, run_id=data.get("run_id", ""))

@@ -1,0 +1,180 @@
+"""MLflow layer: every call names its run id explicitly (MLflow's active run is thread-local)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from tabduel.config import TrackingConfig
+
+PARENT_TAG = "mlflow.parentRunId"
+MODEL_KEY_TAG = "tabduel.model_key"
+BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+
+
+def resolve_tracking_uri(cfg: TrackingConfig, cwd: str | Path | None = None) -> str:
+    """The setting, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db."""
+    if cfg.tracking_uri:
+        return cfg.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(Path(cwd or os.getcwd()) / 'mlflow.db').resolve()}"
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """Artifacts beside a local SQLite store (<dir>/mlartifacts); servers choose their own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def git_commit(path: str | Path | None = None) -> str:
+    """The current git commit of the tabduel checkout, or '' outside git."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+class Tracker:
+    """Runs, params, metrics and artifacts of one experiment, logged to explicit run ids."""
+
+    def __init__(self, cfg: TrackingConfig):
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.uri = resolve_tracking_uri(cfg)
+        mlflow.set_tracking_uri(self.uri)  # flavours' log_model resolve the store from here
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment_id = self._experiment(cfg.experiment)
+
+    def _experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(5):
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return found.experiment_id
+            try:
+                return self.client.create_experiment(name, artifact_location=default_artifact_location(self.uri))
+            except MlflowException:  # created meanwhile by a concurrent run
+                time.sleep(0.2 * (attempt + 1))
+        raise RuntimeError(f"could not get or create MLflow experiment {name!r}")
+
+    def start_run(self, name: str, parent: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
+        """Create a RUNNING run (nested under parent when given) and return its id."""
+        all_tags = {k: str(v) for k, v in (tags or {}).items() if v not in (None, "")}
+        if parent:
+            all_tags[PARENT_TAG] = parent
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log params in batches (values as strings)."""
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100], synchronous=True)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags in one batch; empty values are skipped."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items() if v not in (None, "")]
+        if items:
+            self.client.log_batch(run_id, tags=items, synchronous=True)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log scalar metrics in one batch."""
+        self.log_series(run_id, {k: [v] for k, v in metrics.items()}, first_step=step)
+
+    def log_series(self, run_id: str, series: Mapping[str, list[float]], first_step: int = 1) -> None:
+        """Log per-epoch or per-round values, at most 1000 per call."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(name, float(v), now, first_step + i)
+                 for name, values in series.items() for i, v in enumerate(values) if np.isfinite(v)]
+        for i in range(0, len(items), BATCH):
+            self.client.log_batch(run_id, metrics=items[i:i + BATCH], synchronous=True)
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload one file."""
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        """End a run with FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(run_id, status)
+
+    def fail_open_children(self, parent: str) -> None:
+        """Mark every still-RUNNING child of parent FAILED."""
+        runs = self.client.search_runs([self.experiment_id],
+                                       filter_string=f"tags.`{PARENT_TAG}` = '{parent}' and attributes.status = 'RUNNING'")
+        for run in runs:
+            self.client.set_terminated(run.info.run_id, "FAILED")
+
+    @contextlib.contextmanager
+    def failing(self, run_id: str, children: bool = False) -> Iterator[str]:
+        """Yield run_id; if the body raises, mark the run (and its open children) FAILED."""
+        try:
+            yield run_id
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if children:
+                    self.fail_open_children(run_id)
+                self.finish(run_id, "FAILED")
+            raise
+
+    def find_logged_model(self, key: str) -> str | None:
+        """The id of a READY logged model of this experiment tagged with this tabduel model key."""
+        found = self.client.search_logged_models([self.experiment_id], max_results=5,
+                                                 filter_string=f"tags.`{MODEL_KEY_TAG}` = '{key}'")
+        ready = [m for m in found if str(m.status).endswith("READY")]
+        return ready[0].model_id if ready else None
+
+    def link_model(self, run_id: str, model_id: str) -> None:
+        """Record an already logged model as an output of run_id (no upload)."""
+        from mlflow.entities import LoggedModelOutput
+
+        self.client.log_outputs(run_id, [LoggedModelOutput(model_id, 0)])
+
+    def log_model(self, run_id: str, kind: str, key: str, model: Any, example: np.ndarray,
+                  prediction: np.ndarray) -> None:
+        """Log a model in its MLflow flavour, with signature and input example, to run_id."""
+        from importlib.metadata import version
+
+        from mlflow.models import infer_signature
+
+        # Create the logged model ourselves: left to log_model, it lands in the fluent active
+        # experiment (Default), not in the experiment of run_id.
+        logged = self.client.create_logged_model(self.experiment_id, name="model", source_run_id=run_id,
+                                                 tags={MODEL_KEY_TAG: key, "model": kind})
+        signature = infer_signature(example, prediction)
+        common = {"name": "model", "signature": signature, "input_example": example, "run_id": run_id,
+                  "model_id": logged.model_id}
+        if kind == "mlp":
+            import mlflow.pytorch
+
+            torch_version = version("torch").split("+")[0]
+            mlflow.pytorch.log_model(model, pip_requirements=[f"torch=={torch_version}"], **common)
+        elif kind == "xgboost":
+            import mlflow.xgboost
+
+            mlflow.xgboost.log_model(model, pip_requirements=[f"xgboost=={version('xgboost')}"],
+                                     model_format="json", **common)
+        else:
+            import mlflow.sklearn
+
+            mlflow.sklearn.log_model(model, pip_requirements=[f"scikit-learn=={version('scikit-learn')}"],
+                                     serialization_format="skops", **common)
+        if not str(self.client.get_logged_model(logged.model_id).status).endswith("READY"):
+            self.client.finalize_logged_model(logged.model_id, "READY")

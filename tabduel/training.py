@@ -1,0 +1,49 @@
+"""One entry point for every model family: fit from a features directory, save, load, predict."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+
+from tabduel.config import ModelConfig
+from tabduel.features import load_xy
+from tabduel.models import Data
+
+MODULES = {"mlp": "tabduel.models.mlp", "xgboost": "tabduel.models.xgb", "linear": "tabduel.models.linear"}
+# Library code each family's output depends on (for cache keys), and its third-party packages.
+CODE = {
+    "mlp": ([MODULES["mlp"], "tabduel.training", "tabduel.runtime"], ["torch", "numpy"]),
+    "xgboost": ([MODULES["xgboost"], "tabduel.training", "tabduel.runtime"], ["xgboost", "numpy"]),
+    "linear": ([MODULES["linear"], "tabduel.training"], ["scikit-learn", "numpy"]),
+}
+
+
+def family(kind: str) -> ModuleType:
+    """The module of a model family, imported on first use (torch, xgboost and sklearn are slow to import)."""
+    return importlib.import_module(MODULES[kind])
+
+
+def load_data(features_dir: str | Path) -> tuple[Data, dict[str, Any]]:
+    """Train and valid arrays of a features output, with its manifest."""
+    features_dir = Path(features_dir)
+    manifest = json.loads((features_dir / "manifest.json").read_text())
+    x_train, y_train = load_xy(str(features_dir / "train.parquet"), manifest)
+    x_valid, y_valid = load_xy(str(features_dir / "valid.parquet"), manifest)
+    return Data(x_train, y_train, x_valid, y_valid, tuple(manifest["features"])), manifest
+
+
+def fit(kind: str, data: Data, cfg: ModelConfig, progress: Callable[..., None] | None = None) -> Any:
+    """Fit one model family; progress gets (step, total, ...) per epoch or round."""
+    return family(kind).fit(data, cfg, progress)
+
+
+def predictor(kind: str, model_dir: str | Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A function (rows, features) -> (rows,) for a saved model."""
+    module = family(kind)
+    model = module.load(model_dir)
+    return lambda x: module.predict(model, x)

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that do a step's I/O and return a StepResult (paths, not frames)."""

@@ -1,0 +1,72 @@
+"""The evaluate task: metrics on valid and test, comparison table and plots, logged to MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tabduel.config import EvaluateConfig, PipelineConfig, TrackingConfig, to_plain
+from tabduel.dataset import load_spec
+from tabduel.evaluate import comparison, run_evaluation, to_markdown
+from tabduel.reporting import log_evaluation
+from tabduel.store import (StepResult, atomic_write_bytes, atomic_write_json, code_fingerprint, materialize,
+                           read_json, sha256_tree, step_key, write_latest)
+from tabduel.tracking import Tracker
+
+CODE = ["tabduel.evaluate", "tabduel.plots", "tabduel.training", "tabduel.features", __name__]
+
+
+def draw_plots(out: Path, ingested: StepResult, predictions: pd.DataFrame, models: dict[str, StepResult],
+               cfg: EvaluateConfig) -> None:
+    """All PNGs of an evaluation into out/plots."""
+    from tabduel import plots  # matplotlib: imported only when plots are drawn
+
+    folder = out / "plots"
+    folder.mkdir()
+    spec = load_spec(Path(ingested.path) / "dataset.toml")
+    table = pd.read_parquet(Path(ingested.path) / "table.parquet")
+    date_col = next(c.name for c in spec.columns if c.type == "date")
+    plots.daily_totals(table, predictions, date_col, spec.target, spec.transform, list(models),
+                       folder / "daily_totals.png", cfg.dpi)
+    for kind, model in models.items():
+        plots.residuals(predictions, kind, folder / f"residuals_{kind}.png", cfg.dpi)
+        plots.predicted_vs_observed(predictions, kind, folder / f"predicted_vs_observed_{kind}.png", cfg.dpi)
+        history = read_json(Path(model.path) / "history.json")
+        if history:
+            plots.loss_history(history, folder / f"loss_history_{kind}.png", cfg.dpi, title=f"{kind}: training history")
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(ingested: StepResult, features: StepResult, models: dict[str, StepResult], cfg: EvaluateConfig,
+                  pipeline: PipelineConfig, tracking: TrackingConfig, parent_run_id: str | None = None,
+                  force: bool = False) -> StepResult:
+    """Write <data_dir>/evaluate/<key>/ and log metrics and plots; ends the model runs."""
+    log = get_run_logger()
+    inputs = {"ingest": sha256_tree(ingested.path), "features": sha256_tree(features.path),
+              **{f"model-{kind}": sha256_tree(m.path) for kind, m in sorted(models.items())}}
+    key = step_key("evaluate", inputs, to_plain(cfg), code_fingerprint(CODE, ["matplotlib", "pandas", "numpy"]))
+
+    def build(tmp: Path) -> dict:
+        predictions, metrics = run_evaluation(features.path, {kind: m.path for kind, m in models.items()})
+        predictions.to_parquet(tmp / "predictions.parquet", index=False)
+        atomic_write_json(tmp / "metrics.json", metrics)
+        table = comparison(metrics)
+        table.to_csv(tmp / "comparison.csv")
+        atomic_write_bytes(tmp / "comparison.md", to_markdown(table).encode())
+        if cfg.plots:
+            draw_plots(tmp, ingested, predictions, models, cfg)
+        return {}
+
+    path, reused = materialize(pipeline.data_dir, "evaluate", key, force, build)
+    tracker = Tracker(tracking)
+    runs = {kind: m.run_id for kind, m in models.items() if m.run_id}
+    log_evaluation(tracker, path, parent_run_id, runs)
+    for run_id in runs.values():
+        tracker.finish(run_id)
+    log.info("comparison (log10 scale):\n" + (path / "comparison.md").read_text())
+    result = StepResult("evaluate", str(path), key, reused)
+    write_latest(pipeline.data_dir, "evaluate", result)
+    return result

@@ -1,0 +1,43 @@
+"""The features task: ingested table -> scaled train/valid/test Parquet plus a manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tabduel.config import FeaturesConfig, PipelineConfig, to_plain
+from tabduel.dataset import load_spec
+from tabduel.features import make_features
+from tabduel.store import (StepResult, atomic_write_json, code_fingerprint, materialize, read_json, sha256_tree,
+                           step_key, write_latest)
+
+CODE = ["tabduel.features", "tabduel.dataset", __name__]
+
+
+@task(name="features", cache_policy=NO_CACHE)
+def features_task(ingested: StepResult, pipeline: PipelineConfig, cfg: FeaturesConfig,
+                  force: bool = False) -> StepResult:
+    """Write <data_dir>/features/<key>/{train,valid,test}.parquet and manifest.json."""
+    log = get_run_logger()
+    src = Path(ingested.path)
+    key = step_key("features", {"ingest": sha256_tree(src)}, to_plain(cfg),
+                   code_fingerprint(CODE, ["pandas", "pyarrow", "numpy"]))
+
+    def build(tmp: Path) -> dict:
+        spec = load_spec(src / "dataset.toml")
+        splits, manifest = make_features(pd.read_parquet(src / "table.parquet"), spec, cfg)
+        for name, frame in splits.items():
+            frame.to_parquet(tmp / f"{name}.parquet", index=False)
+        source_sha = read_json(src / "ingest.json")["source_sha256"]
+        atomic_write_json(tmp / "manifest.json", {**manifest, "source_sha256": source_sha, "ingest_dir": str(src),
+                                                  "ingest_key": ingested.key, "config": to_plain(cfg)})
+        log.info(f"features: {len(manifest['features'])} inputs, rows {manifest['rows']}")
+        return {"source_sha256": source_sha}
+
+    path, reused = materialize(pipeline.data_dir, "features", key, force, build)
+    result = StepResult("features", str(path), key, reused)
+    write_latest(pipeline.data_dir, "features", result)
+    return result

@@ -1,0 +1,92 @@
+"""Training tasks: fit (or reuse) one model, save it, and record it in its own MLflow run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tabduel.config import ModelConfig, PipelineConfig, TrackingConfig, to_plain
+from tabduel.reporting import log_model_run
+from tabduel.runtime import resolve_torch_device, resolve_xgboost_device
+from tabduel.store import (StepResult, atomic_write_json, code_fingerprint, materialize, read_json, sha256_tree,
+                           step_key, write_latest)
+from tabduel.tracking import Tracker
+from tabduel.training import CODE, family, fit, load_data
+
+
+def _resolved(kind: str, cfg: ModelConfig) -> dict[str, Any]:
+    """The settings as they take effect: 'auto' devices resolved (a GPU model is another model)."""
+    settings = to_plain(cfg)
+    if kind == "mlp":
+        settings["device"] = resolve_torch_device(cfg.device)
+    elif kind == "xgboost":
+        settings["device"] = resolve_xgboost_device(cfg.device)
+    return settings
+
+
+def _progress(kind: str, log: Any) -> Callable[..., None]:
+    """A callback that logs about ten progress lines per fit."""
+    def report(step: int, total: int, *values: float) -> None:
+        every = max(1, total // 10) if kind == "mlp" else 100
+        if step == 1 or step % every == 0 or step == total:
+            unit = "epoch" if kind == "mlp" else "round"
+            names = ("train_loss", "valid_loss") if kind == "mlp" else ("valid_rmse",)
+            shown = " ".join(f"{n}={v:.5f}" for n, v in zip(names, values))
+            log.info(f"{kind} {unit} {step}/{total} {shown}")
+    return report
+
+
+def model_key(kind: str, features: StepResult, cfg: ModelConfig) -> str:
+    """Cache key of a model: the features' bytes, the settings in effect and the training code."""
+    modules, packages = CODE[kind]
+    return step_key(f"train-{kind}", {"features": sha256_tree(features.path)}, _resolved(kind, cfg),
+                    code_fingerprint(modules + ["tabduel.features", __name__], packages))
+
+
+@task(name="train", task_run_name="train-{kind}", cache_policy=NO_CACHE)
+def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: PipelineConfig,
+               tracking: TrackingConfig, parent_run_id: str | None = None, force: bool = False) -> StepResult:
+    """Fit or reuse <data_dir>/models/<kind>/<key>/ and log it to a new MLflow run (child of parent)."""
+    log = get_run_logger()
+    key = model_key(kind, features, cfg)
+    tracker = Tracker(tracking)
+    run_id = tracker.start_run(kind, parent=parent_run_id, tags={"model": kind, "tabduel.step": "train"})
+    with tracker.failing(run_id):
+        def build(tmp: Path) -> dict:
+            data, manifest = load_data(features.path)
+            result = fit(kind, data, cfg, _progress(kind, log))
+            family(kind).save(result, tmp)
+            if not (tmp / "history.json").exists():
+                (tmp / "history.json").write_text(json.dumps(result.history))
+            meta = {"kind": kind, "key": key, "config": _resolved(kind, cfg), "features_dir": features.path,
+                    "features_key": features.key, "features_config": manifest["config"],
+                    "feature_names": manifest["features"], "source_sha256": manifest["source_sha256"],
+                    "info": result.info, "run_id": run_id}
+            atomic_write_json(tmp / "meta.json", meta)
+            log.info(f"{kind}: trained in {result.info['train_seconds']:.2f}s")
+            return {"run_id": run_id}
+
+        path, reused = materialize(pipeline.data_dir, f"models/{kind}", key, force, build)
+        if reused:
+            log.info(f"{kind}: reusing {path}")
+        log_model_run(tracker, run_id, kind, path, reused)
+        if parent_run_id is None:  # on its own, the run is complete now; in a pipeline, evaluate ends it
+            tracker.finish(run_id)
+    result = StepResult(f"train-{kind}", str(path), key, reused, run_id)
+    write_latest(pipeline.data_dir, f"models/{kind}", result)
+    return result
+
+
+@task(name="attach-model", task_run_name="attach-{kind}", cache_policy=NO_CACHE)
+def attach_task(kind: str, model: StepResult, tracking: TrackingConfig, parent_run_id: str) -> StepResult:
+    """Record an already trained model in a new child run, for an evaluation run on its own."""
+    tracker = Tracker(tracking)
+    run_id = tracker.start_run(kind, parent=parent_run_id, tags={"model": kind, "tabduel.step": "evaluate"})
+    with tracker.failing(run_id):
+        log_model_run(tracker, run_id, kind, model.path, reused=True)
+    meta = read_json(Path(model.path) / "meta.json")
+    return StepResult(model.step, model.path, meta["key"], True, run_id)
