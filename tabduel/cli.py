@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from tabduel.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
 from tabduel.errors import TabduelError
 from tabduel.prefect_api import LocalAPI
+from tabduel.tracking import resolve_tracking_uri
 
 # Sections whose flags carry no prefix: --data-dir, --source, --experiment ...
 UNPREFIXED = ("pipeline", "tracking", "ingest")
@@ -91,14 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> Config:
-    """Defaults < --config file < flags, checked into one frozen Config."""
+    """Defaults < --config file < flags, checked into one frozen Config with the tracking URI resolved."""
     data: dict[str, Any] = load_toml(args.config) if args.config else {}
     flags: dict[str, dict[str, Any]] = {}
     for dest, value in vars(args).items():
         if "." in dest and value is not None:
             section, name = dest.split(".", 1)
             flags.setdefault(section, {})[name] = value
-    return Config.from_dict(merge(data, flags))
+    cfg = Config.from_dict(merge(data, flags))
+    # Resolved here, once: MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI to the process later.
+    tracking = dataclasses.replace(cfg.tracking, tracking_uri=resolve_tracking_uri(cfg.tracking))
+    return dataclasses.replace(cfg, tracking=tracking)
 
 
 class _ExpectedErrors(logging.Filter):

@@ -22,12 +22,22 @@ def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any
     return field(default=default, metadata=meta)
 
 
+def _check(ok: bool, name: str, value: Any, why: str) -> None:
+    """Raise ConfigError naming the setting unless ok."""
+    if not ok:
+        raise ConfigError(f"{name} = {value!r}: {why}")
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """Where outputs go and which models the pipeline trains."""
 
     data_dir: str = _opt("data", "directory for step outputs (relative to the working directory)")
     models: tuple[str, ...] = _opt(MODEL_KINDS, "models to train, comma-separated", MODEL_KINDS)
+
+    def __post_init__(self) -> None:
+        _check(len(self.models) > 0, "pipeline.models", self.models, "name at least one model")
+        _check(len(set(self.models)) == len(self.models), "pipeline.models", self.models, "a model is named twice")
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,12 @@ class FeaturesConfig:
     onehot: tuple[str, ...] = _opt((), "columns to one-hot encode instead of ordinal codes")
     cyclic: tuple[str, ...] = _opt((), "columns to add as sin/cos of their period (e.g. hour)")
 
+    def __post_init__(self) -> None:
+        _check(0 < self.train_frac < 1, "features.train_frac", self.train_frac, "must be between 0 and 1")
+        _check(0 < self.valid_frac < 1, "features.valid_frac", self.valid_frac, "must be between 0 and 1")
+        _check(self.train_frac + self.valid_frac < 1, "features.valid_frac", self.valid_frac,
+               f"train_frac + valid_frac must leave rows for test (train_frac = {self.train_frac})")
+
 
 @dataclass(frozen=True)
 class MLPConfig:
@@ -74,6 +90,15 @@ class MLPConfig:
     patience: int = _opt(0, "early-stopping patience in epochs (0: off, keep the last epoch)")
     seed: int = _opt(4751, "torch seed for init and batch order")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+
+    def __post_init__(self) -> None:
+        _check(all(h >= 1 for h in self.hidden), "mlp.hidden", self.hidden, "widths must be at least 1")
+        _check(self.lr > 0, "mlp.lr", self.lr, "must be positive")
+        _check(self.weight_decay >= 0, "mlp.weight_decay", self.weight_decay, "must not be negative")
+        _check(0 <= self.dropout < 1, "mlp.dropout", self.dropout, "must be in [0, 1)")
+        _check(self.batch_size >= 1, "mlp.batch_size", self.batch_size, "must be at least 1")
+        _check(self.epochs >= 1, "mlp.epochs", self.epochs, "must be at least 1")
+        _check(self.patience >= 0, "mlp.patience", self.patience, "must not be negative")
 
 
 @dataclass(frozen=True)
@@ -93,6 +118,19 @@ class XGBoostConfig:
     device: str = _opt("auto", "auto (cuda when present), cpu, cuda or cuda:N")
     n_jobs: int = _opt(0, "threads (0: the cores free to this process)")
 
+    def __post_init__(self) -> None:
+        _check(self.n_estimators >= 1, "xgboost.n_estimators", self.n_estimators, "must be at least 1")
+        _check(self.learning_rate > 0, "xgboost.learning_rate", self.learning_rate, "must be positive")
+        _check(self.max_depth >= 0, "xgboost.max_depth", self.max_depth, "must not be negative")
+        _check(self.min_child_weight >= 0, "xgboost.min_child_weight", self.min_child_weight, "must not be negative")
+        _check(0 < self.subsample <= 1, "xgboost.subsample", self.subsample, "must be in (0, 1]")
+        _check(0 < self.colsample_bytree <= 1, "xgboost.colsample_bytree", self.colsample_bytree, "must be in (0, 1]")
+        _check(self.reg_lambda >= 0, "xgboost.reg_lambda", self.reg_lambda, "must not be negative")
+        _check(self.reg_alpha >= 0, "xgboost.reg_alpha", self.reg_alpha, "must not be negative")
+        _check(self.early_stopping_rounds >= 0, "xgboost.early_stopping_rounds", self.early_stopping_rounds,
+               "must not be negative (0: off)")
+        _check(self.n_jobs >= 0, "xgboost.n_jobs", self.n_jobs, "must not be negative (0: all free cores)")
+
 
 @dataclass(frozen=True)
 class LinearConfig:
@@ -107,6 +145,9 @@ class EvaluateConfig:
 
     plots: bool = _opt(True, "draw PNG plots")
     dpi: int = _opt(110, "resolution of the PNG plots")
+
+    def __post_init__(self) -> None:
+        _check(20 <= self.dpi <= 1200, "evaluate.dpi", self.dpi, "must be between 20 and 1200")
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,6 @@ def check_encodings(cfg: FeaturesConfig, spec: DatasetSpec) -> None:
     for name in cfg.cyclic:
         if spec.period(name) is None:
             raise ConfigError(f"features.cyclic: column {name!r} has no period in the dataset spec")
-    if not (0 < cfg.train_frac < 1 and 0 <= cfg.valid_frac < 1 and cfg.train_frac + cfg.valid_frac < 1):
-        raise ConfigError(f"features: train_frac={cfg.train_frac} and valid_frac={cfg.valid_frac} must be "
-                          "positive fractions that leave rows for test")
 
 
 def encode(df: pd.DataFrame, spec: DatasetSpec, cfg: FeaturesConfig) -> tuple[pd.DataFrame, list[str], list[str]]:

@@ -47,14 +47,15 @@ def daily_totals(table: pd.DataFrame, predictions: pd.DataFrame, date_col: str, 
     return _save(fig, path, dpi)
 
 
-def loss_history(history: dict[str, list[float]], path: Path, dpi: int, title: str = "MLP loss") -> Path:
-    """Train and valid loss per epoch (log scale)."""
+def loss_history(history: dict[str, list[float]], path: Path, dpi: int, title: str = "MLP loss",
+                 xlabel: str = "epoch", ylabel: str = "MSE") -> Path:
+    """Train and valid loss per epoch or round (log scale)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, values in history.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=name.replace("_", " "))
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3, which="both")

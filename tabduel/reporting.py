@@ -14,7 +14,7 @@ from tabduel.store import read_json
 from tabduel.tracking import MODEL_KEY_TAG, Tracker
 from tabduel.training import family
 
-SERIES_NAMES = {"train_loss", "valid_loss", "train_rmse", "valid_rmse"}
+SERIES_NAMES = {"train_loss", "valid_loss", "round_train_rmse", "round_valid_rmse"}
 
 
 def log_model_run(tracker: Tracker, run_id: str, kind: str, model_dir: str | Path, reused: bool) -> None:

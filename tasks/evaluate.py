@@ -36,7 +36,9 @@ def draw_plots(out: Path, ingested: StepResult, predictions: pd.DataFrame, model
         plots.predicted_vs_observed(predictions, kind, folder / f"predicted_vs_observed_{kind}.png", cfg.dpi)
         history = read_json(Path(model.path) / "history.json")
         if history:
-            plots.loss_history(history, folder / f"loss_history_{kind}.png", cfg.dpi, title=f"{kind}: training history")
+            per_epoch = kind == "mlp"
+            plots.loss_history(history, folder / f"loss_history_{kind}.png", cfg.dpi, title=f"{kind}: training history",
+                               xlabel="epoch" if per_epoch else "boosting round", ylabel="MSE" if per_epoch else "RMSE")
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)

@@ -54,10 +54,11 @@ def fit(data: Data, cfg: XGBoostConfig, on_round: RoundCallback | None = None) -
               verbose=False)
     seconds = time.perf_counter() - start
     evals = model.evals_result()
-    history = {"train_rmse": evals["validation_0"]["rmse"], "valid_rmse": evals["validation_1"]["rmse"]}
+    # Not "valid_rmse": that name is the evaluation metric, and MLflow shows a metric's highest step.
+    history = {"round_train_rmse": evals["validation_0"]["rmse"], "round_valid_rmse": evals["validation_1"]["rmse"]}
     best = getattr(model, "best_iteration", None)
-    info = {"device": device, "n_jobs": n_jobs, "rounds_run": len(history["valid_rmse"]),
-            "best_iteration": len(history["valid_rmse"]) - 1 if best is None else int(best),
+    info = {"device": device, "n_jobs": n_jobs, "rounds_run": len(history["round_valid_rmse"]),
+            "best_iteration": len(history["round_valid_rmse"]) - 1 if best is None else int(best),
             "train_seconds": seconds}
     model.set_params(callbacks=None)  # keep the saved model free of our callback
     return XGBFit(model, history, info)

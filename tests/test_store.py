@@ -1,0 +1,81 @@
+"""Content-addressed outputs: keys, code fingerprints, atomic materialization."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from tabduel.store import (code_fingerprint, is_done, materialize, read_latest, sha256_tree, step_key,
+                           write_latest, StepResult)
+from tabduel.errors import TabduelError
+
+
+def test_step_key_changes_with_inputs_config_and_code():
+    base = step_key("s", {"in": "a"}, {"x": 1}, "code")
+    assert step_key("s", {"in": "a"}, {"x": 1}, "code") == base
+    assert step_key("s", {"in": "b"}, {"x": 1}, "code") != base
+    assert step_key("s", {"in": "a"}, {"x": 2}, "code") != base
+    assert step_key("s", {"in": "a"}, {"x": 1}, "code2") != base
+
+
+def test_code_fingerprint_follows_the_module_source(tmp_path, monkeypatch):
+    (tmp_path / "fp_probe.py").write_text("def f():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    first = code_fingerprint(["fp_probe"])
+    (tmp_path / "fp_probe.py").write_text("def f():\n    return 2\n")
+    assert code_fingerprint(["fp_probe"]) != first
+    assert code_fingerprint(["fp_probe"], ["numpy"]) != code_fingerprint(["fp_probe"])
+    sys.modules.pop("fp_probe", None)
+
+
+def test_tree_hash_sees_a_changed_byte(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"abc")
+    first = sha256_tree(tmp_path)
+    (tmp_path / "a.bin").write_bytes(b"abd")
+    assert sha256_tree(tmp_path) != first
+
+
+def test_materialize_builds_once_then_reuses(tmp_path):
+    calls = []
+
+    def build(tmp):
+        calls.append(tmp)
+        (tmp / "out.txt").write_text("x")
+        return {"n": 1}
+
+    path, reused = materialize(tmp_path, "step", "k1", False, build)
+    assert not reused and (path / "out.txt").read_text() == "x" and is_done(path)
+    path2, reused2 = materialize(tmp_path, "step", "k1", False, build)
+    assert reused2 and path2 == path and len(calls) == 1
+    _, reused3 = materialize(tmp_path, "step", "k1", True, build)
+    assert not reused3 and len(calls) == 2
+
+
+def test_failed_build_leaves_nothing_and_keeps_the_old_output(tmp_path):
+    def good(tmp):
+        (tmp / "out.txt").write_text("good")
+        return {}
+
+    def bad(tmp):
+        (tmp / "out.txt").write_text("half")
+        raise RuntimeError("boom")
+
+    path, _ = materialize(tmp_path, "step", "k1", False, good)
+    with pytest.raises(RuntimeError):
+        materialize(tmp_path, "step", "k1", True, bad)  # --force, then a failure
+    assert (path / "out.txt").read_text() == "good" and is_done(path)
+    with pytest.raises(RuntimeError):
+        materialize(tmp_path, "step", "k2", False, bad)
+    assert not (tmp_path / "step" / "k2").exists()
+    assert [p.name for p in (tmp_path / "step").iterdir()] == ["k1"]
+
+
+def test_latest_pointer(tmp_path):
+    with pytest.raises(TabduelError, match="run `tabduel ingest` first"):
+        read_latest(tmp_path, "ingest", "tabduel ingest")
+    path, _ = materialize(tmp_path, "ingest", "k", False, lambda tmp: {})
+    write_latest(tmp_path, "ingest", StepResult("ingest", str(path), "k", False))
+    assert read_latest(tmp_path, "ingest", "tabduel ingest").key == "k"
