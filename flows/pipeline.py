@@ -14,6 +14,7 @@ from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task
 from tabduel.tasks.train import attach_task, train_task
 from tabduel.tracking import Tracker, git_commit
+from tabduel.training import check_trained_on
 
 
 def _summary(steps: list[StepResult], tracker: Tracker | None = None, parent: str | None = None) -> dict[str, Any]:
@@ -28,6 +29,7 @@ def _open_parent(tracker: Tracker, cfg: Config, name: str) -> str:
     parent = tracker.start_run(name, tags={"tabduel.step": name, "git_commit": git_commit(),
                                            "prefect_flow_run_id": flow_run.id})
     tracker.log_params(parent, flatten(cfg.to_dict()))
+    tracker.log_dict(parent, cfg.to_dict(), "config.json")
     return parent
 
 
@@ -83,6 +85,7 @@ def evaluate_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]
     raw = read_latest(data_dir, "ingest", "tabduel ingest")
     feats = read_latest(data_dir, "features", "tabduel features")
     latest = {kind: read_latest(data_dir, f"models/{kind}", f"tabduel train {kind}") for kind in cfg.pipeline.models}
+    check_trained_on(feats, latest)  # refuse before any MLflow run is opened
     tracker = Tracker(cfg.tracking)
     parent = _open_parent(tracker, cfg, "evaluate")
     with tracker.failing(parent, children=True):

@@ -67,6 +67,12 @@ def step_key(step: str, inputs: Mapping[str, str], config: Mapping[str, Any], co
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file through a temp file and os.replace, so readers never see half of it."""
     path = Path(path)
@@ -77,6 +83,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; final files follow the umask
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -116,6 +123,7 @@ def materialize(data_dir: str | Path, step: str, key: str, force: bool,
         return final, True
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs follow the umask
     old = final.parent / f".{final.name}.old.{os.getpid()}"
     try:
         meta = dict(build(tmp))

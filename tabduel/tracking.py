@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import time
@@ -34,6 +35,7 @@ def default_artifact_location(uri: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit(path: str | Path | None = None) -> str:
     """The current git commit of the tabduel checkout, or '' outside git."""
     try:
@@ -106,6 +108,10 @@ class Tracker:
                  for name, values in series.items() for i, v in enumerate(values) if np.isfinite(v)]
         for i in range(0, len(items), BATCH):
             self.client.log_batch(run_id, metrics=items[i:i + BATCH], synchronous=True)
+
+    def log_dict(self, run_id: str, data: Mapping[str, Any], name: str) -> None:
+        """Store a mapping as a JSON artifact."""
+        self.client.log_dict(run_id, dict(data), name)
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         """Upload one file."""

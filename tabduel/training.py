@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from tabduel.config import ModelConfig
+from tabduel.errors import TabduelError
 from tabduel.features import load_xy
 from tabduel.models import Data
 
@@ -47,3 +48,12 @@ def predictor(kind: str, model_dir: str | Path) -> Callable[[np.ndarray], np.nda
     module = family(kind)
     model = module.load(model_dir)
     return lambda x: module.predict(model, x)
+
+
+def check_trained_on(features: Any, models: dict[str, Any]) -> None:
+    """Raise TabduelError unless every model (a StepResult) was trained on these features."""
+    for kind, model in models.items():
+        trained_on = json.loads((Path(model.path) / "meta.json").read_text())["features_key"]
+        if trained_on != features.key:
+            raise TabduelError(f"the {kind} model in {model.path} was trained on features {trained_on}, not on "
+                               f"{features.key}; run `tabduel train {kind}` on the current features first")

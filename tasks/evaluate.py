@@ -14,6 +14,7 @@ from tabduel.evaluate import comparison, run_evaluation, to_markdown
 from tabduel.reporting import log_evaluation
 from tabduel.store import (StepResult, atomic_write_bytes, atomic_write_json, code_fingerprint, materialize,
                            read_json, sha256_tree, step_key, write_latest)
+from tabduel.training import check_trained_on
 from tabduel.tracking import Tracker
 
 CODE = ["tabduel.evaluate", "tabduel.plots", "tabduel.training", "tabduel.features", __name__]
@@ -47,6 +48,7 @@ def evaluate_task(ingested: StepResult, features: StepResult, models: dict[str, 
                   force: bool = False) -> StepResult:
     """Write <data_dir>/evaluate/<key>/ and log metrics and plots; ends the model runs."""
     log = get_run_logger()
+    check_trained_on(features, models)
     inputs = {"ingest": sha256_tree(ingested.path), "features": sha256_tree(features.path),
               **{f"model-{kind}": sha256_tree(m.path) for kind, m in sorted(models.items())}}
     key = step_key("evaluate", inputs, to_plain(cfg), code_fingerprint(CODE, ["matplotlib", "pandas", "numpy"]))

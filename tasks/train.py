@@ -8,13 +8,14 @@ from typing import Any, Callable
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from tabduel.config import ModelConfig, PipelineConfig, TrackingConfig, to_plain
 from tabduel.reporting import log_model_run
 from tabduel.runtime import resolve_torch_device, resolve_xgboost_device
 from tabduel.store import (StepResult, atomic_write_json, code_fingerprint, materialize, read_json, sha256_tree,
                            step_key, write_latest)
-from tabduel.tracking import Tracker
+from tabduel.tracking import Tracker, git_commit
 from tabduel.training import CODE, family, fit, load_data
 
 
@@ -40,6 +41,11 @@ def _progress(kind: str, log: Any) -> Callable[..., None]:
     return report
 
 
+def run_tags(kind: str, step: str) -> dict[str, str]:
+    """Tags of a model run: the model kind, the step, the git commit and the Prefect flow run."""
+    return {"model": kind, "tabduel.step": step, "git_commit": git_commit(), "prefect_flow_run_id": flow_run.id}
+
+
 def model_key(kind: str, features: StepResult, cfg: ModelConfig) -> str:
     """Cache key of a model: the features' bytes, the settings in effect and the training code."""
     modules, packages = CODE[kind]
@@ -54,7 +60,7 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
     log = get_run_logger()
     key = model_key(kind, features, cfg)
     tracker = Tracker(tracking)
-    run_id = tracker.start_run(kind, parent=parent_run_id, tags={"model": kind, "tabduel.step": "train"})
+    run_id = tracker.start_run(kind, parent=parent_run_id, tags=run_tags(kind, "train"))
     with tracker.failing(run_id):
         def build(tmp: Path) -> dict:
             data, manifest = load_data(features.path)
@@ -85,7 +91,7 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
 def attach_task(kind: str, model: StepResult, tracking: TrackingConfig, parent_run_id: str) -> StepResult:
     """Record an already trained model in a new child run, for an evaluation run on its own."""
     tracker = Tracker(tracking)
-    run_id = tracker.start_run(kind, parent=parent_run_id, tags={"model": kind, "tabduel.step": "evaluate"})
+    run_id = tracker.start_run(kind, parent=parent_run_id, tags=run_tags(kind, "evaluate"))
     with tracker.failing(run_id):
         log_model_run(tracker, run_id, kind, model.path, reused=True)
     meta = read_json(Path(model.path) / "meta.json")

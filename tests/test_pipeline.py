@@ -76,7 +76,10 @@ def test_pipeline_end_to_end(tmp_path, raw_csv, prefect_api, monkeypatch, capsys
     assert "plots/loss_history_mlp.png" in {f.path for f in client.list_artifacts(mlp_run.info.run_id, "plots")}
 
     parent_files = {f.path for f in client.list_artifacts(parent.info.run_id)}
-    assert {"comparison.csv", "comparison.md", "manifest.json", "plots"} <= parent_files
+    assert {"comparison.csv", "comparison.md", "manifest.json", "config.json", "plots"} <= parent_files
+    assert mlp_run.data.tags["prefect_flow_run_id"] == parent.data.tags["prefect_flow_run_id"]
+    data_files = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert all(p.stat().st_mode & 0o044 for p in data_files)  # readable by others under a usual umask
     assert "plots/daily_totals.png" in {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
 
     # The MLflow model of the MLP predicts what tabduel's own evaluation predicted.
@@ -169,6 +172,11 @@ def test_steps_on_their_own(tmp_path, raw_csv, prefect_api, monkeypatch, capsys)
     for kind in ("mlp", "xgboost", "linear"):
         assert run_cli("train", kind, *(FAST[:2] if kind == "xgboost" else [])) == 0
     assert run_cli("train", "mlp", "--mlp-epochs", "5", "--mlp-optimizer", "adam") == 0
+    assert run_cli("features", "--features-split-seed", "9") == 0
+    capsys.readouterr()
+    assert run_cli("evaluate") == 1  # the models were trained on the previous features
+    assert "was trained on features" in capsys.readouterr().err
+    assert run_cli("features") == 0  # back to the features the models were trained on
     capsys.readouterr()
     assert run_cli("evaluate", "--evaluate-dpi", "40") == 0
     assert "| mlp |" in capsys.readouterr().out
@@ -182,7 +190,7 @@ def test_steps_on_their_own(tmp_path, raw_csv, prefect_api, monkeypatch, capsys)
     assert mlp_child.data.params["epochs"] == "5" and mlp_child.data.params["optimizer"] == "adam"
     assert "valid_mse" in mlp_child.data.metrics
     assert mlp_child.data.tags["tabduel.reused_from_run"]  # links to the run that trained it
-    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.info.status == "FINISHED" for r in runs)  # the refused evaluation opened no run
 
 
 def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
