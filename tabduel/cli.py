@@ -129,7 +129,8 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
     print()
     for step in summary["steps"]:
         state = "reused  " if step["reused"] else "computed"
-        print(f"  {step['step']:<14} {state} {step['path']}")
+        path = os.path.relpath(step["path"]) if step["path"].startswith(os.getcwd() + os.sep) else step["path"]
+        print(f"  {step['step']:<14} {state} {path}")
     reused = [s["step"] for s in summary["steps"] if s["reused"]]
     print(f"  reused {len(reused)} of {len(summary['steps'])} steps" + (f" ({', '.join(reused)})" if reused else ""))
     if "metrics" in summary:

@@ -149,7 +149,8 @@ def parse_spec(data: Mapping[str, Any], path: str = "<spec>", sha256: str = "") 
     date_parts = dict(feat.get("date_parts", {}))
     for part_name, part in date_parts.items():
         if part not in DATE_PARTS:
-            raise ConfigError(f"{path} [features]: date part {part_name} = {part!r} is not one of {', '.join(DATE_PARTS)}")
+            raise ConfigError(f"{path} [features]: date part {part_name} = {part!r} "
+                              f"is not one of {', '.join(DATE_PARTS)}")
         if part_name in names:
             raise ConfigError(f"{path} [features]: date part {part_name!r} clashes with a column name")
     if date_parts and not any(c.type == "date" for c in columns):

@@ -112,7 +112,8 @@ def apply_scaler(frame: pd.DataFrame, scaler: dict[str, dict[str, float]]) -> pd
     return out
 
 
-def make_features(df: pd.DataFrame, spec: DatasetSpec, cfg: FeaturesConfig) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+def make_features(df: pd.DataFrame, spec: DatasetSpec,
+                  cfg: FeaturesConfig) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Typed ingest table -> scaled train/valid/test frames and their manifest."""
     check_encodings(cfg, spec)
     derived = derive(df, spec)

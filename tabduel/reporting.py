@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from tabduel.config import flatten
 from tabduel.features import load_xy
@@ -64,7 +61,3 @@ def log_evaluation(tracker: Tracker, eval_dir: str | Path, parent: str | None, r
         for png in sorted(plots.glob("*.png")):
             tracker.log_artifact(parent, png, "plots")
 
-
-def best_model(metrics: dict[str, dict[str, Any]]) -> str:
-    """The model with the lowest valid MSE."""
-    return min(metrics, key=lambda kind: metrics[kind]["valid_mse"] if np.isfinite(metrics[kind]["valid_mse"]) else np.inf)

@@ -102,8 +102,8 @@ def read_json(path: str | Path) -> Any:
 
 
 def output_dir(data_dir: str | Path, step: str, key: str) -> Path:
-    """Final directory of a step output with this key."""
-    return Path(data_dir) / step / key
+    """Final directory of a step output with this key (absolute: it is recorded in metadata)."""
+    return Path(data_dir).resolve() / step / key
 
 
 def is_done(path: str | Path) -> bool:
@@ -137,10 +137,11 @@ def materialize(data_dir: str | Path, step: str, key: str, force: bool,
     return final, False
 
 
-def write_latest(data_dir: str | Path, step: str, result: StepResult) -> None:
-    """Point <data_dir>/<step>/latest.json at this output, for steps run on their own."""
+def publish(data_dir: str | Path, step: str, result: StepResult) -> StepResult:
+    """Point <data_dir>/<step>/latest.json at this output (for steps run on their own); return it."""
     atomic_write_json(Path(data_dir) / step / "latest.json",
                       {"path": str(Path(result.path).resolve()), "key": result.key, "run_id": result.run_id})
+    return result
 
 
 def read_latest(data_dir: str | Path, step: str, hint: str) -> StepResult:

@@ -123,8 +123,8 @@ class Tracker:
 
     def fail_open_children(self, parent: str) -> None:
         """Mark every still-RUNNING child of parent FAILED."""
-        runs = self.client.search_runs([self.experiment_id],
-                                       filter_string=f"tags.`{PARENT_TAG}` = '{parent}' and attributes.status = 'RUNNING'")
+        query = f"tags.`{PARENT_TAG}` = '{parent}' and attributes.status = 'RUNNING'"
+        runs = self.client.search_runs([self.experiment_id], filter_string=query)
         for run in runs:
             self.client.set_terminated(run.info.run_id, "FAILED")
 

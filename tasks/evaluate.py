@@ -12,10 +12,19 @@ from tabduel.config import EvaluateConfig, PipelineConfig, TrackingConfig, to_pl
 from tabduel.dataset import load_spec
 from tabduel.evaluate import comparison, run_evaluation, to_markdown
 from tabduel.reporting import log_evaluation
-from tabduel.store import (StepResult, atomic_write_bytes, atomic_write_json, code_fingerprint, materialize,
-                           read_json, sha256_tree, step_key, write_latest)
-from tabduel.training import check_trained_on
+from tabduel.store import (
+    StepResult,
+    atomic_write_bytes,
+    atomic_write_json,
+    code_fingerprint,
+    materialize,
+    publish,
+    read_json,
+    sha256_tree,
+    step_key,
+)
 from tabduel.tracking import Tracker
+from tabduel.training import check_trained_on
 
 CODE = ["tabduel.evaluate", "tabduel.plots", "tabduel.training", "tabduel.features", __name__]
 
@@ -71,6 +80,4 @@ def evaluate_task(ingested: StepResult, features: StepResult, models: dict[str, 
     for run_id in runs.values():
         tracker.finish(run_id)
     log.info("comparison (log10 scale):\n" + (path / "comparison.md").read_text())
-    result = StepResult("evaluate", str(path), key, reused)
-    write_latest(pipeline.data_dir, "evaluate", result)
-    return result
+    return publish(pipeline.data_dir, "evaluate", StepResult("evaluate", str(path), key, reused))

@@ -11,8 +11,16 @@ from prefect.cache_policies import NO_CACHE
 from tabduel.config import FeaturesConfig, PipelineConfig, to_plain
 from tabduel.dataset import load_spec
 from tabduel.features import make_features
-from tabduel.store import (StepResult, atomic_write_json, code_fingerprint, materialize, read_json, sha256_tree,
-                           step_key, write_latest)
+from tabduel.store import (
+    StepResult,
+    atomic_write_json,
+    code_fingerprint,
+    materialize,
+    publish,
+    read_json,
+    sha256_tree,
+    step_key,
+)
 
 CODE = ["tabduel.features", "tabduel.dataset", __name__]
 
@@ -38,6 +46,4 @@ def features_task(ingested: StepResult, pipeline: PipelineConfig, cfg: FeaturesC
         return {"source_sha256": source_sha}
 
     path, reused = materialize(pipeline.data_dir, "features", key, force, build)
-    result = StepResult("features", str(path), key, reused)
-    write_latest(pipeline.data_dir, "features", result)
-    return result
+    return publish(pipeline.data_dir, "features", StepResult("features", str(path), key, reused))

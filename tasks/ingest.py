@@ -11,8 +11,7 @@ from tabduel.config import IngestConfig, PipelineConfig
 from tabduel.dataset import load_spec
 from tabduel.ingest import ingest
 from tabduel.source import resolve_source
-from tabduel.store import (StepResult, atomic_write_json, code_fingerprint, materialize, sha256_file, step_key,
-                           write_latest)
+from tabduel.store import StepResult, atomic_write_json, code_fingerprint, materialize, publish, sha256_file, step_key
 
 CODE = ["tabduel.ingest", "tabduel.dataset", __name__]
 
@@ -38,6 +37,4 @@ def ingest_task(pipeline: PipelineConfig, cfg: IngestConfig, force: bool = False
         return {"source_sha256": source_sha}
 
     path, reused = materialize(pipeline.data_dir, "ingest", key, force, build)
-    result = StepResult("ingest", str(path), key, reused)
-    write_latest(pipeline.data_dir, "ingest", result)
-    return result
+    return publish(pipeline.data_dir, "ingest", StepResult("ingest", str(path), key, reused))

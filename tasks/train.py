@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,8 +12,16 @@ from prefect.runtime import flow_run
 from tabduel.config import ModelConfig, PipelineConfig, TrackingConfig, to_plain
 from tabduel.reporting import log_model_run
 from tabduel.runtime import resolve_torch_device, resolve_xgboost_device
-from tabduel.store import (StepResult, atomic_write_json, code_fingerprint, materialize, read_json, sha256_tree,
-                           step_key, write_latest)
+from tabduel.store import (
+    StepResult,
+    atomic_write_json,
+    code_fingerprint,
+    materialize,
+    publish,
+    read_json,
+    sha256_tree,
+    step_key,
+)
 from tabduel.tracking import Tracker, git_commit
 from tabduel.training import CODE, family, fit, load_data
 
@@ -66,8 +73,7 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
             data, manifest = load_data(features.path)
             result = fit(kind, data, cfg, _progress(kind, log))
             family(kind).save(result, tmp)
-            if not (tmp / "history.json").exists():
-                (tmp / "history.json").write_text(json.dumps(result.history))
+            atomic_write_json(tmp / "history.json", result.history)
             meta = {"kind": kind, "key": key, "config": _resolved(kind, cfg), "features_dir": features.path,
                     "features_key": features.key, "features_config": manifest["config"],
                     "feature_names": manifest["features"], "source_sha256": manifest["source_sha256"],
@@ -82,9 +88,7 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
         log_model_run(tracker, run_id, kind, path, reused)
         if parent_run_id is None:  # on its own, the run is complete now; in a pipeline, evaluate ends it
             tracker.finish(run_id)
-    result = StepResult(f"train-{kind}", str(path), key, reused, run_id)
-    write_latest(pipeline.data_dir, f"models/{kind}", result)
-    return result
+    return publish(pipeline.data_dir, f"models/{kind}", StepResult(f"train-{kind}", str(path), key, reused, run_id))
 
 
 @task(name="attach-model", task_run_name="attach-{kind}", cache_policy=NO_CACHE)

@@ -16,9 +16,8 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
-from tabduel.prefect_api import LocalAPI  # noqa: E402
-
 from rawdata import write_raw  # noqa: E402
+from tabduel.prefect_api import LocalAPI  # noqa: E402
 
 _API = LocalAPI()
 _API.start()  # a real Prefect API server on loopback, shared by the in-process flow tests

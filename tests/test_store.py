@@ -7,9 +7,17 @@ import sys
 
 import pytest
 
-from tabduel.store import (code_fingerprint, is_done, materialize, read_latest, sha256_tree, step_key,
-                           write_latest, StepResult)
 from tabduel.errors import TabduelError
+from tabduel.store import (
+    StepResult,
+    code_fingerprint,
+    is_done,
+    materialize,
+    publish,
+    read_latest,
+    sha256_tree,
+    step_key,
+)
 
 
 def test_step_key_changes_with_inputs_config_and_code():
@@ -77,5 +85,5 @@ def test_latest_pointer(tmp_path):
     with pytest.raises(TabduelError, match="run `tabduel ingest` first"):
         read_latest(tmp_path, "ingest", "tabduel ingest")
     path, _ = materialize(tmp_path, "ingest", "k", False, lambda tmp: {})
-    write_latest(tmp_path, "ingest", StepResult("ingest", str(path), "k", False))
+    publish(tmp_path, "ingest", StepResult("ingest", str(path), "k", False))
     assert read_latest(tmp_path, "ingest", "tabduel ingest").key == "k"

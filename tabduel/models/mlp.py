@@ -110,10 +110,9 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> ML
 
 
 def save(result: MLPFit, directory: Path) -> None:
-    """Write weights, architecture and history into directory."""
+    """Write weights and architecture into directory."""
     torch.save(result.model.state_dict(), directory / "model.pt")
     (directory / "architecture.json").write_text(json.dumps(result.architecture, indent=2))
-    (directory / "history.json").write_text(json.dumps(result.history))
 
 
 def load(directory: str | Path) -> nn.Module:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +64,8 @@ def fit(data: Data, cfg: XGBoostConfig, on_round: RoundCallback | None = None) -
 
 
 def save(result: XGBFit, directory: Path) -> None:
-    """Write the booster (XGBoost's JSON format) and the per-round history."""
+    """Write the booster in XGBoost's JSON format."""
     result.model.save_model(directory / "model.json")
-    (directory / "history.json").write_text(json.dumps(result.history))
 
 
 def load(directory: str | Path) -> xgb.XGBRegressor:
