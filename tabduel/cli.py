@@ -53,14 +53,16 @@ def _metavar(section: str, f: dataclasses.Field) -> str:
     return "LIST" if "tuple" in str(typ) else "TEXT"
 
 
-def add_settings(parser: argparse.ArgumentParser, sections: Sequence[str]) -> None:
-    """One flag per setting of each section, with its default and help."""
+def add_settings(parser: argparse.ArgumentParser, sections: Sequence[str], skip: Sequence[str] = ()) -> None:
+    """One flag per setting of each section (except 'section.name' in skip), with its default and help."""
     common = parser.add_argument_group("general")
     common.add_argument("--config", metavar="FILE", help="TOML file with settings (sections as in the flags)")
     common.add_argument("--force", action="store_true", help="recompute even when a cached output exists")
     for section in sections:
         group = parser.add_argument_group(f"[{section}] settings")
         for f in section_fields(section):
+            if f"{section}.{f.name}" in skip:
+                continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             help_text = f.metadata.get("help", "")
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `tabduel COMMAND --help` for the settings of a command.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in ("run", "ingest", "features", "evaluate"):
-        p = sub.add_parser(name, help=DESCRIPTIONS[name].split(".")[0], description=DESCRIPTIONS[name],
+        p = sub.add_parser(name, help=DESCRIPTIONS[name].split(". ")[0].rstrip("."), description=DESCRIPTIONS[name],
                            epilog=EPILOG)
         add_settings(p, SECTIONS[name])
     train = sub.add_parser("train", help="Train one model on the latest features",
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in MODEL_KINDS:
         p = kinds.add_parser(kind, help=DESCRIPTIONS[f"train-{kind}"], description=DESCRIPTIONS[f"train-{kind}"],
                              epilog=EPILOG)
-        add_settings(p, SECTIONS[f"train-{kind}"])
+        add_settings(p, SECTIONS[f"train-{kind}"], skip=["pipeline.models"])
     return parser
 
 
