@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -30,7 +32,10 @@ def ingest_task(pipeline: PipelineConfig, cfg: IngestConfig, force: bool = False
 
     def build(tmp: Path) -> dict:
         df, info = ingest(source, spec)
-        df.to_parquet(tmp / "table.parquet", index=False)
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        meta = {**(table.schema.metadata or {}), b"tabduel.source_sha256": source_sha.encode(),
+                b"tabduel.dataset": spec.name.encode()}
+        pq.write_table(table.replace_schema_metadata(meta), tmp / "table.parquet")
         (tmp / "dataset.toml").write_bytes(Path(spec.path).read_bytes())
         atomic_write_json(tmp / "ingest.json", {**info, "source_sha256": source_sha, "spec_sha256": spec.sha256})
         log.info(f"ingested {info['rows']} rows x {len(info['columns'])} columns from {source} ({info['encoding']})")

@@ -82,6 +82,14 @@ def test_pipeline_end_to_end(tmp_path, raw_csv, prefect_api, monkeypatch, capsys
     assert all(p.stat().st_mode & 0o044 for p in data_files)  # readable by others under a usual umask
     assert "plots/daily_totals.png" in {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
 
+    import pyarrow.parquet as pq
+
+    table_path = next((tmp_path / "data" / "ingest").glob("*/table.parquet"))
+    schema = pq.read_schema(table_path)
+    assert schema.metadata[b"tabduel.source_sha256"].decode() == parent.data.tags["source_sha256"]
+    table = pd.read_parquet(table_path)
+    assert str(table["date"].dtype) == "datetime64[ns]" and str(table["season"].dtype) == "category"
+
     # The MLflow model of the MLP predicts what tabduel's own evaluation predicted.
     import mlflow.pyfunc
 
