@@ -201,7 +201,7 @@ def test_steps_on_their_own(tmp_path, raw_csv, prefect_api, monkeypatch, capsys)
     assert all(r.info.status == "FINISHED" for r in runs)  # the refused evaluation opened no run
 
 
-def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
+def test_cli_bad_input_is_one_line_without_traceback(tmp_path, prefect_api):
     bad = raw_rows(days=2)
     bad[3][0] = "31/02/2018"
     path = write_raw(tmp_path / "bad.csv", bad)
