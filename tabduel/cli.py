@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 from tabduel.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
@@ -143,7 +144,9 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
         uri = summary["tracking_uri"]
         print(f"MLflow: run {summary['parent_run_id']} in experiment {summary['experiment_id']} at {uri}")
         if uri.startswith("sqlite:"):
-            print(f"  open the UI: mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
+            mlflow_bin = Path(sys.executable).parent / "mlflow"
+            command = str(mlflow_bin) if mlflow_bin.exists() else "mlflow"
+            print(f"  open the UI: {command} ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
     print(f"done in {seconds:.1f}s")
 
 
