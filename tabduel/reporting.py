@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tabduel.config import flatten
@@ -28,7 +27,7 @@ def log_model_run(tracker: Tracker, run_id: str, kind: str, model_dir: str | Pat
     if reused:
         tags["tabduel.reused_from_run"] = meta.get("run_id", "")
     tracker.set_tags(run_id, tags)
-    history = json.loads((model_dir / "history.json").read_text()) if (model_dir / "history.json").exists() else {}
+    history = read_json(model_dir / "history.json")
     tracker.log_series(run_id, {k: v for k, v in history.items() if k in SERIES_NAMES})
     facts = {k: float(v) for k, v in meta["info"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     tracker.log_metrics(run_id, facts)
