@@ -116,8 +116,12 @@ class _ExpectedErrors(logging.Filter):
         if isinstance(exc, TabduelError):
             return False
         message = record.getMessage()
-        return not (record.levelno >= logging.INFO and any(
-            name in message for name in ("DataError", "ConfigError", "SourceError", "TabduelError")))
+        return not any(name in message for name in _expected_error_names())
+
+
+def _expected_error_names(cls: type = TabduelError) -> set[str]:
+    """Class names of TabduelError and all its subclasses (Prefect's state messages name the class)."""
+    return {cls.__name__}.union(*(_expected_error_names(sub) for sub in cls.__subclasses__()))
 
 
 def quiet_expected_errors() -> None:

@@ -20,14 +20,14 @@ def derive(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Add date parts, encode categories as 1..k in spec order, transform the target, drop dates."""
     out = pd.DataFrame({ROW: np.arange(len(df), dtype=np.int64)})
     date_cols = [c.name for c in spec.columns if c.type == "date"]
+    dates = pd.DatetimeIndex(df[date_cols[0]]) if date_cols else None
     for col in spec.columns:
         if col.type == "category":
             codes = pd.Categorical(df[col.name], categories=list(col.levels)).codes
             out[col.name] = codes.astype(np.int64) + 1
         elif col.type in ("int", "float"):
             out[col.name] = df[col.name].to_numpy()
-    for name, part in spec.date_parts:
-        dates = pd.DatetimeIndex(df[date_cols[0]])
+    for name, part in spec.date_parts:  # the spec guarantees a date column when it has date parts
         values = {"isoweekday": dates.dayofweek + 1, "month": dates.month,
                   "day_of_month": dates.day, "year": dates.year}[part]
         out[name] = np.asarray(values, dtype=np.int64)

@@ -66,8 +66,12 @@ class LocalAPI:
                            "PREFECT_API_URL to a running `prefect server start` instead")
 
     def stop(self, grace: float = 2.0) -> None:
-        """Stop the server: SIGTERM, then SIGKILL after grace seconds."""
-        if self.process is None or self.process.poll() is not None:
+        """Stop the server (SIGTERM, then SIGKILL after grace seconds) and unset the URL start() set."""
+        if self.process is None:
+            return
+        if os.environ.get("PREFECT_API_URL") == self.url:  # start() only runs when it was unset
+            del os.environ["PREFECT_API_URL"]
+        if self.process.poll() is not None:
             return
         self.process.terminate()
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
@@ -14,6 +13,7 @@ from tabduel.config import ModelConfig
 from tabduel.errors import TabduelError
 from tabduel.features import load_xy
 from tabduel.models import Data
+from tabduel.store import read_json
 
 MODULES = {"mlp": "tabduel.models.mlp", "xgboost": "tabduel.models.xgb", "linear": "tabduel.models.linear"}
 # Library code each family's output depends on (for cache keys), and its third-party packages.
@@ -32,7 +32,7 @@ def family(kind: str) -> ModuleType:
 def load_data(features_dir: str | Path) -> tuple[Data, dict[str, Any]]:
     """Train and valid arrays of a features output, with its manifest."""
     features_dir = Path(features_dir)
-    manifest = json.loads((features_dir / "manifest.json").read_text())
+    manifest = read_json(features_dir / "manifest.json")
     x_train, y_train = load_xy(str(features_dir / "train.parquet"), manifest)
     x_valid, y_valid = load_xy(str(features_dir / "valid.parquet"), manifest)
     return Data(x_train, y_train, x_valid, y_valid, tuple(manifest["features"])), manifest
@@ -53,7 +53,7 @@ def predictor(kind: str, model_dir: str | Path) -> Callable[[np.ndarray], np.nda
 def check_trained_on(features: Any, models: dict[str, Any]) -> None:
     """Raise TabduelError unless every model (a StepResult) was trained on these features."""
     for kind, model in models.items():
-        trained_on = json.loads((Path(model.path) / "meta.json").read_text())["features_key"]
+        trained_on = read_json(Path(model.path) / "meta.json")["features_key"]
         if trained_on != features.key:
             raise TabduelError(f"the {kind} model in {model.path} was trained on features {trained_on}, not on "
                                f"{features.key}; run `tabduel train {kind}` on the current features first")
