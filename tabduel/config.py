@@ -90,9 +90,15 @@ class MLPConfig:
     patience: int = _opt(0, "early-stopping patience in epochs (0: off, keep the last epoch)")
     seed: int = _opt(4751, "torch seed for init and batch order")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    population: int = _opt(1, "train this many seeds (seed, seed+1, ...) at once; the model is their mean")
+    batch_order: str = _opt("member", "a population's batch order: each member its own permutation, or one "
+                            "shared by all", ("member", "shared"))
+    threads: int = _opt(0, "CPU threads (0: one for small nets, else the cores free to this process)")
 
     def __post_init__(self) -> None:
         _check(all(h >= 1 for h in self.hidden), "mlp.hidden", self.hidden, "widths must be at least 1")
+        _check(self.population >= 1, "mlp.population", self.population, "must be at least 1")
+        _check(self.threads >= 0, "mlp.threads", self.threads, "must not be negative (0: automatic)")
         _check(self.lr > 0, "mlp.lr", self.lr, "must be positive")
         _check(self.weight_decay >= 0, "mlp.weight_decay", self.weight_decay, "must not be negative")
         _check(0 <= self.dropout < 1, "mlp.dropout", self.dropout, "must be in [0, 1)")
@@ -116,7 +122,7 @@ class XGBoostConfig:
     early_stopping_rounds: int = _opt(50, "stop after this many rounds without valid improvement")
     seed: int = _opt(4751, "random seed")
     device: str = _opt("auto", "auto (cuda when present), cpu, cuda or cuda:N")
-    n_jobs: int = _opt(0, "threads (0: the cores free to this process)")
+    n_jobs: int = _opt(0, "threads (0: the cores free to this process; never more than those)")
 
     def __post_init__(self) -> None:
         _check(self.n_estimators >= 1, "xgboost.n_estimators", self.n_estimators, "must be at least 1")

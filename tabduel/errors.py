@@ -15,3 +15,7 @@ class DataError(TabduelError):
 
 class SourceError(TabduelError):
     """The raw source file cannot be found, downloaded or verified."""
+
+
+class CapacityError(TabduelError):
+    """The work asked for would not fit the device's memory."""

@@ -1,37 +1,57 @@
-"""The PyTorch MLP: whole splits as device tensors, batches drawn from a permutation."""
+"""The PyTorch MLP family: the engine trains it; this module builds, saves, loads and predicts."""
 
 from __future__ import annotations
 
-import copy
+import csv
 import json
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tabduel.config import MLPConfig
+from tabduel.engine import population, single
+from tabduel.engine.net import Params, forward, to_sequential
 from tabduel.models import Data
-from tabduel.runtime import resolve_torch_device, seed_everything
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
 }
 EpochCallback = Callable[[int, int, float, float], None]  # (epoch, epochs, train_loss, valid_loss)
+MEMBER_COLUMNS = ("member", "seed", "lr", "weight_decay", "dropout", "epochs_run", "best_epoch", "valid_mse")
 
 
 @dataclass
 class MLPFit:
-    """A trained MLP (on the CPU), its per-epoch losses and facts about the run."""
+    """A trained MLP or ensemble (on the CPU), its per-epoch losses and facts about the run."""
 
     model: nn.Module
     architecture: dict[str, Any]
     history: dict[str, list[float]]
     info: dict[str, Any]
+    members: list[dict[str, Any]] = field(default_factory=list)  # one row per population member
+
+
+class Ensemble(nn.Module):
+    """K MLPs of one shape with stacked weights; forward is the mean of their predictions."""
+
+    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], activation: str):
+        super().__init__()
+        self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in weights)  # (K, out, in)
+        self.biases = nn.ParameterList(nn.Parameter(b, requires_grad=False) for b in biases)  # (K, out, 1)
+        self.activation = activation
+
+    def members_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(rows, features) -> (K, rows): every member's prediction."""
+        params = Params(list(self.weights), list(self.biases))
+        return forward(params, x.t(), self.activation).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(rows, features) -> (rows, 1): the members' mean prediction."""
+        return self.members_forward(x).mean(dim=0).unsqueeze(1)
 
 
 def build_mlp(n_in: int, hidden: tuple[int, ...], activation: str, dropout: float) -> nn.Sequential:
@@ -47,80 +67,69 @@ def build_mlp(n_in: int, hidden: tuple[int, ...], activation: str, dropout: floa
     return nn.Sequential(*layers)
 
 
-def make_optimizer(cfg: MLPConfig, params: Any, device: torch.device) -> torch.optim.Optimizer:
-    """SGD, Adam or AdamW; fused kernels on CUDA, foreach elsewhere."""
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
+def _architecture(n_in: int, cfg: MLPConfig) -> dict[str, Any]:
+    return {"n_in": n_in, "hidden": list(cfg.hidden), "activation": cfg.activation, "dropout": cfg.dropout,
+            "members": cfg.population}
 
 
 def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> MLPFit:
-    """Train on data.train, watch data.valid; with patience > 0 stop early and keep the best weights."""
-    seed_everything(cfg.seed)
-    device = torch.device(resolve_torch_device(cfg.device))
+    """Train one MLP, or (cfg.population > 1) that many seeds at once as an ensemble, with the engine."""
     n_in = data.x_train.shape[1]
-    model = build_mlp(n_in, cfg.hidden, cfg.activation, cfg.dropout).to(device)
-    opt = make_optimizer(cfg, model.parameters(), device)
-    xt = torch.from_numpy(data.x_train).to(device)               # (n, features)
-    yt = torch.from_numpy(data.y_train).to(device).unsqueeze(1)  # (n, 1)
-    xv = torch.from_numpy(data.x_valid).to(device)
-    yv = torch.from_numpy(data.y_valid).to(device).unsqueeze(1)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed)
-    n, bs = xt.shape[0], cfg.batch_size
+    if cfg.population == 1:
+        result = single.fit(data, cfg, on_epoch)
+        model = to_sequential(result.params, cfg.activation, cfg.dropout)
+        return MLPFit(model, _architecture(n_in, cfg), result.history, result.info)
 
-    history: dict[str, list[float]] = {"train_loss": [], "valid_loss": []}
-    best = (float("inf"), 0, None)  # (valid loss, epoch, state)
-    start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        perm = torch.randperm(n, generator=gen, device=device)
-        total = torch.zeros((), device=device)
-        for i in range(0, n, bs):
-            idx = perm[i:i + bs]
-            loss = F.mse_loss(model(xt[idx]), yt[idx])  # (batch, 1) vs (batch, 1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * idx.numel()
-        model.eval()
-        with torch.no_grad():
-            valid_loss = F.mse_loss(model(xv), yv).item()
-        train_loss = (total / n).item()
-        history["train_loss"].append(train_loss)
-        history["valid_loss"].append(valid_loss)
+    def report(epoch: int, epochs: int, k: int, train_loss: float, valid_loss: float) -> None:
         if on_epoch:
-            on_epoch(epoch, cfg.epochs, train_loss, valid_loss)
-        if valid_loss < best[0]:
-            state = copy.deepcopy(model.state_dict()) if cfg.patience > 0 else None
-            best = (valid_loss, epoch, state)
-        elif cfg.patience > 0 and epoch - best[1] >= cfg.patience:
-            break
-    seconds = time.perf_counter() - start
-    if cfg.patience > 0 and best[2] is not None:
-        model.load_state_dict(best[2])
-    model = model.cpu().eval()
-    info = {"device": str(device), "epochs_run": len(history["train_loss"]), "best_epoch": best[1],
-            "best_valid_loss": best[0], "restored_best": cfg.patience > 0, "train_seconds": seconds}
-    arch = {"n_in": n_in, "hidden": list(cfg.hidden), "activation": cfg.activation, "dropout": cfg.dropout}
-    return MLPFit(model, arch, history, info)
+            on_epoch(epoch, epochs, train_loss, valid_loss)
+
+    pop = population.fit(data, cfg, population.members_of(cfg, cfg.population), report)
+    ensemble = Ensemble(pop.params.weights, pop.params.biases, cfg.activation).eval()
+    with torch.no_grad():
+        per_member = ensemble.members_forward(torch.from_numpy(data.x_valid))  # (K, n_valid)
+        y = torch.from_numpy(data.y_valid)
+        mse = ((per_member - y) ** 2).mean(dim=1).numpy()  # (K,)
+        ensemble_mse = float(((per_member.mean(dim=0) - y) ** 2).mean())
+    members = [{"member": k, "seed": m.seed, "lr": m.lr, "weight_decay": m.weight_decay, "dropout": m.dropout,
+                "epochs_run": int(pop.info["epochs_run"][k]), "best_epoch": int(pop.info["best_epoch"][k]),
+                "valid_mse": float(mse[k])} for k, m in enumerate(pop.members)]
+    ran = int(pop.info["epochs_run"].max())
+    # Per epoch, the mean over the members still training then.
+    history = {name: [float(np.nanmean(values[:, e])) for e in range(ran)] for name, values in pop.history.items()}
+    info = {"device": pop.info["device"], "population": cfg.population, "epochs_run": ran,
+            "member_epochs": pop.info["member_epochs"], "restored_best": cfg.patience > 0,
+            "train_seconds": pop.info["train_seconds"], "threads": pop.info["threads"],
+            "optimizer_update": pop.info["optimizer_update"], "batch_order": cfg.batch_order,
+            "ensemble_valid_mse": ensemble_mse, "members_valid_mse_mean": float(mse.mean()),
+            "members_valid_mse_sd": float(mse.std(ddof=1)) if len(mse) > 1 else 0.0,
+            "members_valid_mse_min": float(mse.min()), "members_valid_mse_max": float(mse.max())}
+    return MLPFit(ensemble, _architecture(n_in, cfg), history, info, members)
 
 
 def save(result: MLPFit, directory: Path) -> None:
-    """Write weights and architecture into directory."""
+    """Write weights and architecture (and, for an ensemble, members.csv) into directory."""
     torch.save(result.model.state_dict(), directory / "model.pt")
     (directory / "architecture.json").write_text(json.dumps(result.architecture, indent=2))
+    if result.members:
+        with (directory / "members.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, MEMBER_COLUMNS)
+            writer.writeheader()
+            writer.writerows(result.members)
 
 
 def load(directory: str | Path) -> nn.Module:
-    """Rebuild the saved MLP on the CPU in eval mode."""
+    """Rebuild the saved MLP (or ensemble) on the CPU in eval mode."""
     directory = Path(directory)
     arch = json.loads((directory / "architecture.json").read_text())
-    model = build_mlp(arch["n_in"], tuple(arch["hidden"]), arch["activation"], arch["dropout"])
-    model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
+    state = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
+    if arch.get("members", 1) > 1:
+        n_layers = len(arch["hidden"]) + 1
+        model: nn.Module = Ensemble([state[f"weights.{i}"] for i in range(n_layers)],
+                                    [state[f"biases.{i}"] for i in range(n_layers)], arch["activation"])
+    else:
+        model = build_mlp(arch["n_in"], tuple(arch["hidden"]), arch["activation"], arch["dropout"])
+        model.load_state_dict(state)
     return model.eval()
 
 

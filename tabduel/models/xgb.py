@@ -12,7 +12,7 @@ import xgboost as xgb
 
 from tabduel.config import XGBoostConfig
 from tabduel.models import Data
-from tabduel.runtime import free_cores, resolve_xgboost_device
+from tabduel.runtime import cpu_threads, resolve_xgboost_device
 
 RoundCallback = Callable[[int, int, float], None]  # (round, max rounds, valid rmse)
 
@@ -40,7 +40,7 @@ class _Progress(xgb.callback.TrainingCallback):
 def fit(data: Data, cfg: XGBoostConfig, on_round: RoundCallback | None = None) -> XGBFit:
     """Fit on train with early stopping on valid; keep the best iteration."""
     device = resolve_xgboost_device(cfg.device)
-    n_jobs = cfg.n_jobs or free_cores()
+    n_jobs = cpu_threads(cfg.n_jobs)
     model = xgb.XGBRegressor(
         tree_method="hist", device=device, n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate,
         max_depth=cfg.max_depth, min_child_weight=cfg.min_child_weight, subsample=cfg.subsample,

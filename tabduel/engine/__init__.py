@@ -1,0 +1,5 @@
+"""The MLP training engine: plain functions on tensors, no MLflow, no Prefect.
+
+single.fit trains one model; population.fit trains K models of one shape at once; population.fit_many groups any
+list of configs into populations by shape.
+"""

@@ -1,0 +1,203 @@
+"""Train K MLPs of one shape at once: stacked weights, batched matmuls, per-member early stopping."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from tabduel.config import MLPConfig
+from tabduel.engine import memory
+from tabduel.engine.net import Params, Tape, backward, forward, init_params, member, stack
+from tabduel.engine.optim import Optimizer
+from tabduel.engine.single import SingleFit, macs_per_step, split_tensors
+from tabduel.models import Data
+from tabduel.runtime import resolve_torch_device, torch_threads, using_threads
+
+Tensor = torch.Tensor
+# (epoch, epochs, members still training, their mean train loss, their mean valid loss)
+PopulationCallback = Callable[[int, int, int, float, float], None]
+
+
+@dataclass(frozen=True)
+class Member:
+    """What differs between the members of a population."""
+
+    seed: int
+    lr: float
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+
+
+@dataclass
+class PopulationFit:
+    """K trained MLPs stacked (on the CPU), per-member losses (K, epochs; NaN once stopped) and facts."""
+
+    params: Params
+    members: tuple[Member, ...]
+    history: dict[str, np.ndarray]
+    info: dict[str, Any]
+
+    def single(self, k: int) -> SingleFit:
+        """Member k as if trained alone: its weights, its history and its own facts."""
+        ran = int(self.info["epochs_run"][k])
+        history = {name: [float(v) for v in values[k, :ran]] for name, values in self.history.items()}
+        info = {"device": self.info["device"], "epochs_run": ran, "best_epoch": int(self.info["best_epoch"][k]),
+                "best_valid_loss": float(self.info["best_valid_loss"][k]),
+                "restored_best": self.info["restored_best"], "train_seconds": self.info["train_seconds"],
+                "threads": self.info["threads"], "optimizer_update": self.info["optimizer_update"],
+                "population": len(self.members)}
+        return SingleFit(member(self.params, k), history, info)
+
+
+def members_of(cfg: MLPConfig, n: int) -> tuple[Member, ...]:
+    """n members of cfg with seeds cfg.seed, cfg.seed + 1, ... and cfg's other settings."""
+    return tuple(Member(cfg.seed + i, cfg.lr, cfg.weight_decay, cfg.dropout) for i in range(n))
+
+
+def shape_of(cfg: MLPConfig) -> MLPConfig:
+    """The settings that members of one population share: cfg with the per-member ones blanked."""
+    return dataclasses.replace(cfg, seed=0, lr=1.0, weight_decay=0.0, dropout=0.0, population=1)
+
+
+def required_bytes(data: Data, cfg: MLPConfig, members: int) -> int:
+    """Peak bytes of a population of `members` cfg-shaped MLPs on these data, the splits included."""
+    splits = sum(a.nbytes for a in (data.x_train, data.y_train, data.x_valid, data.y_valid))
+    return splits + memory.population_bytes(members, data.x_train.shape[1], cfg.hidden, cfg.batch_size,
+                                            cfg.optimizer, cfg.patience > 0, cfg.dropout > 0,
+                                            data.x_valid.shape[0])
+
+
+def _per_member(values: Sequence[float], device: torch.device) -> Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)  # (K, 1, 1)
+
+
+def _valid_losses(params: Params, xv: Tensor, yv: Tensor, activation: str, chunk: int) -> Tensor:
+    """(K,) valid MSE of each member from xv (features, n_valid), yv (1, n_valid), `chunk` members at a time."""
+    k = params.weights[0].shape[0]
+    out = []
+    for s in range(0, k, chunk):
+        pred = forward(params.select(slice(s, s + chunk)), xv, activation)  # (chunk, 1, n_valid)
+        out.append((pred - yv).square().mean(dim=(1, 2)))
+    return torch.cat(out)
+
+
+def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: PopulationCallback | None = None,
+        available: int | None = -1) -> PopulationFit:
+    """Train len(members) MLPs of cfg's shape together; each member has its own seed, lr, weight decay, dropout.
+
+    Member k sees the batches of its own permutation stream (seeded by its seed), exactly as a single model
+    with that seed does, unless cfg.batch_order is 'shared'. With cfg.patience > 0, a member stops when its valid
+    loss has not improved for patience epochs, keeps its best weights and drops out of the stacked tensors.
+    `available` overrides the free bytes the memory check assumes (-1: ask the device; None: skip the check).
+    """
+    members = tuple(members)
+    k_all = len(members)
+    if k_all == 0:
+        raise ValueError("a population needs at least one member")
+    device = torch.device(resolve_torch_device(cfg.device))
+    shape = "-".join(map(str, (data.x_train.shape[1], *cfg.hidden, 1)))
+    memory.check_fits(k_all, lambda k: required_bytes(data, cfg, k),
+                      memory.available_bytes(device) if available == -1 else available, device, shape)
+    threads = torch_threads(cfg.threads, macs_per_step(data.x_train.shape[1], cfg.hidden, cfg.batch_size, k_all))
+    epochs, bs = cfg.epochs, cfg.batch_size
+    with using_threads(threads), torch.no_grad():
+        xy, xv, yv = split_tensors(data, device)
+        n, n_in = xy.shape[0], xy.shape[1] - 1
+        params = stack([init_params(n_in, cfg.hidden, m.seed) for m in members])
+        params = Params([w.to(device) for w in params.weights], [b.to(device) for b in params.biases])
+        opt = Optimizer(cfg.optimizer, params.tensors(), _per_member([m.lr for m in members], device),
+                        _per_member([m.weight_decay for m in members], device))
+        any_dropout = any(m.dropout > 0 for m in members)
+        keep = _per_member([1 - m.dropout for m in members], device) if any_dropout else None
+        seeds = [members[0].seed] if cfg.batch_order == "shared" else [m.seed for m in members]
+        orders = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        noise = torch.Generator(device=device).manual_seed(members[0].seed + 1)  # dropout masks
+        chunk = memory.eval_chunk(k_all, xv.shape[0], cfg.hidden)
+
+        active = torch.arange(k_all)  # original index of each row of the stacked tensors
+        best = params.clone() if cfg.patience > 0 else None
+        best_loss = torch.full((k_all,), float("inf"))
+        best_epoch = torch.zeros(k_all, dtype=torch.long)
+        epochs_run = torch.zeros(k_all, dtype=torch.long)
+        train_hist = torch.full((k_all, epochs), float("nan"))
+        valid_hist = torch.full((k_all, epochs), float("nan"))
+        buffer: Tensor | None = None
+        member_epochs = 0  # member-epochs actually trained (stopped members cost nothing)
+        start = time.perf_counter()
+        for epoch in range(1, epochs + 1):
+            k = active.numel()
+            if len(orders) == 1:  # one permutation: the batch (features, batch) is shared, not copied K times
+                rows = xy[torch.randperm(n, generator=orders[0], device=device)].t()  # (features + 1, n)
+            else:  # each member's rows in its own order, gathered once per epoch into a reused buffer
+                perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in orders]).view(-1)
+                if buffer is None or buffer.shape[0] != perms.numel():
+                    buffer = torch.empty(perms.numel(), n_in + 1, device=device)  # fresh pages cost ~10 ms
+                rows = torch.index_select(xy, 0, perms, out=buffer).view(k, n, n_in + 1).transpose(1, 2)
+            total = torch.zeros(k, device=device)
+            for i in range(0, n, bs):
+                xb, yb = rows[..., :n_in, i:i + bs], rows[..., n_in:, i:i + bs]  # (k,) features or 1, batch
+                tape = Tape([], [], [], [])
+                err = forward(params, xb, cfg.activation, keep, noise, tape) - yb  # (k, 1, batch)
+                total += err.square().sum(dim=(1, 2))
+                opt.step(params.tensors(), backward(params, tape, err * (2.0 / xb.shape[-1]), cfg.activation))
+            valid = _valid_losses(params, xv, yv, cfg.activation, chunk).cpu()  # (k,)
+            train = (total / n).cpu()
+            member_epochs += k
+            train_hist[active, epoch - 1] = train
+            valid_hist[active, epoch - 1] = valid
+            epochs_run[active] = epoch
+            improved = valid < best_loss[active]
+            best_loss[active[improved]] = valid[improved]
+            best_epoch[active[improved]] = epoch
+            if on_epoch:
+                on_epoch(epoch, epochs, k, float(train.mean()), float(valid.mean()))
+            if best is None:
+                continue
+            rows = improved.nonzero().squeeze(1).to(device)
+            if rows.numel():
+                for kept, now in zip(best.tensors(), params.tensors()):
+                    kept[active[improved].to(device)] = now[rows]
+            stopped = epoch - best_epoch[active] >= cfg.patience
+            if stopped.all():
+                break
+            if stopped.any():  # drop stopped members from every stacked tensor: they cost no more updates
+                go_on = (~stopped).nonzero().squeeze(1)
+                rows = go_on.to(device)
+                params = params.select(rows)
+                opt.select(rows)
+                keep = keep[rows] if keep is not None else None
+                if len(orders) > 1:
+                    orders = [orders[int(j)] for j in go_on]
+                active = active[go_on]
+        seconds = time.perf_counter() - start
+    final = best if best is not None else params
+    final = Params([w.cpu() for w in final.weights], [b.cpu() for b in final.biases])
+    info = {"device": str(device), "members": k_all, "epochs_run": epochs_run.numpy(),
+            "best_epoch": best_epoch.numpy(), "best_valid_loss": best_loss.numpy(),
+            "restored_best": cfg.patience > 0, "train_seconds": seconds, "member_epochs": member_epochs,
+            "threads": threads, "optimizer_update": opt.kind, "batch_order": cfg.batch_order,
+            "estimated_bytes": required_bytes(data, cfg, k_all)}
+    return PopulationFit(final, members, {"train_loss": train_hist.numpy(), "valid_loss": valid_hist.numpy()},
+                         info)
+
+
+def fit_many(data: Data, configs: Sequence[MLPConfig], on_epoch: PopulationCallback | None = None
+             ) -> list[SingleFit]:
+    """Train every config, grouping those of one shape into a population; results in the order given."""
+    groups: dict[MLPConfig, list[int]] = defaultdict(list)
+    for i, cfg in enumerate(configs):
+        groups[shape_of(cfg)].append(i)
+    out: list[SingleFit | None] = [None] * len(configs)
+    for shape, indices in groups.items():
+        members = [Member(configs[i].seed, configs[i].lr, configs[i].weight_decay, configs[i].dropout)
+                   for i in indices]
+        result = fit(data, shape, members, on_epoch)
+        for k, i in enumerate(indices):
+            out[i] = result.single(k)
+    return [r for r in out if r is not None]
