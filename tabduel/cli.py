@@ -31,7 +31,8 @@ DESCRIPTIONS = {
     "ingest": "Decode and validate the raw CSV into <data-dir>/ingest/<key>/table.parquet.",
     "features": "Build scaled train/valid/test Parquet splits and a manifest from the latest ingest output.",
     "evaluate": "Evaluate the latest model of each kind on valid and test; tables and plots go to MLflow.",
-    "train-mlp": "Train the PyTorch MLP (default: the original analysis's NN5) on the latest features.",
+    "train-mlp": "Train the PyTorch MLP (default: the original analysis's NN5) on the latest features. With "
+                 "--population N, train N seeds at once and keep their ensemble mean as the model.",
     "train-xgboost": "Train XGBoost (hist trees, early stopping on valid) on the latest features.",
     "train-linear": "Fit the ordinary least squares baseline on the latest features.",
 }
@@ -54,8 +55,12 @@ def _metavar(section: str, f: dataclasses.Field) -> str:
     return "LIST" if "tuple" in str(typ) else "TEXT"
 
 
-def add_settings(parser: argparse.ArgumentParser, sections: Sequence[str], skip: Sequence[str] = ()) -> None:
-    """One flag per setting of each section (except 'section.name' in skip), with its default and help."""
+def add_settings(parser: argparse.ArgumentParser, sections: Sequence[str], skip: Sequence[str] = (),
+                 short: str | None = None) -> None:
+    """One flag per setting of each section (except 'section.name' in skip), with its default and help.
+
+    The settings of section `short` also get an unprefixed flag: `train mlp --population 8` = `--mlp-population 8`.
+    """
     common = parser.add_argument_group("general")
     common.add_argument("--config", metavar="FILE", help="TOML file with settings (sections as in the flags)")
     common.add_argument("--force", action="store_true", help="recompute even when a cached output exists")
@@ -69,7 +74,10 @@ def add_settings(parser: argparse.ArgumentParser, sections: Sequence[str], skip:
             help_text = f.metadata.get("help", "")
             if f.metadata.get("choices"):
                 help_text += f" (one of: {', '.join(f.metadata['choices'])})"
-            group.add_argument(flag(section, f.name), dest=f"{section}.{f.name}", metavar=_metavar(section, f),
+            flags = [flag(section, f.name)]
+            if section == short:
+                flags.insert(0, flag("pipeline", f.name))  # UNPREFIXED: --population
+            group.add_argument(*flags, dest=f"{section}.{f.name}", metavar=_metavar(section, f),
                                default=None, help=f"{help_text} [default: {shown!s}]".replace("%", "%%"))
 
 
@@ -90,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in MODEL_KINDS:
         p = kinds.add_parser(kind, help=DESCRIPTIONS[f"train-{kind}"], description=DESCRIPTIONS[f"train-{kind}"],
                              epilog=EPILOG)
-        add_settings(p, SECTIONS[f"train-{kind}"], skip=["pipeline.models"])
+        add_settings(p, SECTIONS[f"train-{kind}"], skip=["pipeline.models"], short=kind)
     return parser
 
 

@@ -95,3 +95,16 @@ def predicted_vs_observed(predictions: pd.DataFrame, kind: str, path: Path, dpi:
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path, dpi)
+
+
+def population_members(members: list[dict], ensemble_mse: float, path: Path, dpi: int) -> Path:
+    """Each member's valid MSE (sorted), against the valid MSE of their mean prediction."""
+    mse = np.sort(np.array([m["valid_mse"] for m in members]))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(np.arange(1, len(mse) + 1), mse, "o", ms=4, color="#1f77b4", label="members (sorted)")
+    ax.axhline(ensemble_mse, color="#d62728", lw=1.5, label=f"ensemble mean: {ensemble_mse:.4f}")
+    ax.set_xlabel("member rank")
+    ax.set_ylabel("valid MSE")
+    ax.set_title(f"MLP population of {len(mse)}: members and their ensemble")
+    ax.legend()
+    return _save(fig, path, dpi)

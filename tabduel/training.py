@@ -18,7 +18,9 @@ from tabduel.store import read_json
 MODULES = {"mlp": "tabduel.models.mlp", "xgboost": "tabduel.models.xgb", "linear": "tabduel.models.linear"}
 # Library code each family's output depends on (for cache keys), and its third-party packages.
 CODE = {
-    "mlp": ([MODULES["mlp"], "tabduel.training", "tabduel.runtime"], ["torch", "numpy"]),
+    "mlp": ([MODULES["mlp"], "tabduel.engine.net", "tabduel.engine.optim", "tabduel.engine.single",
+             "tabduel.engine.population", "tabduel.engine.memory", "tabduel.training", "tabduel.runtime"],
+            ["torch", "numpy"]),
     "xgboost": ([MODULES["xgboost"], "tabduel.training", "tabduel.runtime"], ["xgboost", "numpy"]),
     "linear": ([MODULES["linear"], "tabduel.training"], ["scikit-learn", "numpy"]),
 }

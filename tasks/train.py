@@ -74,6 +74,11 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
             result = fit(kind, data, cfg, _progress(kind, log))
             family(kind).save(result, tmp)
             atomic_write_json(tmp / "history.json", result.history)
+            if getattr(result, "members", None):  # a population: its members' table and how they compare
+                from tabduel.plots import population_members
+
+                atomic_write_json(tmp / "members.json", result.members)
+                population_members(result.members, result.info["ensemble_valid_mse"], tmp / "members.png", 110)
             meta = {"kind": kind, "key": key, "config": _resolved(kind, cfg), "features_dir": features.path,
                     "features_key": features.key, "features_config": manifest["config"],
                     "feature_names": manifest["features"], "source_sha256": manifest["source_sha256"],

@@ -73,6 +73,17 @@ def required_bytes(data: Data, cfg: MLPConfig, members: int) -> int:
                                             data.x_valid.shape[0])
 
 
+def check_memory(data: Data, cfg: MLPConfig, members: int, available: int | None = -1) -> None:
+    """Raise CapacityError, before anything is allocated, if `members` cfg-shaped MLPs would not fit the device.
+
+    `available` overrides the free bytes the check assumes (-1: ask the device; None: skip the check).
+    """
+    device = torch.device(resolve_torch_device(cfg.device))
+    shape = "-".join(map(str, (data.x_train.shape[1], *cfg.hidden, 1)))
+    memory.check_fits(members, lambda k: required_bytes(data, cfg, k),
+                      memory.available_bytes(device) if available == -1 else available, device, shape)
+
+
 def _per_member(values: Sequence[float], device: torch.device) -> Tensor:
     return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)  # (K, 1, 1)
 
@@ -94,16 +105,14 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
     Member k sees the batches of its own permutation stream (seeded by its seed), exactly as a single model
     with that seed does, unless cfg.batch_order is 'shared'. With cfg.patience > 0, a member stops when its valid
     loss has not improved for patience epochs, keeps its best weights and drops out of the stacked tensors.
-    `available` overrides the free bytes the memory check assumes (-1: ask the device; None: skip the check).
+    `available` is passed to check_memory.
     """
     members = tuple(members)
     k_all = len(members)
     if k_all == 0:
         raise ValueError("a population needs at least one member")
+    check_memory(data, cfg, k_all, available)
     device = torch.device(resolve_torch_device(cfg.device))
-    shape = "-".join(map(str, (data.x_train.shape[1], *cfg.hidden, 1)))
-    memory.check_fits(k_all, lambda k: required_bytes(data, cfg, k),
-                      memory.available_bytes(device) if available == -1 else available, device, shape)
     threads = torch_threads(cfg.threads, macs_per_step(data.x_train.shape[1], cfg.hidden, cfg.batch_size, k_all))
     epochs, bs = cfg.epochs, cfg.batch_size
     with using_threads(threads), torch.no_grad():

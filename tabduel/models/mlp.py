@@ -84,6 +84,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> ML
         if on_epoch:
             on_epoch(epoch, epochs, train_loss, valid_loss)
 
+    population.check_memory(data, cfg, cfg.population)  # before building a list of cfg.population members
     pop = population.fit(data, cfg, population.members_of(cfg, cfg.population), report)
     ensemble = Ensemble(pop.params.weights, pop.params.biases, cfg.activation).eval()
     with torch.no_grad():
