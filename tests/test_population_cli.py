@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from test_pipeline import client_for, run_cli
 
 
