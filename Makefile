@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench bench-training clean
 
 $(BIN)/tabduel: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline.py $(ARGS)
+
+bench-training: setup
+	$(BIN)/python benchmarks/training.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -15,6 +15,7 @@ is linear in K); the sample size is in each row. Repeats are interleaved and med
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -234,6 +235,9 @@ def row_wide_mlp(data, device: str, quick: bool, repeats: int) -> dict[str, Any]
 def row_xgboost(data, device: str, quick: bool, repeats: int) -> dict[str, Any]:
     import torch
 
+    if importlib.util.find_spec("xgboost") is None:
+        return {"figures": "unmeasured: xgboost is not installed here", "ratio": None, "ratio_means": ""}
+
     from tabduel.config import XGBoostConfig
     from tabduel.models import xgb
     from tabduel.runtime import cpu_threads, free_cores
@@ -254,10 +258,41 @@ def row_xgboost(data, device: str, quick: bool, repeats: int) -> dict[str, Any]:
     figures = {f"{name}_s": round(_median(ts), 3) for name, ts in times.items()}
     figures.update({"threads_free_cores": ours, "threads_oversubscribed": 4 * free_cores(),
                     "max_rounds": rounds, "best_valid_mse": mse})
+    # Side by side with an MLP population in another thread of the same process (as parallel trials run):
+    # each taking every core, against the cores split between them.
+    both = {"each_all_cores": (free_cores(), free_cores()), "cores_split": (max(1, ours // 2), max(1, ours // 2))}
+    for name, (jobs, threads) in both.items():
+        walls, xgb_s = [], []
+        for _ in range(repeats):
+            w, x = _side_by_side(data, device, rounds, jobs, threads, quick)
+            walls.append(w)
+            xgb_s.append(x)
+        figures[f"with_mlp_{name}_wall_s"] = round(_median(walls), 3)
+        figures[f"with_mlp_{name}_xgboost_s"] = round(_median(xgb_s), 3)
     if "cuda" not in settings:
         figures["cuda_s"] = "unmeasured: no CUDA device"
-    return {"figures": figures, "ratio": round(_median(times["oversubscribed"]) / _median(times["free_cores"]), 2),
-            "ratio_means": "oversubscribed / free-cores time (how much the thread setting saves)"}
+    figures["alone_oversubscribed_over_free_cores"] = round(_median(times["oversubscribed"])
+                                                             / _median(times["free_cores"]), 2)
+    return {"figures": figures,
+            "ratio": round(figures["with_mlp_each_all_cores_wall_s"] / figures["with_mlp_cores_split_wall_s"], 2),
+            "ratio_means": "XGBoost + MLP population side by side: wall time with each on all cores / cores split"}
+
+
+def _side_by_side(data, device: str, rounds: int, jobs: int, threads: int, quick: bool) -> tuple[float, float]:
+    """Wall time of XGBoost (n_jobs=jobs) and a 64-member NN5 population (threads) run at once; and XGBoost's."""
+    import threading
+
+    from tabduel.config import XGBoostConfig
+    from tabduel.engine import population
+    from tabduel.models import xgb
+
+    cfg = nn5(device, epochs=10 if quick else 30, threads=threads)
+    worker = threading.Thread(target=lambda: population.fit(data, cfg, _members(64)))
+    start = time.perf_counter()
+    worker.start()
+    xgb_seconds, _ = _timed(lambda: xgb.fit(data, XGBoostConfig(n_estimators=rounds, device="cpu", n_jobs=jobs)))
+    worker.join()
+    return time.perf_counter() - start, xgb_seconds
 
 
 def row_pipeline_compute(data, device: str, quick: bool, repeats: int, source: str = "") -> dict[str, Any]:
@@ -360,9 +395,14 @@ def run_child(cmd: list[str], cwd: Path | None = None) -> tuple[str, float, floa
 
 def versions() -> dict[str, str]:
     import torch
-    import xgboost
 
-    info = {"python": platform.python_version(), "torch": torch.__version__, "xgboost": xgboost.__version__}
+    info = {"python": platform.python_version(), "torch": torch.__version__}
+    try:
+        import xgboost
+
+        info["xgboost"] = xgboost.__version__
+    except ImportError:  # a bare GPU image: the xgboost row reports itself unmeasured
+        info["xgboost"] = "not installed"
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
         info["cuda"] = str(torch.version.cuda)
@@ -405,7 +445,10 @@ def main() -> None:
                 "--features", str(feats), "--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
         for name in names:
             print(f"-- {name} ...", flush=True)
-            if name == "pipeline_overhead":
+            if name == "pipeline_overhead" and not all(map(importlib.util.find_spec, ("prefect", "mlflow"))):
+                results[name] = {"figures": "unmeasured: Prefect or MLflow is not installed here", "ratio": None,
+                                 "ratio_means": ""}
+            elif name == "pipeline_overhead":
                 results[name] = pipeline_overhead(base, args, Path(tmp))
             else:
                 out, wall, rss = run_child(base + ["--row", name])

@@ -189,9 +189,10 @@ def test_shared_batch_order_trains_every_member_on_one_permutation(data):
 def test_fit_many_groups_configs_by_shape_and_keeps_their_order(data):
     a = MLPConfig(hidden=(8,), epochs=3, batch_size=100, device="cpu")
     b = MLPConfig(hidden=(4, 4), epochs=3, batch_size=100, device="cpu")
-    configs = [a, b, MLPConfig(**{**a.__dict__, "seed": 3, "lr": 0.01}), MLPConfig(**{**b.__dict__, "seed": 8})]
+    c = MLPConfig(hidden=(5,), epochs=3, batch_size=100, device="cpu")
+    configs = [a, b, MLPConfig(**{**a.__dict__, "seed": 3, "lr": 0.01}), c, MLPConfig(**{**b.__dict__, "seed": 8})]
     results = population.fit_many(data, configs)
-    assert [r.info["population"] for r in results] == [2, 2, 2, 2]
+    assert [r.info.get("population", 1) for r in results] == [2, 2, 2, 1, 2]
     for cfg, result in zip(configs, results):
         _assert_same_model(result, single.fit(data, cfg))
 

@@ -15,6 +15,7 @@ from tabduel.config import MLPConfig
 from tabduel.engine import memory
 from tabduel.engine.net import Params, Tape, backward, forward, init_params, member, stack
 from tabduel.engine.optim import Optimizer
+from tabduel.engine import single
 from tabduel.engine.single import SingleFit, macs_per_step, split_tensors
 from tabduel.models import Data
 from tabduel.runtime import resolve_torch_device, torch_threads, using_threads
@@ -204,6 +205,9 @@ def fit_many(data: Data, configs: Sequence[MLPConfig], on_epoch: PopulationCallb
         groups[shape_of(cfg)].append(i)
     out: list[SingleFit | None] = [None] * len(configs)
     for shape, indices in groups.items():
+        if len(indices) == 1:  # alone, the single-model path is faster (benchmarks/training.py, population_k1)
+            out[indices[0]] = single.fit(data, configs[indices[0]])
+            continue
         members = [Member(configs[i].seed, configs[i].lr, configs[i].weight_decay, configs[i].dropout)
                    for i in indices]
         result = fit(data, shape, members, on_epoch)
