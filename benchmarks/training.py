@@ -4,6 +4,7 @@ Rows (each runs in its own child process, so its peak RSS is its own):
   dataloader_vs_engine   NN5, 100 epochs: TensorDataset + DataLoader(shuffle) loop vs the engine's single model
   population_k{K}        K NN5 members (own seeds and learning rates) at once vs K sequential engine runs
   batch_order            K=64 members with their own permutations vs one shared permutation: speed and quality
+  compile_k64            the population step through torch.compile vs eager (full runs only: compiling is slow)
   wide_mlp               3 x 256 ReLU AdamW: one model, and K=16 at once vs 16 sequential
   xgboost                hist trees at 1 thread, at the free cores (tabduel's setting), and oversubscribed
   pipeline_overhead      `tabduel run` wall time vs the sum of its steps' pure compute (same process, warm imports)
@@ -219,6 +220,23 @@ def row_batch_order(data, device: str, quick: bool, repeats: int) -> dict[str, A
             "ratio_means": "speed of one shared permutation over per-member permutations"}
 
 
+def row_compile_k64(data, device: str, quick: bool, repeats: int) -> dict[str, Any]:
+    """The population step through torch.compile against eager, K=64 NN5; the first compiled run includes compiling."""
+    from tabduel.engine import population
+
+    cfg = nn5(device, epochs=20 if quick else 100)
+    members = _members(64)
+    first, _ = _timed(lambda: population.fit(data, cfg, members, compile=True))
+    eager, compiled = [], []
+    for _ in range(repeats):
+        eager.append(_timed(lambda: population.fit(data, cfg, members))[0])
+        compiled.append(_timed(lambda: population.fit(data, cfg, members, compile=True))[0])
+    return {"figures": {"members": 64, "epochs": cfg.epochs, "eager_s": round(_median(eager), 3),
+                        "compiled_s": round(_median(compiled), 3), "first_compiled_run_s": round(first, 3)},
+            "ratio": round(_median(eager) / _median(compiled), 2),
+            "ratio_means": "eager / compiled time, compiled after warm-up (> 1: compile pays)"}
+
+
 def row_wide_mlp(data, device: str, quick: bool, repeats: int) -> dict[str, Any]:
     from tabduel.engine import single
 
@@ -357,6 +375,7 @@ ROWS: dict[str, Callable[..., dict[str, Any]]] = {
     "dataloader_vs_engine": row_dataloader_vs_engine,
     **{f"population_k{k}": row_population(k) for k in GPU_KS},
     "batch_order": row_batch_order,
+    "compile_k64": row_compile_k64,
     "wide_mlp": row_wide_mlp,
     "xgboost": row_xgboost,
     "pipeline_compute": row_pipeline_compute,
@@ -433,8 +452,8 @@ def main() -> None:
         return
 
     ks = GPU_KS if args.device.startswith("cuda") else CPU_KS
-    names = ["dataloader_vs_engine", *(f"population_k{k}" for k in ks), "batch_order", "wide_mlp", "xgboost",
-             "pipeline_overhead"]
+    names = ["dataloader_vs_engine", *(f"population_k{k}" for k in ks), "batch_order",
+             *([] if args.quick else ["compile_k64"]), "wide_mlp", "xgboost", "pipeline_overhead"]
     if args.rows:
         names = [n for n in names if n in args.rows.split(",")]
     started = time.perf_counter()

@@ -37,7 +37,7 @@ def _open_parent(tracker: Tracker, cfg: Config, name: str) -> str:
 def pipeline_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Raw CSV -> features -> MLP, XGBoost and linear models -> evaluation, in one MLflow parent run."""
     cfg = Config.from_dict(config)
-    tracker = Tracker(cfg.tracking)
+    tracker = Tracker.shared(cfg.tracking)
     parent = _open_parent(tracker, cfg, "pipeline")
     with tracker.failing(parent, children=True):
         raw = ingest_task(cfg.pipeline, cfg.ingest, force)
@@ -86,7 +86,7 @@ def evaluate_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]
     feats = read_latest(data_dir, "features", "tabduel features")
     latest = {kind: read_latest(data_dir, f"models/{kind}", f"tabduel train {kind}") for kind in cfg.pipeline.models}
     check_trained_on(feats, latest)  # refuse before any MLflow run is opened
-    tracker = Tracker(cfg.tracking)
+    tracker = Tracker.shared(cfg.tracking)
     parent = _open_parent(tracker, cfg, "evaluate")
     with tracker.failing(parent, children=True):
         models = {kind: attach_task(kind, m, cfg.tracking, parent) for kind, m in latest.items()}

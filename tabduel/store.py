@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
-import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -49,14 +50,22 @@ def sha256_tree(path: str | Path) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def package_version(name: str) -> str:
+    """An installed distribution's version (cached: importlib.metadata scans every installed package)."""
+    return importlib.metadata.version(name)
+
+
 def code_fingerprint(modules: Sequence[str], packages: Sequence[str] = ()) -> str:
-    """sha256 of the source files of modules plus the versions of third-party packages."""
+    """sha256 of the source files of modules (read now, not imported) plus the versions of third-party packages."""
     h = hashlib.sha256()
     for name in sorted(modules):
-        module = importlib.import_module(name)
-        h.update(name.encode() + b"\0" + Path(module.__file__).read_bytes())
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin:
+            raise ModuleNotFoundError(f"no source for module {name!r}")
+        h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes())
     for pkg in sorted(packages):
-        h.update(f"{pkg}=={importlib.metadata.version(pkg)}".encode())
+        h.update(f"{pkg}=={package_version(pkg)}".encode())
     return h.hexdigest()
 
 

@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -47,6 +48,10 @@ def git_commit(path: str | Path | None = None) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+_SHARED: dict[tuple[str, str], "Tracker"] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 class Tracker:
     """Runs, params, metrics and artifacts of one experiment, logged to explicit run ids."""
 
@@ -58,6 +63,15 @@ class Tracker:
         mlflow.set_tracking_uri(self.uri)  # flavours' log_model resolve the store from here
         self.client = MlflowClient(tracking_uri=self.uri)
         self.experiment_id = self._experiment(cfg.experiment)
+
+    @classmethod
+    def shared(cls, cfg: TrackingConfig) -> Tracker:
+        """One Tracker per (tracking URI, experiment) in this process: each costs a store connection and a lookup."""
+        key = (resolve_tracking_uri(cfg), cfg.experiment)
+        with _SHARED_LOCK:
+            if key not in _SHARED:
+                _SHARED[key] = cls(cfg)
+            return _SHARED[key]
 
     def _experiment(self, name: str) -> str:
         from mlflow.exceptions import MlflowException

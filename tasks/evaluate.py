@@ -74,7 +74,7 @@ def evaluate_task(ingested: StepResult, features: StepResult, models: dict[str, 
         return {}
 
     path, reused = materialize(pipeline.data_dir, "evaluate", key, force, build)
-    tracker = Tracker(tracking)
+    tracker = Tracker.shared(tracking)
     runs = {kind: m.run_id for kind, m in models.items() if m.run_id}
     log_evaluation(tracker, path, parent_run_id, runs)
     for run_id in runs.values():

@@ -66,7 +66,7 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
     """Fit or reuse <data_dir>/models/<kind>/<key>/ and log it to a new MLflow run (child of parent)."""
     log = get_run_logger()
     key = model_key(kind, features, cfg)
-    tracker = Tracker(tracking)
+    tracker = Tracker.shared(tracking)
     run_id = tracker.start_run(kind, parent=parent_run_id, tags=run_tags(kind, "train"))
     with tracker.failing(run_id):
         def build(tmp: Path) -> dict:
@@ -99,7 +99,7 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
 @task(name="attach-model", task_run_name="attach-{kind}", cache_policy=NO_CACHE)
 def attach_task(kind: str, model: StepResult, tracking: TrackingConfig, parent_run_id: str) -> StepResult:
     """Record an already trained model in a new child run, for an evaluation run on its own."""
-    tracker = Tracker(tracking)
+    tracker = Tracker.shared(tracking)
     run_id = tracker.start_run(kind, parent=parent_run_id, tags=run_tags(kind, "evaluate"))
     with tracker.failing(run_id):
         log_model_run(tracker, run_id, kind, model.path, reused=True)

@@ -163,6 +163,16 @@ def test_a_member_trains_exactly_as_it_would_alone(data, optimizer):
         _assert_same_model(pop.single(k), alone)
 
 
+@pytest.mark.slow
+def test_a_compiled_population_step_trains_as_the_eager_one(data):
+    cfg = MLPConfig(hidden=(8,), epochs=2, batch_size=250, device="cpu")
+    members = population.members_of(cfg, 2)
+    eager = population.fit(data, cfg, members)
+    compiled = population.fit(data, cfg, members, compile=True)
+    for a, b in zip(eager.params.tensors(), compiled.params.tensors()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_early_stopped_members_keep_their_best_weights(data):
     cfg = MLPConfig(hidden=(32,), activation="relu", optimizer="adam", epochs=60, patience=4, batch_size=32,
                     device="cpu")

@@ -12,10 +12,9 @@ import numpy as np
 import torch
 
 from tabduel.config import MLPConfig
-from tabduel.engine import memory
+from tabduel.engine import memory, single
 from tabduel.engine.net import Params, Tape, backward, forward, init_params, member, stack
 from tabduel.engine.optim import Optimizer
-from tabduel.engine import single
 from tabduel.engine.single import SingleFit, macs_per_step, split_tensors
 from tabduel.models import Data
 from tabduel.runtime import resolve_torch_device, torch_threads, using_threads
@@ -99,14 +98,25 @@ def _valid_losses(params: Params, xv: Tensor, yv: Tensor, activation: str, chunk
     return torch.cat(out)
 
 
+def _train_step(params: Params, opt: Optimizer, xb: Tensor, yb: Tensor, activation: str, keep: Tensor | None,
+                noise: torch.Generator) -> Tensor:
+    """One minibatch update of every member; returns each member's summed squared error (k,)."""
+    tape = Tape([], [], [], [])
+    err = forward(params, xb, activation, keep, noise, tape) - yb  # (k, 1, batch)
+    opt.step(params.tensors(), backward(params, tape, err * (2.0 / xb.shape[-1]), activation))
+    return err.square().sum(dim=(1, 2))
+
+
 def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: PopulationCallback | None = None,
-        available: int | None = -1) -> PopulationFit:
+        available: int | None = -1, compile: bool = False) -> PopulationFit:
     """Train len(members) MLPs of cfg's shape together; each member has its own seed, lr, weight decay, dropout.
 
     Member k sees the batches of its own permutation stream (seeded by its seed), exactly as a single model
     with that seed does, unless cfg.batch_order is 'shared'. With cfg.patience > 0, a member stops when its valid
     loss has not improved for patience epochs, keeps its best weights and drops out of the stacked tensors.
-    `available` is passed to check_memory.
+    `available` is passed to check_memory. compile=True runs each minibatch step through torch.compile; on this
+    project's 2-core CPU it measured no faster than eager for NN5 at K=64 (benchmarks/training.py, row compile_k64),
+    after ~15 s of compiling, so it is off by default.
     """
     members = tuple(members)
     k_all = len(members)
@@ -137,6 +147,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
         epochs_run = torch.zeros(k_all, dtype=torch.long)
         train_hist = torch.full((k_all, epochs), float("nan"))
         valid_hist = torch.full((k_all, epochs), float("nan"))
+        step = torch.compile(_train_step) if compile else _train_step
         buffer: Tensor | None = None
         member_epochs = 0  # member-epochs actually trained (stopped members cost nothing)
         start = time.perf_counter()
@@ -152,10 +163,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             total = torch.zeros(k, device=device)
             for i in range(0, n, bs):
                 xb, yb = rows[..., :n_in, i:i + bs], rows[..., n_in:, i:i + bs]  # (k,) features or 1, batch
-                tape = Tape([], [], [], [])
-                err = forward(params, xb, cfg.activation, keep, noise, tape) - yb  # (k, 1, batch)
-                total += err.square().sum(dim=(1, 2))
-                opt.step(params.tensors(), backward(params, tape, err * (2.0 / xb.shape[-1]), cfg.activation))
+                total += step(params, opt, xb, yb, cfg.activation, keep, noise)
             valid = _valid_losses(params, xv, yv, cfg.activation, chunk).cpu()  # (k,)
             train = (total / n).cpu()
             member_epochs += k
@@ -169,19 +177,18 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
                 on_epoch(epoch, epochs, k, float(train.mean()), float(valid.mean()))
             if best is None:
                 continue
-            rows = improved.nonzero().squeeze(1).to(device)
-            if rows.numel():
+            better = improved.nonzero().squeeze(1).to(device)
+            if better.numel():
                 for kept, now in zip(best.tensors(), params.tensors()):
-                    kept[active[improved].to(device)] = now[rows]
+                    kept[active[improved].to(device)] = now[better]
             stopped = epoch - best_epoch[active] >= cfg.patience
             if stopped.all():
                 break
             if stopped.any():  # drop stopped members from every stacked tensor: they cost no more updates
                 go_on = (~stopped).nonzero().squeeze(1)
-                rows = go_on.to(device)
-                params = params.select(rows)
-                opt.select(rows)
-                keep = keep[rows] if keep is not None else None
+                params = params.select(go_on.to(device))
+                opt.select(go_on.to(device))
+                keep = keep[go_on.to(device)] if keep is not None else None
                 if len(orders) > 1:
                     orders = [orders[int(j)] for j in go_on]
                 active = active[go_on]
