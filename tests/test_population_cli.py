@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -32,6 +33,19 @@ def test_train_a_population_and_evaluate_its_ensemble(tmp_path, raw_csv, prefect
     with open(table) as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["seed"]) for r in rows] == [4751, 4752, 4753, 4754]
+
+    # The logged MLflow model is the ensemble: it predicts the members' mean, as tabduel's own files do.
+    import mlflow.pyfunc
+    import numpy as np
+
+    from tabduel.models import mlp
+    from tabduel.training import load_data
+
+    model_dir = run.data.tags["tabduel.model_dir"]
+    data, _ = load_data(json.loads((tmp_path / "data" / "features" / "latest.json").read_text())["path"])
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{run.outputs.model_outputs[0].model_id}")
+    np.testing.assert_allclose(np.asarray(pyfunc.predict(data.x_valid)).ravel(),
+                               mlp.predict(mlp.load(model_dir), data.x_valid), rtol=1e-5, atol=1e-6)
 
     assert run_cli("train", "linear") == 0
     assert run_cli("train", "xgboost", "--n-estimators", "50") == 0
