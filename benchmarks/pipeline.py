@@ -11,11 +11,12 @@ import json
 import os
 import platform
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import run_child  # benchmarks/ is the script's directory, first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "SeoulBikeData.csv"
@@ -23,15 +24,9 @@ GOALS = {"cold_s": 120.0, "warm_s": 15.0, "peak_rss_mib": 2048.0}
 
 
 def timed_run(cmd: list[str], cwd: Path) -> dict[str, float]:
-    """Wall seconds and peak RSS (MiB) of one child process; raises if it fails."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{out[-3000:]}")
-    return {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "output": out}
+    """Wall seconds and peak RSS (MiB) of one child process; exits if it fails."""
+    out, wall, rss = run_child(cmd, cwd)
+    return {"wall_s": round(wall, 2), "peak_rss_mib": round(rss, 1), "output": out}
 
 
 def main() -> None:

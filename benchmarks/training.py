@@ -22,12 +22,13 @@ import os
 import platform
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from _common import run_child  # benchmarks/ is the script's directory, first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "SeoulBikeData.csv"
@@ -399,18 +400,6 @@ def child(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------- parent
-
-def run_child(cmd: list[str], cwd: Path | None = None) -> tuple[str, float, float]:
-    """(stdout, wall seconds, peak RSS MiB) of a child process; exits on failure."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{out[-4000:]}")
-    return out, wall, usage.ru_maxrss / 1024
-
 
 def versions() -> dict[str, str]:
     import torch
