@@ -85,6 +85,11 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
                     "info": result.info, "run_id": run_id}
             atomic_write_json(tmp / "meta.json", meta)
             log.info(f"{kind}: trained in {result.info['train_seconds']:.2f}s")
+            if "ensemble_valid_mse" in result.info:
+                info = result.info
+                log.info(f"{kind}: population of {info['population']}: ensemble valid MSE "
+                         f"{info['ensemble_valid_mse']:.5f}; members {info['members_valid_mse_mean']:.5f} "
+                         f"+- {info['members_valid_mse_sd']:.5f} (best {info['members_valid_mse_min']:.5f})")
             return {"run_id": run_id}
 
         path, reused = materialize(pipeline.data_dir, f"models/{kind}", key, force, build)
