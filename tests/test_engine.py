@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -225,6 +228,34 @@ def test_memory_estimate_is_linear_in_members():
     def need(k):
         return memory.population_bytes(k, 14, (256, 256, 256), 200, "adamw", True, False, 1752)
     assert need(200) - need(100) == need(300) - need(200) > 0
+
+
+MEASURE_PEAK = """
+import resource, sys
+import numpy as np
+from tabduel.config import MLPConfig
+from tabduel.engine import population
+from tabduel.models import Data
+rng = np.random.default_rng(0)
+x = rng.normal(size=(6000, 14)).astype(np.float32)
+y = rng.normal(size=6000).astype(np.float32)
+data = Data(x[:4000], y[:4000], x[4000:], y[4000:], tuple("abcdefghijklmn"))
+cfg = MLPConfig(hidden=tuple(map(int, sys.argv[2].split(","))), optimizer=sys.argv[3], epochs=1, patience=2,
+                device="cpu")
+population.fit(data, cfg, population.members_of(cfg, 2))  # libraries and kernels warmed up
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+fit = population.fit(data, cfg, population.members_of(cfg, int(sys.argv[1])))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before, fit.info["estimated_bytes"])
+"""
+
+
+@pytest.mark.parametrize("members, hidden, optimizer", [(512, "20,10,5", "sgd"), (128, "128,128", "adamw")])
+def test_the_memory_estimate_covers_the_measured_peak(members, hidden, optimizer):
+    """The refusal is only as good as the estimate: a fresh process's peak RSS growth stays under it."""
+    out = subprocess.run([sys.executable, "-c", MEASURE_PEAK, str(members), hidden, optimizer],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.split()
+    grew, estimate = int(out[0]), int(out[1])
+    assert 0 < grew <= estimate, f"peak RSS grew {grew / 2**20:.0f} MiB, estimate {estimate / 2**20:.0f} MiB"
 
 
 def test_a_population_that_does_not_fit_is_refused_before_training(data):

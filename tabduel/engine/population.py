@@ -68,9 +68,10 @@ def shape_of(cfg: MLPConfig) -> MLPConfig:
 def required_bytes(data: Data, cfg: MLPConfig, members: int) -> int:
     """Peak bytes of a population of `members` cfg-shaped MLPs on these data, the splits included."""
     splits = sum(a.nbytes for a in (data.x_train, data.y_train, data.x_valid, data.y_valid))
+    own_order = cfg.batch_order == "member" and members > 1
     return splits + memory.population_bytes(members, data.x_train.shape[1], cfg.hidden, cfg.batch_size,
                                             cfg.optimizer, cfg.patience > 0, cfg.dropout > 0,
-                                            data.x_valid.shape[0])
+                                            data.x_valid.shape[0], data.x_train.shape[0] if own_order else 0)
 
 
 def check_memory(data: Data, cfg: MLPConfig, members: int, available: int | None = -1) -> None:
@@ -115,14 +116,14 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
     with that seed does, unless cfg.batch_order is 'shared'. With cfg.patience > 0, a member stops when its valid
     loss has not improved for patience epochs, keeps its best weights and drops out of the stacked tensors.
     `available` is passed to check_memory. compile=True runs each minibatch step through torch.compile; on this
-    project's 2-core CPU it measured no faster than eager for NN5 at K=64 (benchmarks/training.py, row compile_k64),
-    after ~15 s of compiling, so it is off by default.
+    project's 2-core CPU it measured 1.1x faster than eager for NN5 at K=64 (benchmarks/training.py, row
+    compile_k64), after ~11 s of compiling, so it is off by default.
     """
     members = tuple(members)
     k_all = len(members)
     if k_all == 0:
         raise ValueError("a population needs at least one member")
-    check_memory(data, cfg, k_all, available)
+    check_memory(data, dataclasses.replace(cfg, dropout=max(m.dropout for m in members)), k_all, available)
     device = torch.device(resolve_torch_device(cfg.device))
     threads = torch_threads(cfg.threads, macs_per_step(data.x_train.shape[1], cfg.hidden, cfg.batch_size, k_all))
     epochs, bs = cfg.epochs, cfg.batch_size
@@ -199,7 +200,8 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             "best_epoch": best_epoch.numpy(), "best_valid_loss": best_loss.numpy(),
             "restored_best": cfg.patience > 0, "train_seconds": seconds, "member_epochs": member_epochs,
             "threads": threads, "optimizer_update": opt.kind, "batch_order": cfg.batch_order,
-            "estimated_bytes": required_bytes(data, cfg, k_all)}
+            "estimated_bytes": required_bytes(data, dataclasses.replace(cfg, dropout=max(m.dropout for m in members)),
+                                              k_all)}
     return PopulationFit(final, members, {"train_loss": train_hist.numpy(), "valid_loss": valid_hist.numpy()},
                          info)
 
