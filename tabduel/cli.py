@@ -203,7 +203,7 @@ def _warm_up(args: argparse.Namespace, cfg: Config) -> None:
 
     def work() -> None:
         try:
-            if args.command != "ingest" and args.command != "features":
+            if args.command not in ("ingest", "features"):
                 from tabduel.tracking import Tracker
 
                 Tracker.shared(cfg.tracking)

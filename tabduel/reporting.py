@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from tabduel.config import flatten
@@ -31,9 +32,10 @@ def log_model_run(tracker: Tracker, run_id: str, kind: str, model_dir: str | Pat
     tracker.log_series(run_id, {k: v for k, v in history.items() if k in SERIES_NAMES})
     facts = {k: float(v) for k, v in meta["info"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     tracker.log_metrics(run_id, facts)
-    if (model_dir / "members.json").exists():  # a population: per-member metrics, stepped by member index
-        members = read_json(model_dir / "members.json")
-        tracker.log_series(run_id, {"member_valid_mse": [m["valid_mse"] for m in members],
+    if (model_dir / "members.csv").exists():  # a population: per-member metrics, stepped by member index
+        with (model_dir / "members.csv").open(newline="") as fh:
+            members = list(csv.DictReader(fh))
+        tracker.log_series(run_id, {"member_valid_mse": [float(m["valid_mse"]) for m in members],
                                     "member_best_epoch": [float(m["best_epoch"]) for m in members]}, first_step=0)
         tracker.log_artifact(run_id, model_dir / "members.csv", "population")
         tracker.log_artifact(run_id, model_dir / "members.png", "population")

@@ -74,19 +74,17 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
             result = fit(kind, data, cfg, _progress(kind, log))
             family(kind).save(result, tmp)
             atomic_write_json(tmp / "history.json", result.history)
-            if getattr(result, "members", None):  # a population: its members' table and how they compare
-                from tabduel.plots import population_members
-
-                atomic_write_json(tmp / "members.json", result.members)
-                population_members(result.members, result.info["ensemble_valid_mse"], tmp / "members.png", 110)
             meta = {"kind": kind, "key": key, "config": _resolved(kind, cfg), "features_dir": features.path,
                     "features_key": features.key, "features_config": manifest["config"],
                     "feature_names": manifest["features"], "source_sha256": manifest["source_sha256"],
                     "info": result.info, "run_id": run_id}
             atomic_write_json(tmp / "meta.json", meta)
             log.info(f"{kind}: trained in {result.info['train_seconds']:.2f}s")
-            if "ensemble_valid_mse" in result.info:
+            if getattr(result, "members", None):  # a population: members.csv is saved with the model; plot it
+                from tabduel.plots import population_members
+
                 info = result.info
+                population_members(result.members, info["ensemble_valid_mse"], tmp / "members.png", 110)
                 log.info(f"{kind}: population of {info['population']}: ensemble valid MSE "
                          f"{info['ensemble_valid_mse']:.5f}; members {info['members_valid_mse_mean']:.5f} "
                          f"+- {info['members_valid_mse_sd']:.5f} (best {info['members_valid_mse_min']:.5f})")

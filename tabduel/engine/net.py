@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 Tensor = torch.Tensor
-ACTIVATIONS = ("sigmoid", "relu", "gelu", "silu", "tanh")
+_FORWARD = {"sigmoid": torch.sigmoid, "relu": torch.relu, "gelu": nn.functional.gelu, "silu": nn.functional.silu,
+            "tanh": torch.tanh}
+ACTIVATIONS = tuple(_FORWARD)
 # Activations whose derivative needs the pre-activation z; the others use their output.
 _NEEDS_Z = {"gelu", "silu"}
 
@@ -36,9 +38,13 @@ class Params:
         """A deep copy."""
         return Params([w.clone() for w in self.weights], [b.clone() for b in self.biases])
 
-    def select(self, rows: Tensor) -> Params:
+    def select(self, rows: Tensor | slice) -> Params:
         """Members `rows` of a population (a new Params)."""
         return Params([w[rows] for w in self.weights], [b[rows] for b in self.biases])
+
+    def to(self, device: torch.device | str) -> Params:
+        """The same tensors on `device`."""
+        return Params([w.to(device) for w in self.weights], [b.to(device) for b in self.biases])
 
 
 def init_params(n_in: int, hidden: tuple[int, ...], seed: int) -> Params:
@@ -77,18 +83,6 @@ def _affine(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return torch.matmul(w, h).add_(b)  # a batch shared by all members: one (K * out, in) @ (in, batch) GEMM
 
 
-def _activate(z: Tensor, activation: str) -> Tensor:
-    if activation == "sigmoid":
-        return torch.sigmoid(z)
-    if activation == "relu":
-        return torch.relu(z)
-    if activation == "gelu":
-        return torch.nn.functional.gelu(z)
-    if activation == "silu":
-        return torch.nn.functional.silu(z)
-    return torch.tanh(z)
-
-
 def _activation_backward(grad: Tensor, z: Tensor | None, out: Tensor, activation: str) -> Tensor:
     """d loss / d z from d loss / d out, with the kernels autograd uses."""
     if activation == "sigmoid":
@@ -116,9 +110,8 @@ def forward(params: Params, x: Tensor, activation: str, keep: Tensor | float | N
             generator: torch.Generator | None = None, tape: Tape | None = None) -> Tensor:
     """Predictions (1, batch) or (K, 1, batch) from x (features, batch) or (K, features, batch).
 
-    With `keep` < 1, inverted dropout after each hidden layer.
-
-    keep is a float or a (K, 1, 1) tensor of keep probabilities (1 - dropout); with `tape`, records for backward.
+    `keep` (a float, or a (K, 1, 1) tensor of 1 - dropout) applies inverted dropout after each hidden layer;
+    `tape` records what backward() needs.
     """
     h = x
     last = len(params.weights) - 1
@@ -128,7 +121,7 @@ def forward(params: Params, x: Tensor, activation: str, keep: Tensor | float | N
         z = _affine(h, w, b)
         if i == last:
             return z
-        out = _activate(z, activation)
+        out = _FORWARD[activation](z)
         mask = None
         if keep is not None:
             mask = (torch.rand(out.shape, generator=generator, device=out.device) < keep).to(out.dtype) / keep

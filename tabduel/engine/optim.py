@@ -17,8 +17,7 @@ EPS = 1e-8
 class Optimizer:
     """The update rule of one optimizer over a fixed list of parameter tensors (updated in place)."""
 
-    def __init__(self, name: str, params: list[Tensor], lr: float | Tensor, weight_decay: float | Tensor,
-                 fused: bool = True):
+    def __init__(self, name: str, params: list[Tensor], lr: float | Tensor, weight_decay: float | Tensor):
         if name not in ("sgd", "adam", "adamw"):
             raise ValueError(f"optimizer {name!r} is not one of sgd, adam, adamw")
         self.name, self.lr, self.weight_decay = name, lr, weight_decay
@@ -31,7 +30,7 @@ class Optimizer:
         if name != "sgd":
             self.exp_avg = [torch.zeros_like(p) for p in params]
             self.exp_avg_sq = [torch.zeros_like(p) for p in params]
-        self._fused = (fused and not self.per_member and name != "sgd"
+        self._fused = (not self.per_member and name != "sgd"
                        and hasattr(torch, f"_fused_{name}_") and params[0].device.type in ("cpu", "cuda"))
         self._step_tensors = [torch.zeros((), device=p.device) for p in params] if self._fused else []
 

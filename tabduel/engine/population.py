@@ -13,9 +13,9 @@ import torch
 
 from tabduel.config import MLPConfig
 from tabduel.engine import memory, single
-from tabduel.engine.net import Params, Tape, backward, forward, init_params, member, stack
+from tabduel.engine.net import Params, forward, init_params, member, stack
 from tabduel.engine.optim import Optimizer
-from tabduel.engine.single import SingleFit, macs_per_step, split_tensors
+from tabduel.engine.single import SingleFit, macs_per_step, split_tensors, train_step
 from tabduel.models import Data
 from tabduel.runtime import resolve_torch_device, torch_threads, using_threads
 
@@ -99,15 +99,6 @@ def _valid_losses(params: Params, xv: Tensor, yv: Tensor, activation: str, chunk
     return torch.cat(out)
 
 
-def _train_step(params: Params, opt: Optimizer, xb: Tensor, yb: Tensor, activation: str, keep: Tensor | None,
-                noise: torch.Generator) -> Tensor:
-    """One minibatch update of every member; returns each member's summed squared error (k,)."""
-    tape = Tape([], [], [], [])
-    err = forward(params, xb, activation, keep, noise, tape) - yb  # (k, 1, batch)
-    opt.step(params.tensors(), backward(params, tape, err * (2.0 / xb.shape[-1]), activation))
-    return err.square().sum(dim=(1, 2))
-
-
 def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: PopulationCallback | None = None,
         available: int | None = -1, compile: bool = False) -> PopulationFit:
     """Train len(members) MLPs of cfg's shape together; each member has its own seed, lr, weight decay, dropout.
@@ -123,15 +114,15 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
     k_all = len(members)
     if k_all == 0:
         raise ValueError("a population needs at least one member")
-    check_memory(data, dataclasses.replace(cfg, dropout=max(m.dropout for m in members)), k_all, available)
+    sized = dataclasses.replace(cfg, dropout=max(m.dropout for m in members))  # what memory depends on
+    check_memory(data, sized, k_all, available)
     device = torch.device(resolve_torch_device(cfg.device))
     threads = torch_threads(cfg.threads, macs_per_step(data.x_train.shape[1], cfg.hidden, cfg.batch_size, k_all))
     epochs, bs = cfg.epochs, cfg.batch_size
     with using_threads(threads), torch.no_grad():
         xy, xv, yv = split_tensors(data, device)
         n, n_in = xy.shape[0], xy.shape[1] - 1
-        params = stack([init_params(n_in, cfg.hidden, m.seed) for m in members])
-        params = Params([w.to(device) for w in params.weights], [b.to(device) for b in params.biases])
+        params = stack([init_params(n_in, cfg.hidden, m.seed) for m in members]).to(device)
         opt = Optimizer(cfg.optimizer, params.tensors(), _per_member([m.lr for m in members], device),
                         _per_member([m.weight_decay for m in members], device))
         any_dropout = any(m.dropout > 0 for m in members)
@@ -148,7 +139,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
         epochs_run = torch.zeros(k_all, dtype=torch.long)
         train_hist = torch.full((k_all, epochs), float("nan"))
         valid_hist = torch.full((k_all, epochs), float("nan"))
-        step = torch.compile(_train_step) if compile else _train_step
+        step = torch.compile(train_step) if compile else train_step
         buffer: Tensor | None = None
         member_epochs = 0  # member-epochs actually trained (stopped members cost nothing)
         start = time.perf_counter()
@@ -187,21 +178,20 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
                 break
             if stopped.any():  # drop stopped members from every stacked tensor: they cost no more updates
                 go_on = (~stopped).nonzero().squeeze(1)
-                params = params.select(go_on.to(device))
-                opt.select(go_on.to(device))
-                keep = keep[go_on.to(device)] if keep is not None else None
+                rows_on = go_on.to(device)
+                params = params.select(rows_on)
+                opt.select(rows_on)
+                keep = keep[rows_on] if keep is not None else None
                 if len(orders) > 1:
                     orders = [orders[int(j)] for j in go_on]
                 active = active[go_on]
         seconds = time.perf_counter() - start
-    final = best if best is not None else params
-    final = Params([w.cpu() for w in final.weights], [b.cpu() for b in final.biases])
+    final = (best if best is not None else params).to("cpu")
     info = {"device": str(device), "members": k_all, "epochs_run": epochs_run.numpy(),
             "best_epoch": best_epoch.numpy(), "best_valid_loss": best_loss.numpy(),
             "restored_best": cfg.patience > 0, "train_seconds": seconds, "member_epochs": member_epochs,
             "threads": threads, "optimizer_update": opt.kind, "batch_order": cfg.batch_order,
-            "estimated_bytes": required_bytes(data, dataclasses.replace(cfg, dropout=max(m.dropout for m in members)),
-                                              k_all)}
+            "estimated_bytes": required_bytes(data, sized, k_all)}
     return PopulationFit(final, members, {"train_loss": train_hist.numpy(), "valid_loss": valid_hist.numpy()},
                          info)
 

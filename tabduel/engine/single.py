@@ -43,6 +43,16 @@ def macs_per_step(n_in: int, hidden: tuple[int, ...], batch: int, members: int =
     return members * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def train_step(params: Params, opt: Optimizer, xb: Tensor, yb: Tensor, activation: str,
+               keep: Tensor | float | None, noise: torch.Generator) -> Tensor:
+    """One minibatch update of a model or of every member of a population; returns the summed squared error:
+    a scalar, or (k,) per member."""
+    tape = Tape([], [], [], [])
+    err = forward(params, xb, activation, keep, noise, tape) - yb  # (1, batch) or (k, 1, batch)
+    opt.step(params.tensors(), backward(params, tape, err * (2.0 / xb.shape[-1]), activation))
+    return err.square().sum(dim=(-2, -1))
+
+
 def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> SingleFit:
     """Train on data.train, watch data.valid; with patience > 0 stop early and keep the best weights."""
     seed_everything(cfg.seed)
@@ -51,8 +61,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
     threads = torch_threads(cfg.threads, macs_per_step(n_in, cfg.hidden, cfg.batch_size))
     with using_threads(threads), torch.no_grad():
         xy, xv, yv = split_tensors(data, device)
-        params = init_params(n_in, cfg.hidden, cfg.seed)
-        params = Params([w.to(device) for w in params.weights], [b.to(device) for b in params.biases])
+        params = init_params(n_in, cfg.hidden, cfg.seed).to(device)
         opt = Optimizer(cfg.optimizer, params.tensors(), cfg.lr, cfg.weight_decay)
         order = torch.Generator(device=device).manual_seed(cfg.seed)
         noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # dropout masks
@@ -68,10 +77,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
             total = torch.zeros((), device=device)
             for i in range(0, n, bs):
                 xb, yb = rows[:n_in, i:i + bs], rows[n_in:, i:i + bs]  # (features, batch), (1, batch)
-                tape = Tape([], [], [], [])
-                err = forward(params, xb, cfg.activation, keep, noise, tape) - yb  # (1, batch)
-                total += err.square().sum()
-                opt.step(params.tensors(), backward(params, tape, err * (2.0 / xb.shape[1]), cfg.activation))
+                total += train_step(params, opt, xb, yb, cfg.activation, keep, noise)
             valid_loss = (forward(params, xv, cfg.activation) - yv).square().mean().item()
             train_loss = total.item() / n
             history["train_loss"].append(train_loss)
@@ -84,8 +90,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
             elif cfg.patience > 0 and epoch - best_epoch >= cfg.patience:
                 break
         seconds = time.perf_counter() - start
-    final = best if best is not None else params
-    final = Params([w.cpu() for w in final.weights], [b.cpu() for b in final.biases])
+    final = (best if best is not None else params).to("cpu")
     info = {"device": str(device), "epochs_run": len(history["train_loss"]), "best_epoch": best_epoch,
             "best_valid_loss": best_loss, "restored_best": cfg.patience > 0, "train_seconds": seconds,
             "threads": threads, "optimizer_update": opt.kind}
