@@ -24,6 +24,7 @@ SECTIONS = {
     "features": ("pipeline", "features"),
     "evaluate": ("pipeline", "tracking", "evaluate"),
     **{f"train-{kind}": ("pipeline", "tracking", kind) for kind in MODEL_KINDS},
+    "search": ("pipeline", "tracking", "ingest", "features", "search"),
 }
 DESCRIPTIONS = {
     "run": "Run the whole pipeline: ingest -> features -> train mlp, xgboost, linear -> evaluate. "
@@ -35,7 +36,14 @@ DESCRIPTIONS = {
                  "--population N, train N seeds at once and keep their ensemble mean as the model.",
     "train-xgboost": "Train XGBoost (hist trees, early stopping on valid) on the latest features.",
     "train-linear": "Fit the ordinary least squares baseline on the latest features.",
+    "search": "Tune the MLP and XGBoost with the same budget (Optuna TPE, seeded) on train/valid, every trial an "
+              "MLflow child run; then refit the best config of each family on several split seeds and compare "
+              "their test MSE with paired tests. The study is stored (a journal file by default), so a search can "
+              "be resumed (--resume) or extended (--more-trials N).",
 }
+# `tabduel search --quick`: a whole search in a minute or two, for a first look and for CI.
+QUICK = {"search": {"trials": 6, "mlp_epochs": 40, "mlp_patience": 8, "mlp_max_seconds": 20.0, "max_depth": 3,
+                    "max_width": 64, "max_ensemble": 2, "xgb_rounds": 300, "xgb_early_stopping": 30}}
 EPILOG = ("Settings are read from the defaults, then --config FILE (TOML, one [section] per step, e.g. [mlp] "
           "lr = 0.01), then these flags. List values are comma-separated.")
 
@@ -92,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=DESCRIPTIONS[name].split(". ")[0].rstrip("."), description=DESCRIPTIONS[name],
                            epilog=EPILOG)
         add_settings(p, SECTIONS[name])
+    search = sub.add_parser("search", help="Tune MLP and XGBoost with one budget and compare their best",
+                            description=DESCRIPTIONS["search"], epilog=EPILOG)
+    add_settings(search, SECTIONS["search"], skip=["pipeline.models"], short="search")
+    actions = search.add_argument_group("search actions")
+    actions.add_argument("--resume", action="store_true",
+                         help="continue the stored study to its budget (trials a killed search left running are "
+                              "run again)")
+    actions.add_argument("--more-trials", type=int, default=0, metavar="N",
+                         help="extend the stored study by N trials per family (--minutes M: by at most M minutes)")
+    actions.add_argument("--quick", action="store_true",
+                         help="a small, fast search: " + ", ".join(f"{k}={v}" for k, v in QUICK["search"].items())
+                         + " (flags and --config still win)")
     train = sub.add_parser("train", help="Train one model on the latest features",
                            description="Train one model on the latest features, in its own MLflow run.")
     kinds = train.add_subparsers(dest="kind", required=True, metavar="MODEL")
@@ -105,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> Config:
     """Defaults < --config file < flags, checked into one frozen Config with the tracking URI resolved."""
     data: dict[str, Any] = load_toml(args.config) if args.config else {}
+    if getattr(args, "quick", False):
+        data = merge(QUICK, data)
     flags: dict[str, dict[str, Any]] = {}
     for dest, value in vars(args).items():
         if "." in dest and value is not None:
@@ -139,15 +161,33 @@ def quiet_expected_errors() -> None:
             handler.addFilter(_ExpectedErrors())
 
 
+def print_search_summary(summary: dict[str, Any]) -> None:
+    """The best of each family, the refit comparison, and where the evidence is."""
+    print(f"\nsearch {summary['study']}: study in {summary['storage']}")
+    for family, best in summary["best"].items():
+        print(f"  best {family:<8} trial {best['trial']:>4}: valid MSE {best['valid_mse']:.5f}")
+    table = Path(summary["dir"]) / "final.md"
+    if table.is_file():
+        print("\n" + table.read_text())
+    if summary["final"].get("verdict"):
+        print(summary["final"]["verdict"])
+    print(f"evidence: {summary['dir']} (leaderboard.md, best_so_far.png, final.md, final.png)")
+
+
 def print_summary(summary: dict[str, Any], seconds: float) -> None:
     """What ran, what was reused, where outputs are, the metrics and how to look at them."""
+    if "study" in summary:
+        print_search_summary(summary)
+        summary = {"steps": [], **summary}
     print()
-    for step in summary["steps"]:
+    for step in summary["steps"]:  # a search has no steps list
         state = "reused  " if step["reused"] else "computed"
         path = os.path.relpath(step["path"]) if step["path"].startswith(os.getcwd() + os.sep) else step["path"]
         print(f"  {step['step']:<14} {state} {path}")
     reused = [s["step"] for s in summary["steps"] if s["reused"]]
-    print(f"  reused {len(reused)} of {len(summary['steps'])} steps" + (f" ({', '.join(reused)})" if reused else ""))
+    if summary["steps"]:
+        shown = f" ({', '.join(reused)})" if reused else ""
+        print(f"  reused {len(reused)} of {len(summary['steps'])} steps{shown}")
     if "metrics" in summary:
         from tabduel.evaluate import comparison, to_markdown
 
@@ -226,6 +266,17 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
         return flows.features_flow(config=config, force=args.force)
     if args.command == "train":
         return flows.train_flow(kind=args.kind, config=config, force=args.force)
+    if args.command == "search":
+        from tabduel.config import Config
+        from tabduel.flows.search import search_flow, task_runner
+        from tabduel.search_space import workers_of
+
+        s = Config.from_dict(config).search
+        if args.more_trials < 0:
+            raise ConfigError(f"--more-trials = {args.more_trials}: must not be negative")
+        runner = task_runner(s, workers_of(s))
+        return search_flow.with_options(task_runner=runner)(config=config, resume=args.resume,
+                                                            more_trials=args.more_trials)
     return flows.evaluate_flow(config=config, force=args.force)
 
 

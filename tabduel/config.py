@@ -94,9 +94,11 @@ class MLPConfig:
     batch_order: str = _opt("member", "a population's batch order: each member its own permutation, or one "
                             "shared by all", ("member", "shared"))
     threads: int = _opt(0, "CPU threads (0: one for small nets, else the cores free to this process)")
+    max_seconds: float = _opt(0.0, "stop training after this many seconds, keeping the best weights (0: no limit)")
 
     def __post_init__(self) -> None:
         _check(all(h >= 1 for h in self.hidden), "mlp.hidden", self.hidden, "widths must be at least 1")
+        _check(self.max_seconds >= 0, "mlp.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
         _check(self.population >= 1, "mlp.population", self.population, "must be at least 1")
         _check(self.threads >= 0, "mlp.threads", self.threads, "must not be negative (0: automatic)")
         _check(self.lr > 0, "mlp.lr", self.lr, "must be positive")
@@ -156,6 +158,58 @@ class EvaluateConfig:
         _check(20 <= self.dpi <= 1200, "evaluate.dpi", self.dpi, "must be between 20 and 1200")
 
 
+SEARCH_FAMILIES = ("mlp", "xgboost")
+RUNNERS = ("process", "thread", "dask")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """An Optuna search of MLP and XGBoost settings with one budget for both families."""
+
+    study: str = _opt("seoul-bike", "study name; Optuna keeps one study per family: <study>-mlp, <study>-xgboost")
+    storage: str = _opt("", "Optuna storage: empty: a journal file <data_dir>/search/<study>/journal.log; "
+                        "a .log path (journal file), sqlite:///FILE or postgresql://USER:PASS@HOST/DB")
+    families: tuple[str, ...] = _opt(SEARCH_FAMILIES, "model families to tune, comma-separated", SEARCH_FAMILIES)
+    trials: int = _opt(40, "trials per family (0: no limit; then set minutes)")
+    minutes: float = _opt(0.0, "wall-clock minutes per family, counted over resumes (0: no limit)")
+    seed: int = _opt(4751, "seed of the TPE sampler and of every trial's model")
+    workers: int = _opt(0, "trials run at once (0: the cores free to this process)")
+    runner: str = _opt("process", "where trials run: a process pool, a thread pool, or a Dask cluster", RUNNERS)
+    address: str = _opt("", "Dask scheduler address (tcp://HOST:PORT) for runner = dask")
+    threads: int = _opt(0, "threads per trial (0: free cores / workers, at least 1)")
+    mlp_epochs: int = _opt(300, "maximum epochs of an MLP trial (early stopping ends most sooner)")
+    mlp_patience: int = _opt(16, "early-stopping patience of an MLP trial, in epochs")
+    mlp_max_seconds: float = _opt(180.0, "time limit of one MLP trial's training, in seconds (0: none)")
+    max_depth: int = _opt(6, "deepest MLP searched (hidden layers, from 1)")
+    max_width: int = _opt(1024, "widest MLP layer searched (powers of two from 16)")
+    max_ensemble: int = _opt(8, "largest ensemble of seeds searched (powers of two from 1)")
+    xgb_rounds: int = _opt(4000, "maximum boosting rounds of an XGBoost trial")
+    xgb_early_stopping: int = _opt(100, "XGBoost early-stopping rounds on valid")
+    refit_seeds: int = _opt(5, "split seeds on which the best config of each family is refitted and tested")
+
+    def __post_init__(self) -> None:
+        _check(len(self.families) > 0, "search.families", self.families, "name at least one family")
+        _check(self.trials >= 0, "search.trials", self.trials, "must not be negative (0: no limit)")
+        _check(self.minutes >= 0, "search.minutes", self.minutes, "must not be negative (0: no limit)")
+        _check(self.trials > 0 or self.minutes > 0, "search.trials", self.trials,
+               "with no trial limit, set search.minutes, or the search never ends")
+        _check(self.workers >= 0, "search.workers", self.workers, "must not be negative (0: free cores)")
+        _check(self.threads >= 0, "search.threads", self.threads, "must not be negative (0: automatic)")
+        _check(self.runner != "dask" or bool(self.address), "search.address", self.address,
+               "runner = dask needs the scheduler's address (tcp://HOST:PORT)")
+        _check(self.mlp_epochs >= 1, "search.mlp_epochs", self.mlp_epochs, "must be at least 1")
+        _check(self.mlp_patience >= 1, "search.mlp_patience", self.mlp_patience, "must be at least 1")
+        _check(self.mlp_max_seconds >= 0, "search.mlp_max_seconds", self.mlp_max_seconds, "must not be negative")
+        _check(1 <= self.max_depth <= 6, "search.max_depth", self.max_depth, "must be between 1 and 6")
+        _check(16 <= self.max_width <= 1024, "search.max_width", self.max_width, "must be between 16 and 1024")
+        _check(self.max_ensemble >= 1, "search.max_ensemble", self.max_ensemble, "must be at least 1")
+        _check(self.xgb_rounds >= 1, "search.xgb_rounds", self.xgb_rounds, "must be at least 1")
+        _check(self.xgb_early_stopping >= 1, "search.xgb_early_stopping", self.xgb_early_stopping,
+               "must be at least 1")
+        _check(self.refit_seeds >= 2, "search.refit_seeds", self.refit_seeds,
+               "must be at least 2 (a paired test needs pairs)")
+
+
 @dataclass(frozen=True)
 class Config:
     """All settings of a pipeline run, one section per step."""
@@ -168,6 +222,7 @@ class Config:
     xgboost: XGBoostConfig = field(default_factory=XGBoostConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Config":

@@ -108,3 +108,45 @@ def population_members(members: list[dict], ensemble_mse: float, path: Path, dpi
     ax.set_title(f"MLP population of {len(mse)}: members and their ensemble")
     ax.legend()
     return _save(fig, path, dpi)
+
+
+FAMILY_COLOURS = {"mlp": "#1f77b4", "xgboost": "#d62728"}
+
+
+def best_so_far(curves: dict[str, pd.DataFrame], path: Path, dpi: int) -> Path:
+    """Best valid MSE so far against trials finished and against search seconds, one line per family."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for family, curve in curves.items():
+        colour = FAMILY_COLOURS.get(family)
+        axes[0].step(curve["finished"], curve["best_valid_mse"], where="post", color=colour, label=family)
+        axes[0].plot(curve["finished"], curve["valid_mse"], ".", color=colour, alpha=0.25, ms=4)
+        axes[1].step(curve["at_seconds"] / 60, curve["best_valid_mse"], where="post", color=colour, label=family)
+    axes[0].set_xlabel("trials finished")
+    axes[1].set_xlabel("search wall-clock minutes")
+    axes[0].set_ylabel("best valid MSE so far")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    fig.suptitle("Search progress (dots: each trial's valid MSE)")
+    return _save(fig, path, dpi)
+
+
+def paired_seeds(table: pd.DataFrame, path: Path, dpi: int, title: str) -> Path:
+    """Test MSE of each family per split seed, pairs joined by a line, with the mean +- sd beside them."""
+    families = [c[: -len("_test_mse")] for c in table.columns if c.endswith("_test_mse")]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = np.arange(len(families))
+    for _, row in table.iterrows():
+        ax.plot(xs, [row[f"{f}_test_mse"] for f in families], "-", color="#999999", lw=0.8)
+    for x, fam in zip(xs, families):
+        values = table[f"{fam}_test_mse"].to_numpy()
+        ax.plot(np.full(len(values), x), values, "o", color=FAMILY_COLOURS.get(fam), ms=5)
+        sd = values.std(ddof=1) if len(values) > 1 else 0.0
+        ax.errorbar(x + 0.15, values.mean(), yerr=sd, fmt="D", color="black", capsize=4)
+    ax.set_xticks(xs, families)
+    ax.set_xlim(-0.5, len(families) - 0.3)
+    ax.set_ylabel("test MSE")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path, dpi)

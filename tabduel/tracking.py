@@ -132,6 +132,29 @@ class Tracker:
         """Upload one file."""
         self.client.log_artifact(run_id, str(path), artifact_path)
 
+    def record_run(self, name: str, parent: str | None, tags: Mapping[str, Any], params: Mapping[str, Any],
+                   metrics: Mapping[str, float], status: str = "FINISHED") -> str:
+        """A complete run in three calls (create, one batch of params, metrics and tags, end); returns its id."""
+        from mlflow.entities import Metric, Param
+
+        run_id = self.start_run(name, parent=parent, tags=tags)
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)],
+                              synchronous=True)
+        self.finish(run_id, status)
+        return run_id
+
+    def reopen(self, run_id: str) -> bool:
+        """Set an existing run of this store RUNNING again (a resumed search); False if there is no such run."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.update_run(run_id, status="RUNNING")
+        except MlflowException:
+            return False
+        return True
+
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         """End a run with FINISHED, FAILED or KILLED."""
         self.client.set_terminated(run_id, status)

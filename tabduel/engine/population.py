@@ -51,6 +51,7 @@ class PopulationFit:
                 "best_valid_loss": float(self.info["best_valid_loss"][k]),
                 "restored_best": self.info["restored_best"], "train_seconds": self.info["train_seconds"],
                 "threads": self.info["threads"], "optimizer_update": self.info["optimizer_update"],
+                "time_limited": self.info["time_limited"],
                 "population": len(self.members)}
         return SingleFit(member(self.params, k), history, info)
 
@@ -141,6 +142,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
         valid_hist = torch.full((k_all, epochs), float("nan"))
         step = torch.compile(train_step) if compile else train_step
         buffer: Tensor | None = None
+        timed_out = False
         member_epochs = 0  # member-epochs actually trained (stopped members cost nothing)
         start = time.perf_counter()
         for epoch in range(1, epochs + 1):
@@ -167,14 +169,17 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             best_epoch[active[improved]] = epoch
             if on_epoch:
                 on_epoch(epoch, epochs, k, float(train.mean()), float(valid.mean()))
+            timed_out = bool(cfg.max_seconds) and time.perf_counter() - start >= cfg.max_seconds
             if best is None:
+                if timed_out:
+                    break
                 continue
             better = improved.nonzero().squeeze(1).to(device)
             if better.numel():
                 for kept, now in zip(best.tensors(), params.tensors()):
                     kept[active[improved].to(device)] = now[better]
             stopped = epoch - best_epoch[active] >= cfg.patience
-            if stopped.all():
+            if stopped.all() or timed_out:
                 break
             if stopped.any():  # drop stopped members from every stacked tensor: they cost no more updates
                 go_on = (~stopped).nonzero().squeeze(1)
@@ -191,6 +196,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             "best_epoch": best_epoch.numpy(), "best_valid_loss": best_loss.numpy(),
             "restored_best": cfg.patience > 0, "train_seconds": seconds, "member_epochs": member_epochs,
             "threads": threads, "optimizer_update": opt.kind, "batch_order": cfg.batch_order,
+            "time_limited": timed_out,
             "estimated_bytes": required_bytes(data, sized, k_all)}
     return PopulationFit(final, members, {"train_loss": train_hist.numpy(), "valid_loss": valid_hist.numpy()},
                          info)

@@ -70,6 +70,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
 
         history: dict[str, list[float]] = {"train_loss": [], "valid_loss": []}
         best_loss, best_epoch, best = float("inf"), 0, None
+        timed_out = False
         start = time.perf_counter()
         for epoch in range(1, cfg.epochs + 1):
             perm = torch.randperm(n, generator=order, device=device)
@@ -89,9 +90,12 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
                 best = params.clone() if cfg.patience > 0 else None
             elif cfg.patience > 0 and epoch - best_epoch >= cfg.patience:
                 break
+            if cfg.max_seconds and time.perf_counter() - start >= cfg.max_seconds:
+                timed_out = True
+                break
         seconds = time.perf_counter() - start
     final = (best if best is not None else params).to("cpu")
     info = {"device": str(device), "epochs_run": len(history["train_loss"]), "best_epoch": best_epoch,
             "best_valid_loss": best_loss, "restored_best": cfg.patience > 0, "train_seconds": seconds,
-            "threads": threads, "optimizer_update": opt.kind}
+            "threads": threads, "optimizer_update": opt.kind, "time_limited": timed_out}
     return SingleFit(final, history, info)

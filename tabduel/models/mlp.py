@@ -102,6 +102,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> ML
             "member_epochs": pop.info["member_epochs"], "restored_best": cfg.patience > 0,
             "train_seconds": pop.info["train_seconds"], "threads": pop.info["threads"],
             "optimizer_update": pop.info["optimizer_update"], "batch_order": cfg.batch_order,
+            "time_limited": pop.info["time_limited"],
             "ensemble_valid_mse": ensemble_mse, "members_valid_mse_mean": float(mse.mean()),
             "members_valid_mse_sd": float(mse.std(ddof=1)) if len(mse) > 1 else 0.0,
             "members_valid_mse_min": float(mse.min()), "members_valid_mse_max": float(mse.max())}

@@ -1,0 +1,159 @@
+"""A search's evidence: leaderboard and best-so-far plot, then the refit of each family's best on several split
+seeds with a paired test; files under <data_dir>/search/<study>/, all logged to the search's MLflow run."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+
+from tabduel import compare, plots
+from tabduel.evaluate import to_markdown
+from tabduel.search_space import suggest_mlp, suggest_xgboost
+from tabduel.store import atomic_write_bytes, atomic_write_json
+from tabduel.study import completed
+from tabduel.tracking import Tracker
+
+DPI = 110
+
+
+def _atomic_plot(draw: Callable[[Path], Any], path: Path) -> Path:
+    """Draw into a temp file beside path, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        draw(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _write_table(frame: Any, path: Path, digits: int = 5) -> None:
+    atomic_write_bytes(path.with_suffix(".csv"), frame.to_csv(index=frame.index.name is not None).encode())
+    atomic_write_bytes(path.with_suffix(".md"), _markdown(frame, digits).encode())
+
+
+def _markdown(frame: Any, digits: int) -> str:
+    numeric = frame.select_dtypes("number")
+    if frame.index.name and len(numeric.columns) == len(frame.columns):
+        return to_markdown(frame, digits)
+    head = list(frame.columns)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for _, row in frame.iterrows():
+        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_evidence(studies: dict[str, Any], out: Path, tracker: Tracker, parent: str) -> dict[str, Any]:
+    """Leaderboard table and best-so-far plot of every family; logged to the parent run; their numbers returned."""
+    done = {family: completed(st) for family, st in studies.items()}
+    board = compare.leaderboard(done)
+    _write_table(board, out / "leaderboard")
+    curves = {family: compare.best_so_far(trials) for family, trials in done.items() if trials}
+    if curves:
+        _atomic_plot(lambda p: plots.best_so_far(curves, p, DPI), out / "best_so_far.png")
+        tracker.log_artifact(parent, out / "best_so_far.png")
+    for name in ("leaderboard.csv", "leaderboard.md"):
+        tracker.log_artifact(parent, out / name)
+    metrics: dict[str, float] = {}
+    best: dict[str, dict[str, Any]] = {}
+    for family, trials in done.items():
+        metrics[f"{family}_trials_complete"] = len(trials)
+        if trials:
+            top = min(trials, key=lambda t: t.value)
+            metrics[f"{family}_best_valid_mse"] = top.value
+            best[family] = {"trial": top.number, "valid_mse": top.value, "params": top.params}
+    if "mlp" in curves and "xgboost" in best:
+        hit = compare.first_crossing(curves["mlp"], best["xgboost"]["valid_mse"])
+        if hit:
+            metrics.update(mlp_reaches_xgboost_valid_at_trials=hit["trials"],
+                           mlp_reaches_xgboost_valid_at_seconds=hit["seconds"])
+    tracker.log_metrics(parent, metrics)
+    atomic_write_json(out / "best.json", best)
+    tracker.log_artifact(parent, out / "best.json")
+    return {"best": best, "leaderboard": board.to_dict(orient="records"), "search_metrics": metrics}
+
+
+def rebuild(family: str, params: dict[str, Any], s: Any, threads: int) -> Any:
+    """The trial spec (MLPTrial or XGBoostConfig) of a finished trial's params."""
+    trial = optuna.trial.FixedTrial(params)
+    return (suggest_mlp if family == "mlp" else suggest_xgboost)(trial, s, threads)
+
+
+def final_comparison(cfg: Any, studies: dict[str, Any], features_of: Callable[[str, int], str], out: Path,
+                     tracker: Tracker, parent: str, log: Any) -> dict[str, Any]:
+    """Refit each family's best config on search.refit_seeds split seeds (the search's own first), test it, and
+    compare the families with paired tests; a table, a plot and metrics on the parent run."""
+    from tabduel.search_space import trial_threads, workers_of
+    from tabduel.tasks.search import trial_task
+
+    s = cfg.search
+    seeds = [cfg.features.split_seed + i for i in range(s.refit_seeds)]
+    threads = trial_threads(s, workers_of(s))
+    futures = []
+    for family, st in studies.items():
+        trials = completed(st)
+        if not trials:
+            log.warning(f"{family}: no complete trial to refit")
+            continue
+        best = min(trials, key=lambda t: t.value)
+        spec = rebuild(family, best.params, s, threads)
+        base = spec.encoding.base if family == "mlp" else "ordinal"
+        for seed in seeds:
+            label = f"refit-{family}-seed{seed}"
+            future = trial_task.with_options(task_run_name=label).submit(label, features_of(base, seed), [spec], True)
+            futures.append((family, best.number, seed, future))
+    rows = []
+    for family, number, seed, future in futures:
+        result = future.result()[0]
+        rows.append({"family": family, "seed": seed, "trial": number, "valid_mse": result["valid_mse"],
+                     "test_mse": result["test_mse"], "seconds": result["seconds"]})
+        tracker.record_run(f"refit-{family}-seed{seed}", parent,
+                           {"tabduel.step": "search-refit", "family": family, "model": family,
+                            "optuna.trial": number, "split_seed": seed},
+                           {"split_seed": seed, "trial": number},
+                           {"valid_mse": result["valid_mse"], "test_mse": result["test_mse"],
+                            "seconds": result["seconds"]})
+    if not rows:
+        return {"final": {}}
+    table = compare.comparison_table(rows)
+    _write_table(table, out / "final")
+    for name in ("final.csv", "final.md"):
+        tracker.log_artifact(parent, out / name)
+    final: dict[str, Any] = {"rows": rows}
+    metrics = {}
+    for family in {r["family"] for r in rows}:
+        values = np.array([r["test_mse"] for r in rows if r["family"] == family])
+        metrics[f"{family}_test_mse_mean"] = float(values.mean())
+        metrics[f"{family}_test_mse_sd"] = float(values.std(ddof=1))
+        first = [r["test_mse"] for r in rows if r["family"] == family and r["seed"] == seeds[0]]
+        if first:
+            metrics[f"{family}_test_mse"] = first[0]  # on the search's own split
+    if {"mlp", "xgboost"} <= {r["family"] for r in rows}:
+        paired = compare.paired_comparison(rows)
+        final["paired"] = paired
+        final["verdict"] = compare.verdict(paired)
+        metrics.update({k: v for k, v in paired.items() if isinstance(v, (int, float)) and k != "n"})
+        log.info(final["verdict"])
+    title = f"Best config of each family refitted on {len(seeds)} split seeds"
+    _atomic_plot(lambda p: plots.paired_seeds(table, p, DPI, title), out / "final.png")
+    tracker.log_artifact(parent, out / "final.png")
+    tracker.log_metrics(parent, metrics)
+    atomic_write_json(out / "final.json", {**final, "metrics": metrics, "seeds": seeds})
+    tracker.log_artifact(parent, out / "final.json")
+    final["final_metrics"] = metrics
+    return {"final": final}
+
+
+def dumps(obj: Any) -> str:
+    """JSON of a summary (numpy numbers as plain ones)."""
+    return json.dumps(obj, indent=2, default=float)

@@ -1,0 +1,146 @@
+"""What a search tries: input encodings, MLP and XGBoost settings, suggested from an Optuna trial."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from tabduel.config import FeaturesConfig, MLPConfig, SearchConfig, XGBoostConfig
+from tabduel.dataset import DatasetSpec
+from tabduel.errors import ConfigError
+from tabduel.runtime import cpu_threads, free_cores
+
+# ordinal: the original analysis's codes; onehot: one-hot calendar columns; cyclic: ordinal + sin/cos of each
+# periodic column (hour, day, month); ple / periodic: the onehot inputs with their numeric columns embedded.
+ENCODINGS = ("ordinal", "onehot", "cyclic", "ple", "periodic")
+BASES = ("ordinal", "onehot", "cyclic")  # encodings that are a features step of their own
+ACTIVATIONS = ("relu", "gelu", "silu", "sigmoid")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+BATCH_SIZES = (64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """An input encoding: a features variant (base) and, for ple/periodic, the embedding's settings."""
+
+    name: str = "ordinal"
+    bins: int = 0  # ple
+    frequencies: int = 0  # periodic
+    sigma: float = 0.0  # periodic
+
+    def __post_init__(self) -> None:
+        if self.name not in ENCODINGS:
+            raise ConfigError(f"encoding {self.name!r} is not one of: {', '.join(ENCODINGS)}")
+        if self.name == "ple" and self.bins < 2:
+            raise ConfigError(f"encoding ple: bins = {self.bins}, must be at least 2")
+        if self.name == "periodic" and (self.frequencies < 1 or self.sigma <= 0):
+            raise ConfigError(f"encoding periodic: frequencies = {self.frequencies} must be at least 1 and "
+                              f"sigma = {self.sigma} positive")
+
+    @property
+    def base(self) -> str:
+        """The features variant it is built on."""
+        return "onehot" if self.name in ("ple", "periodic") else self.name
+
+
+@dataclass(frozen=True)
+class MLPTrial:
+    """One MLP trial: its input encoding, its settings and how many seeds its ensemble averages."""
+
+    encoding: Encoding
+    mlp: MLPConfig
+    ensemble: int
+
+
+def categorical_inputs(spec: DatasetSpec) -> tuple[str, ...]:
+    """Inputs one-hot encoded by the onehot variant: periodic columns and categories of more than two levels."""
+    out = []
+    for name in spec.inputs:
+        if spec.period(name) is not None:
+            out.append(name)
+        elif any(c.name == name for c in spec.columns) and spec.column(name).type == "category" \
+                and len(spec.column(name).levels) > 2:
+            out.append(name)
+    return tuple(out)
+
+
+def features_config(base: str, spec: DatasetSpec, cfg: FeaturesConfig, split_seed: int | None = None
+                    ) -> FeaturesConfig:
+    """The features settings of an encoding's base variant (and of another split seed, when given)."""
+    if base not in BASES:
+        raise ConfigError(f"encoding base {base!r} is not one of: {', '.join(BASES)}")
+    periodic = tuple(name for name in spec.inputs if spec.period(name) is not None)
+    variant = {"ordinal": {"onehot": (), "cyclic": ()},
+               "onehot": {"onehot": categorical_inputs(spec), "cyclic": ()},
+               "cyclic": {"onehot": (), "cyclic": periodic}}[base]
+    seed = cfg.split_seed if split_seed is None else split_seed
+    return dataclasses.replace(cfg, split_seed=seed, **variant)
+
+
+def workers_of(s: SearchConfig) -> int:
+    """Trials at once: search.workers, else the free cores."""
+    return s.workers or free_cores()
+
+
+def trial_threads(s: SearchConfig, workers: int) -> int:
+    """Threads of one trial: search.threads, else the free cores shared among the workers; never above them."""
+    return cpu_threads(s.threads) if s.threads else max(1, free_cores() // max(1, workers))
+
+
+def _powers(lo: int, hi: int) -> list[int]:
+    out, v = [], lo
+    while v <= hi:
+        out.append(v)
+        v *= 2
+    return out
+
+
+def suggest_mlp(trial: Any, s: SearchConfig, threads: int = 1) -> MLPTrial:
+    """An MLP trial from the search space: encoding, depth 1-6, width 16-1024, activation, dropout, optimizer,
+    lr, weight decay, batch size and ensemble size."""
+    name = trial.suggest_categorical("encoding", ENCODINGS)
+    if name == "ple":
+        encoding = Encoding(name, bins=trial.suggest_int("ple_bins", 4, 64, log=True))
+    elif name == "periodic":
+        encoding = Encoding(name, frequencies=trial.suggest_int("periodic_frequencies", 4, 48, log=True),
+                            sigma=trial.suggest_float("periodic_sigma", 0.01, 10.0, log=True))
+    else:
+        encoding = Encoding(name)
+    depth = trial.suggest_int("depth", 1, s.max_depth)
+    width = trial.suggest_categorical("width", _powers(16, s.max_width))
+    mlp = MLPConfig(
+        hidden=(width,) * depth,
+        activation=trial.suggest_categorical("activation", ACTIVATIONS),
+        dropout=trial.suggest_float("dropout", 0.0, 0.5, step=0.05),
+        optimizer=trial.suggest_categorical("optimizer", OPTIMIZERS),
+        lr=trial.suggest_float("lr", 1e-4, 0.3, log=True),
+        weight_decay=trial.suggest_float("weight_decay", 1e-7, 1e-2, log=True),
+        batch_size=trial.suggest_categorical("batch_size", BATCH_SIZES),
+        epochs=s.mlp_epochs, patience=s.mlp_patience, max_seconds=s.mlp_max_seconds, seed=s.seed,
+        threads=threads,
+    )
+    ensemble = trial.suggest_categorical("ensemble", _powers(1, s.max_ensemble))
+    return MLPTrial(encoding, mlp, ensemble)
+
+
+def suggest_xgboost(trial: Any, s: SearchConfig, threads: int = 1) -> XGBoostConfig:
+    """An XGBoost trial: max_depth, learning_rate, min_child_weight, subsample, colsample_bytree, lambda, alpha;
+    n_estimators is found by early stopping on valid."""
+    return XGBoostConfig(
+        max_depth=trial.suggest_int("max_depth", 2, 12),
+        learning_rate=trial.suggest_float("learning_rate", 0.005, 0.3, log=True),
+        min_child_weight=trial.suggest_float("min_child_weight", 0.1, 100.0, log=True),
+        subsample=trial.suggest_float("subsample", 0.4, 1.0),
+        colsample_bytree=trial.suggest_float("colsample_bytree", 0.3, 1.0),
+        reg_lambda=trial.suggest_float("lambda", 1e-3, 100.0, log=True),
+        reg_alpha=trial.suggest_float("alpha", 1e-4, 10.0, log=True),
+        n_estimators=s.xgb_rounds, early_stopping_rounds=s.xgb_early_stopping, seed=s.seed, n_jobs=threads,
+    )
+
+
+def group_key(t: MLPTrial) -> tuple:
+    """Trials with equal keys train as one population: same inputs and the same network shape."""
+    from tabduel.engine.population import shape_of
+
+    return (t.encoding, shape_of(t.mlp))

@@ -1,0 +1,129 @@
+"""Optuna studies of a search: storage, creation, resume and extension, and the budget left."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tabduel.config import SearchConfig
+from tabduel.errors import ConfigError, TabduelError
+
+BUDGET_TRIALS = "tabduel.trials_budget"  # study user attributes
+BUDGET_SECONDS = "tabduel.seconds_budget"
+SPENT = "tabduel.seconds_spent"
+PARENT_RUN = "tabduel.mlflow_parent_run_id"
+ELAPSED = "elapsed_seconds"  # trial user attributes
+RETRY_OF = "retry_of"
+
+
+def storage_url(s: SearchConfig, data_dir: str | Path) -> str:
+    """The storage as given, or the default journal file <data_dir>/search/<study>/journal.log."""
+    if s.storage:
+        return s.storage
+    return str((Path(data_dir) / "search" / s.study / "journal.log").resolve())
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna storage: a journal file for a plain path (or .log), else an RDB URL (sqlite, postgresql...)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if "://" not in url:
+        path = Path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if not url.startswith(("sqlite:", "postgresql", "mysql")):
+        raise ConfigError(f"search.storage = {url!r}: not a journal file path, sqlite:///, postgresql:// or mysql://")
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+    except ImportError as exc:  # e.g. no psycopg2 for postgresql://
+        raise ConfigError(f"search.storage = {url!r}: its database driver is not installed ({exc})") from None
+    except Exception as exc:  # unreachable server, bad credentials
+        raise TabduelError(f"search.storage = {_redact(url)}: cannot open it: {exc}") from None
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+@dataclass
+class Budget:
+    """How far one family's search may go: a trial count and seconds, each math.inf when unlimited."""
+
+    trials: float
+    seconds: float
+    spent: float  # seconds spent by earlier invocations
+
+    def allows(self, trials_started: int, seconds_now: float) -> bool:
+        """True while another trial may start."""
+        return trials_started < self.trials and self.spent + seconds_now < self.seconds
+
+
+def study_name(s: SearchConfig, family: str) -> str:
+    """Optuna keeps one study per family."""
+    return f"{s.study}-{family}"
+
+
+def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_trials: int) -> tuple[Any, Budget]:
+    """Create the family's study, or (resume / more_trials) load it; fail stale RUNNING trials and queue them again.
+
+    A new search refuses a study that already exists, so that no one extends a study by accident.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    name = study_name(s, family)
+    exists = name in optuna.get_all_study_names(storage)
+    if exists and not (resume or more_trials):
+        done = len(optuna.load_study(study_name=name, storage=storage).trials)
+        raise TabduelError(f"study {name!r} already exists ({done} trials); --resume continues it, --more-trials N "
+                           f"extends it, --study NAME starts another")
+    if not exists and (resume or more_trials):
+        raise TabduelError(f"no study {name!r} to resume in the storage; run without --resume / --more-trials first")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    probe = optuna.load_study(study_name=name, storage=storage) if exists else None
+    n_before = len(probe.trials) if probe else 0
+    # A resumed sampler gets a seed of its own: the original seed would replay the first session's random trials.
+    sampler = optuna.samplers.TPESampler(seed=s.seed + n_before, n_startup_trials=10, multivariate=True,
+                                         constant_liar=True)
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize",
+                                load_if_exists=True)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # left by a killed search
+        study.tell(t.number, state=TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={RETRY_OF: t.number})
+    attrs = study.user_attrs
+    spent = float(attrs.get(SPENT, 0.0))
+    if more_trials:
+        trials = counted_trials(study) + more_trials
+        seconds = spent + s.minutes * 60 if s.minutes else math.inf
+    elif resume:
+        trials = attrs.get(BUDGET_TRIALS, s.trials) or math.inf
+        seconds = attrs.get(BUDGET_SECONDS, s.minutes * 60) or math.inf
+    else:
+        trials, seconds = s.trials or math.inf, s.minutes * 60 or math.inf
+    study.set_user_attr(BUDGET_TRIALS, 0 if math.isinf(trials) else int(trials))
+    study.set_user_attr(BUDGET_SECONDS, 0 if math.isinf(seconds) else float(seconds))
+    return study, Budget(float(trials), float(seconds), spent)
+
+
+def counted_trials(study: Any) -> int:
+    """Trials that count against the budget: complete and failed ones, not those failed by an interruption."""
+    from optuna.trial import TrialState
+
+    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    interrupted = {t.user_attrs[RETRY_OF] for t in study.get_trials(deepcopy=False) if RETRY_OF in t.user_attrs}
+    return sum(1 for t in ended if t.number not in interrupted)
+
+
+def completed(study: Any) -> list[Any]:
+    """The complete trials, in trial-number order."""
+    from optuna.trial import TrialState
+
+    return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)

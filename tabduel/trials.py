@@ -1,0 +1,129 @@
+"""Run search trials as plain functions: load a features variant, embed, train, score on valid (and test)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from tabduel.config import XGBoostConfig
+from tabduel.embeddings import apply, fit_periodic, fit_ple
+from tabduel.features import load_xy
+from tabduel.models import Data
+from tabduel.search_space import Encoding, MLPTrial, group_key
+from tabduel.training import load_data
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Encoded train/valid arrays and, for a refit, the test split."""
+
+    data: Data
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+
+def embedded_columns(manifest: dict[str, Any]) -> tuple[int, ...]:
+    """Indices of the standardized numeric inputs (the ones an embedding replaces)."""
+    scaled = set(manifest["scaler"]["mean"])
+    return tuple(i for i, name in enumerate(manifest["features"]) if name in scaled)
+
+
+def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, seed: int) -> Inputs:
+    """A features variant's splits with the encoding's embedding fitted on train and applied to every split."""
+    data, manifest = load_data(features_dir)
+    x_test = y_test = None
+    if with_test:
+        x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest)
+    if encoding.name not in ("ple", "periodic"):
+        return Inputs(data, x_test, y_test)
+    columns = embedded_columns(manifest)
+    if encoding.name == "ple":
+        emb = fit_ple(data.x_train, columns, encoding.bins)
+    else:
+        emb = fit_periodic(data.x_train.shape[1], columns, encoding.frequencies, encoding.sigma, seed)
+    names = tuple(n for i, n in enumerate(manifest["features"]) if i not in columns)
+    names += tuple(f"{encoding.name}_{j}" for j in range(emb.width))
+    data = Data(apply(emb, data.x_train), data.y_train, apply(emb, data.x_valid), data.y_valid, names)
+    return Inputs(data, None if x_test is None else apply(emb, x_test), y_test)
+
+
+def _mse(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean((pred.astype(np.float64) - y.astype(np.float64)) ** 2))
+
+
+def _members_predict(params: Any, x: np.ndarray, activation: str) -> np.ndarray:
+    """(rows, features) -> (members, rows) predictions of stacked (or single) engine params."""
+    import torch
+
+    from tabduel.engine.net import forward
+
+    with torch.no_grad():
+        pred = forward(params, torch.from_numpy(np.ascontiguousarray(x.T)), activation)  # (K, 1, rows) or (1, rows)
+    return pred.reshape(-1, x.shape[0]).numpy()
+
+
+def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: bool = False) -> list[dict[str, Any]]:
+    """Train MLP trials that share inputs and shape as one population (each trial's ensemble members in it);
+    returns per trial its valid (and test) MSE of the ensemble mean, and facts of the fit."""
+    from tabduel.engine import population, single
+
+    keys = {group_key(t) for t in trials}
+    if len(keys) != 1:
+        raise ValueError(f"run_mlp needs trials of one encoding and shape, got {len(keys)} groups")
+    first = trials[0]
+    inputs = load_inputs(features_dir, first.encoding, with_test, first.mlp.seed)
+    data = inputs.data
+    start = time.perf_counter()
+    if len(trials) == 1 and first.ensemble == 1:  # alone, the single-model path is faster
+        fitted = single.fit(data, first.mlp)
+        params, infos = fitted.params, [fitted.info]
+        owners = [0]
+        time_limited = fitted.info["time_limited"]
+    else:
+        members, owners = [], []
+        for i, t in enumerate(trials):
+            members += [population.Member(t.mlp.seed + j, t.mlp.lr, t.mlp.weight_decay, t.mlp.dropout)
+                        for j in range(t.ensemble)]
+            owners += [i] * t.ensemble
+        pop = population.fit(data, population.shape_of(first.mlp), members)
+        params, time_limited = pop.params, pop.info["time_limited"]
+        infos = [pop.single(k).info for k in range(len(members))]
+    seconds = time.perf_counter() - start
+    valid = _members_predict(params, data.x_valid, first.mlp.activation)  # (members, n_valid)
+    test = _members_predict(params, inputs.x_test, first.mlp.activation) if with_test else None
+    owners_arr = np.asarray(owners)
+    total_members = len(owners)
+    out = []
+    for i, t in enumerate(trials):
+        mine = owners_arr == i
+        row = {"valid_mse": _mse(valid[mine].mean(axis=0), data.y_valid),
+               "member_valid_mse": [_mse(v, data.y_valid) for v in valid[mine]],
+               "epochs_run": [int(infos[k]["epochs_run"]) for k in np.flatnonzero(mine)],
+               "best_epoch": [int(infos[k]["best_epoch"]) for k in np.flatnonzero(mine)],
+               "seconds": float(seconds * mine.sum() / total_members), "group_seconds": seconds,
+               "group_trials": len(trials), "group_members": total_members, "time_limited": bool(time_limited),
+               "inputs": data.x_train.shape[1], "device": infos[0]["device"]}
+        if with_test:
+            row["test_mse"] = _mse(test[mine].mean(axis=0), inputs.y_test)
+        out.append(row)
+    return out
+
+
+def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = False) -> dict[str, Any]:
+    """Fit one XGBoost trial with early stopping on valid; its valid (and test) MSE at the best iteration."""
+    from tabduel.models import xgb
+
+    inputs = load_inputs(features_dir, Encoding("ordinal"), with_test, cfg.seed)
+    start = time.perf_counter()
+    fitted = xgb.fit(inputs.data, cfg)
+    seconds = time.perf_counter() - start
+    row = {"valid_mse": _mse(xgb.predict(fitted.model, inputs.data.x_valid), inputs.data.y_valid),
+           "best_iteration": fitted.info["best_iteration"], "rounds_run": fitted.info["rounds_run"],
+           "seconds": seconds, "device": fitted.info["device"]}
+    if with_test:
+        row["test_mse"] = _mse(xgb.predict(fitted.model, inputs.x_test), inputs.y_test)
+    return row
