@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench bench-training clean
+.PHONY: setup run test bench bench-training bench-search clean
 
 $(BIN)/tabduel: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ bench: setup
 
 bench-training: setup
 	$(BIN)/python benchmarks/training.py $(ARGS)
+
+bench-search: setup
+	$(BIN)/python benchmarks/search.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

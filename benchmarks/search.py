@@ -49,11 +49,11 @@ def main() -> None:
     (work / "search.log").write_text(out)
 
     sys.path.insert(0, str(ROOT))
+    import optuna
+
     from tabduel import compare
     from tabduel.runtime import free_cores
     from tabduel.study import completed, open_storage
-
-    import optuna
 
     storage = open_storage(str(work / "data" / "search" / "bench" / "journal.log"))
     curves = {fam: compare.best_so_far(completed(optuna.load_study(study_name=f"bench-{fam}", storage=storage)))

@@ -123,6 +123,10 @@ def search_family(family: str, study: Any, budget: Budget, cfg: Config, features
             failures_in_row += 1
             for t in trials:
                 study.tell(t, state=_fail_state())
+                tracker.record_run(f"{family}-{t.number:03d}", parent,
+                                   {"tabduel.step": "search-trial", "family": family, "model": family,
+                                    "optuna.study": study.study_name, "optuna.trial": t.number,
+                                    "error": str(exc)[:5000]}, t.params, {}, "FAILED")
             log.warning(f"{family}: trial(s) {[t.number for t in trials]} failed: {exc}")
             if failures_in_row >= MAX_FAILURES_IN_ROW:
                 raise TabduelError(f"{family}: {failures_in_row} trials in a row failed; the last: {exc}") from exc
@@ -155,7 +159,7 @@ def _tell(family: str, study: Any, trial: Any, result: dict[str, Any], elapsed: 
     """Record one finished trial in the study and as an MLflow child run; return the best value so far."""
     value = result["valid_mse"]
     ok = math.isfinite(value)
-    attrs = {"seconds": result["seconds"], ELAPSED: elapsed, "device": result["device"]}
+    attrs = {"seconds": result["seconds"], ELAPSED: elapsed, "device": result["device"], "worker": result["worker"]}
     if family == "mlp":
         attrs.update(population_trials=result["group_trials"], population_members=result["group_members"],
                      time_limited=result["time_limited"], epochs_run=max(result["epochs_run"]),
@@ -175,7 +179,7 @@ def _tell(family: str, study: Any, trial: Any, result: dict[str, Any], elapsed: 
     else:
         metrics["best_iteration"] = result["best_iteration"]
     tags = {"tabduel.step": "search-trial", "family": family, "model": family, "optuna.study": study.study_name,
-            "optuna.trial": trial.number, "device": result["device"]}
+            "optuna.trial": trial.number, "device": result["device"], "worker": result["worker"]}
     tracker.record_run(f"{family}-{trial.number:03d}", parent, tags, trial.params, metrics,
                        "FINISHED" if ok else "FAILED")
     shown = f"{value:.5f}" if ok else "diverged (not finite)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,11 @@ def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, s
     names += tuple(f"{encoding.name}_{j}" for j in range(emb.width))
     data = Data(apply(emb, data.x_train), data.y_train, apply(emb, data.x_valid), data.y_valid, names)
     return Inputs(data, None if x_test is None else apply(emb, x_test), y_test)
+
+
+def _worker() -> str:
+    """host:pid of the process that ran a trial (a pool process or a Dask worker)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _mse(pred: np.ndarray, y: np.ndarray) -> float:
@@ -106,7 +113,7 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
                "best_epoch": [int(infos[k]["best_epoch"]) for k in np.flatnonzero(mine)],
                "seconds": float(seconds * mine.sum() / total_members), "group_seconds": seconds,
                "group_trials": len(trials), "group_members": total_members, "time_limited": bool(time_limited),
-               "inputs": data.x_train.shape[1], "device": infos[0]["device"]}
+               "inputs": data.x_train.shape[1], "device": infos[0]["device"], "worker": _worker()}
         if with_test:
             row["test_mse"] = _mse(test[mine].mean(axis=0), inputs.y_test)
         out.append(row)
@@ -123,7 +130,7 @@ def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = 
     seconds = time.perf_counter() - start
     row = {"valid_mse": _mse(xgb.predict(fitted.model, inputs.data.x_valid), inputs.data.y_valid),
            "best_iteration": fitted.info["best_iteration"], "rounds_run": fitted.info["rounds_run"],
-           "seconds": seconds, "device": fitted.info["device"]}
+           "seconds": seconds, "device": fitted.info["device"], "worker": _worker()}
     if with_test:
         row["test_mse"] = _mse(xgb.predict(fitted.model, inputs.x_test), inputs.y_test)
     return row
