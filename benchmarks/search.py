@@ -35,29 +35,37 @@ def main() -> None:
     parser.add_argument("--source", default=str(SHARED), help="raw CSV [../shared/data/SeoulBikeData.csv]")
     parser.add_argument("--workdir", default="/tmp/tabduel-search-bench", help="fresh work directory")
     parser.add_argument("--label", default="vm", help="results file suffix [vm]")
+    parser.add_argument("--extend", action="store_true",
+                        help="extend the search already in --workdir by --minutes per family (--more-trials), "
+                             "instead of starting a fresh one")
     parser.add_argument("extra", nargs="*", help="more `tabduel search` flags, after --")
     args = parser.parse_args()
 
     work = Path(args.workdir)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     tabduel = str(Path(sys.executable).parent / "tabduel")
-    cmd = [tabduel, "search", "--source", args.source, "--trials", str(args.trials), "--minutes", str(args.minutes),
-           "--study", "bench", *args.extra]
+    cmd = [tabduel, "search", "--source", args.source, "--minutes", str(args.minutes), "--study", "bench"]
+    if args.extend:  # the stored studies go on: budgets add up
+        cmd += ["--more-trials", str(args.trials or 100000)]
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        cmd += ["--trials", str(args.trials)]
+    cmd += args.extra
     print("running:", " ".join(cmd), flush=True)
     out, wall, _ = run_child(cmd, cwd=work)
-    (work / "search.log").write_text(out)
+    (work / f"search-{args.label}.log").write_text(out)
 
     sys.path.insert(0, str(ROOT))
     import optuna
 
     from tabduel import compare
     from tabduel.runtime import free_cores
-    from tabduel.study import completed, open_storage
+    from tabduel.study import SPENT, completed, open_storage
 
     storage = open_storage(str(work / "data" / "search" / "bench" / "journal.log"))
-    curves = {fam: compare.best_so_far(completed(optuna.load_study(study_name=f"bench-{fam}", storage=storage)))
-              for fam in ("mlp", "xgboost")}
+    studies = {fam: optuna.load_study(study_name=f"bench-{fam}", storage=storage) for fam in ("mlp", "xgboost")}
+    curves = {fam: compare.best_so_far(completed(st)) for fam, st in studies.items()}
+    spent = {fam: st.user_attrs.get(SPENT, 0.0) for fam, st in studies.items()}
     cores = free_cores()
     best = json.loads((work / "data" / "search" / "bench" / "best.json").read_text())
     final = json.loads((work / "data" / "search" / "bench" / "final.json").read_text())
@@ -67,8 +75,10 @@ def main() -> None:
         "benchmark": "search", "host": socket.gethostname(), "cpus": os.cpu_count(), "free_cores": cores,
         "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python benchmarks/search.py " + " ".join(sys.argv[1:]), "tabduel_command": " ".join(cmd[1:]),
-        "wall_seconds": wall, "budget_per_family": {"wall_minutes": args.minutes, "cpu_minutes": args.minutes * cores,
-                                                    "trials": args.trials or None},
+        "wall_seconds": wall, "extended": args.extend,
+        "budget_per_family": {"wall_minutes_this_run": args.minutes, "trials": args.trials or None,
+                              "wall_minutes_spent": {f: v / 60 for f, v in spent.items()},
+                              "cpu_minutes_spent": {f: v / 60 * cores for f, v in spent.items()}},
         "trials_complete": {fam: len(c) for fam, c in curves.items()},
         "best": best,
         "mlp_reaches_xgboost_valid": None if hit is None else {
