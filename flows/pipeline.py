@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from tabduel.config import Config, flatten
@@ -25,6 +25,14 @@ def _summary(steps: list[StepResult], tracker: Tracker | None = None, parent: st
     return out
 
 
+def close_stale_runs(tracker: Tracker) -> None:
+    """Mark KILLED the runs that a killed or crashed tabduel process left RUNNING, and say so."""
+    stale = tracker.close_stale_runs()
+    if stale:
+        get_run_logger().warning(f"marked {len(stale)} MLflow run(s) KILLED that a stopped process left RUNNING: "
+                                 f"{', '.join(stale)}")
+
+
 def _open_parent(tracker: Tracker, cfg: Config, name: str) -> str:
     parent = tracker.start_run(name, tags={"tabduel.step": name, "git_commit": git_commit(),
                                            "prefect_flow_run_id": flow_run.id})
@@ -38,6 +46,7 @@ def pipeline_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]
     """Raw CSV -> features -> MLP, XGBoost and linear models -> evaluation, in one MLflow parent run."""
     cfg = Config.from_dict(config)
     tracker = Tracker.shared(cfg.tracking)
+    close_stale_runs(tracker)
     parent = _open_parent(tracker, cfg, "pipeline")
     with tracker.failing(parent, children=True):
         raw = ingest_task(cfg.pipeline, cfg.ingest, force)
@@ -73,6 +82,7 @@ def train_flow(kind: str, config: dict[str, Any], force: bool = False) -> dict[s
     """Only one model's training, on the latest features output, in its own MLflow run."""
     cfg = Config.from_dict(config)
     feats = read_latest(cfg.pipeline.data_dir, "features", "tabduel features")
+    close_stale_runs(Tracker.shared(cfg.tracking))
     result = train_task(kind, feats, cfg.model(kind), cfg.pipeline, cfg.tracking, None, force)
     return _summary([result])
 
@@ -87,6 +97,7 @@ def evaluate_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]
     latest = {kind: read_latest(data_dir, f"models/{kind}", f"tabduel train {kind}") for kind in cfg.pipeline.models}
     check_trained_on(feats, latest)  # refuse before any MLflow run is opened
     tracker = Tracker.shared(cfg.tracking)
+    close_stale_runs(tracker)
     parent = _open_parent(tracker, cfg, "evaluate")
     with tracker.failing(parent, children=True):
         models = {kind: attach_task(kind, m, cfg.tracking, parent) for kind, m in latest.items()}

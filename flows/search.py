@@ -15,6 +15,8 @@ from prefect.runtime import flow_run
 from tabduel.config import Config, SearchConfig, flatten
 from tabduel.dataset import load_spec
 from tabduel.errors import TabduelError
+from tabduel.flows.pipeline import close_stale_runs
+from tabduel.search_report import final_comparison, write_evidence
 from tabduel.search_space import (
     BASES,
     features_config,
@@ -64,11 +66,11 @@ def task_runner(s: SearchConfig, workers: int) -> Any:
     return (ProcessPoolTaskRunner if s.runner == "process" else ThreadPoolTaskRunner)(max_workers=workers)
 
 
-def _features(raw: StepResult, cfg: Config, base: str, split_seed: int | None = None) -> str:
+def _features(raw: StepResult, cfg: Config, base: str, split_seed: int | None = None, force: bool = False) -> str:
     spec = load_spec(Path(raw.path) / "dataset.toml")
     fc = features_config(base, spec, cfg.features, split_seed)
     return features_task.with_options(task_run_name=f"features-{base}-{fc.split_seed}")(
-        raw, cfg.pipeline, fc, False).path
+        raw, cfg.pipeline, fc, force).path
 
 
 def _parent(tracker: Tracker, cfg: Config, studies: dict[str, Any], resuming: bool) -> str:
@@ -197,10 +199,12 @@ def _budget_text(b: Budget) -> str:
 
 
 @flow(name="tabduel-search")
-def search_flow(config: dict[str, Any], resume: bool = False, more_trials: int = 0) -> dict[str, Any]:
-    """Tune each family with the same budget on train/valid; then refit each best on several split seeds."""
-    from tabduel.search_report import final_comparison, write_evidence
+def search_flow(config: dict[str, Any], resume: bool = False, more_trials: int = 0,
+                force: bool = False) -> dict[str, Any]:
+    """Tune each family with the same budget on train/valid; then refit each best on several split seeds.
 
+    force recomputes the ingest and features outputs the search reads (trials are never cached: the study is).
+    """
     cfg = Config.from_dict(config)
     s = cfg.search
     log = get_run_logger()
@@ -208,10 +212,11 @@ def search_flow(config: dict[str, Any], resume: bool = False, more_trials: int =
     studies, budgets = {}, {}
     for family in s.families:  # refuse a clash of names before any work
         studies[family], budgets[family] = open_study(s, family, storage, resume, more_trials)
-    raw = ingest_task(cfg.pipeline, cfg.ingest, False)
+    raw = ingest_task(cfg.pipeline, cfg.ingest, force)
     bases = set(BASES) if "mlp" in s.families else {"ordinal"}
-    features = {base: _features(raw, cfg, base) for base in sorted(bases | {"ordinal"})}
+    features = {base: _features(raw, cfg, base, force=force) for base in sorted(bases | {"ordinal"})}
     tracker = Tracker.shared(cfg.tracking)
+    close_stale_runs(tracker)
     parent = _parent(tracker, cfg, studies, resume or bool(more_trials))
     workers = workers_of(s)
     with tracker.failing(parent):

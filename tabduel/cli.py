@@ -25,6 +25,7 @@ SECTIONS = {
     "evaluate": ("pipeline", "tracking", "evaluate"),
     **{f"train-{kind}": ("pipeline", "tracking", kind) for kind in MODEL_KINDS},
     "search": ("pipeline", "tracking", "ingest", "features", "search"),
+    "serve": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "evaluate"),
 }
 DESCRIPTIONS = {
     "run": "Run the whole pipeline: ingest -> features -> train mlp, xgboost, linear -> evaluate. "
@@ -41,6 +42,10 @@ DESCRIPTIONS = {
               "their test MSE with paired tests. The study is stored (a journal file by default), so a search can "
               "be resumed (--resume) or extended (--more-trials N).",
 }
+DESCRIPTIONS["serve"] = (
+    "Serve the whole pipeline as a Prefect deployment on a cron schedule, with these settings, until stopped "
+    "(Ctrl-C). Runs happen in this process, in this directory. Set PREFECT_API_URL to a `prefect server` to see "
+    "and trigger the deployment in its UI; without it, tabduel's local API server lives as long as this command.")
 # `tabduel search --quick`: a whole search in a minute or two, for a first look and for CI.
 QUICK = {"search": {"trials": 6, "mlp_epochs": 40, "mlp_patience": 8, "mlp_max_seconds": 20.0, "max_depth": 3,
                     "max_width": 64, "max_ensemble": 2, "xgb_rounds": 300, "xgb_early_stopping": 30}}
@@ -100,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=DESCRIPTIONS[name].split(". ")[0].rstrip("."), description=DESCRIPTIONS[name],
                            epilog=EPILOG)
         add_settings(p, SECTIONS[name])
+    serve = sub.add_parser("serve", help="Serve the pipeline as a Prefect deployment on a cron schedule",
+                           description=DESCRIPTIONS["serve"], epilog=EPILOG)
+    add_settings(serve, SECTIONS["serve"])
+    when = serve.add_argument_group("schedule")
+    when.add_argument("--cron", required=True, metavar="EXPR",
+                      help='when to run, as a cron expression in UTC, e.g. "0 3 * * *" (every day at 03:00)')
+    when.add_argument("--name", default="scheduled", help="the deployment's name [default: scheduled]")
     search = sub.add_parser("search", help="Tune MLP and XGBoost with one budget and compare their best",
                             description=DESCRIPTIONS["search"], epilog=EPILOG)
     add_settings(search, SECTIONS["search"], skip=["pipeline.models"], short="search")
@@ -266,6 +278,12 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
         return flows.features_flow(config=config, force=args.force)
     if args.command == "train":
         return flows.train_flow(kind=args.kind, config=config, force=args.force)
+    if args.command == "serve":
+        _check_cron(args.cron)
+        print(f"serving tabduel-pipeline/{args.name} on cron {args.cron!r}; Ctrl-C stops it", flush=True)
+        flows.pipeline_flow.serve(name=args.name, cron=args.cron, parameters={"config": config, "force": args.force},
+                                  description=f"tabduel run on cron {args.cron!r}")
+        return {"steps": []}
     if args.command == "search":
         from tabduel.config import Config
         from tabduel.flows.search import search_flow, task_runner
@@ -276,8 +294,18 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
             raise ConfigError(f"--more-trials = {args.more_trials}: must not be negative")
         runner = task_runner(s, workers_of(s))
         return search_flow.with_options(task_runner=runner)(config=config, resume=args.resume,
-                                                            more_trials=args.more_trials)
+                                                            more_trials=args.more_trials, force=args.force)
     return flows.evaluate_flow(config=config, force=args.force)
+
+
+def _check_cron(expr: str) -> None:
+    """Raise ConfigError unless expr is a cron expression Prefect accepts."""
+    from prefect.client.schemas.schedules import CronSchedule
+
+    try:
+        CronSchedule(cron=expr)
+    except Exception as exc:  # pydantic's ValidationError names the fault
+        raise ConfigError(f"--cron {expr!r} is not a valid cron expression ({str(exc).splitlines()[-1].strip()})")
 
 
 def _flush_prefect_logs() -> None:

@@ -136,6 +136,8 @@ def materialize(data_dir: str | Path, step: str, key: str, force: bool,
     old = final.parent / f".{final.name}.old.{os.getpid()}"
     try:
         meta = dict(build(tmp))
+        if is_done(final) and not force:  # a concurrent run finished the same key first: its output is the same
+            return final, True
         atomic_write_json(tmp / DONE, {"step": step, "key": key, **meta})
         if final.exists():  # --force, or a leftover without a done marker: swap, then drop the old one
             os.replace(final, old)

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -17,6 +18,7 @@ import numpy as np
 from tabduel.config import TrackingConfig
 
 PARENT_TAG = "mlflow.parentRunId"
+OWNER_TAG = "tabduel.owner"  # host:pid:start-time of the process that opened a run, to find runs left by a kill
 MODEL_KEY_TAG = "tabduel.model_key"
 BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 
@@ -48,6 +50,49 @@ def git_commit(path: str | Path | None = None) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+def _start_ticks(pid: int) -> str:
+    """The start time of a process (clock ticks since boot), which tells a pid's reuse apart; '' if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5), counted after the command name
+
+
+def process_owner() -> str:
+    """host:pid:start of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
+
+
+def owner_gone(owner: str) -> bool:
+    """True when owner (host:pid:start) is a process of this host that no longer runs; False if alive or unknown."""
+    host, _, rest = owner.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's run: its process cannot be checked from here
+    now = _start_ticks(int(pid))
+    return now == "" or (start != "" and now != start)
+
+
+@contextlib.contextmanager
+def sqlite_init_lock(uri: str) -> Iterator[None]:
+    """For a SQLite store, an exclusive lock on <db>.lock for the block: two processes that open a store which
+    does not exist yet would otherwise both create its tables. Other stores need no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri[len("sqlite:///"):] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 _SHARED: dict[tuple[str, str], "Tracker"] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -61,8 +106,9 @@ class Tracker:
 
         self.uri = resolve_tracking_uri(cfg)
         mlflow.set_tracking_uri(self.uri)  # flavours' log_model resolve the store from here
-        self.client = MlflowClient(tracking_uri=self.uri)
-        self.experiment_id = self._experiment(cfg.experiment)
+        with sqlite_init_lock(self.uri):  # a fresh store is created (migrated) by its first user only
+            self.client = MlflowClient(tracking_uri=self.uri)  # opens the store: creates its tables if new
+            self.experiment_id = self._experiment(cfg.experiment)
 
     @classmethod
     def shared(cls, cfg: TrackingConfig) -> Tracker:
@@ -89,6 +135,7 @@ class Tracker:
     def start_run(self, name: str, parent: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
         """Create a RUNNING run (nested under parent when given) and return its id."""
         all_tags = {k: str(v) for k, v in (tags or {}).items() if v not in (None, "")}
+        all_tags[OWNER_TAG] = process_owner()
         if parent:
             all_tags[PARENT_TAG] = parent
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
@@ -153,11 +200,26 @@ class Tracker:
             self.client.update_run(run_id, status="RUNNING")
         except MlflowException:
             return False
+        self.set_tags(run_id, {OWNER_TAG: process_owner()})  # this process owns it now
         return True
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         """End a run with FINISHED, FAILED or KILLED."""
         self.client.set_terminated(run_id, status)
+
+    def close_stale_runs(self) -> list[str]:
+        """Mark KILLED the RUNNING runs of this experiment whose process on this host is gone (killed, crashed).
+
+        Runs opened on other hosts are left alone: whether their process lives cannot be seen from here.
+        """
+        query = f"attributes.status = 'RUNNING' and tags.`{OWNER_TAG}` LIKE '{socket.gethostname()}:%'"
+        stale = [r for r in self.client.search_runs([self.experiment_id], filter_string=query, max_results=1000)
+                 if owner_gone(r.data.tags.get(OWNER_TAG, ""))]
+        for run in stale:
+            self.set_tags(run.info.run_id, {"tabduel.stale": f"its process ({run.data.tags[OWNER_TAG]}) was gone; "
+                                                              f"marked KILLED by {process_owner()}"})
+            self.finish(run.info.run_id, "KILLED")
+        return [r.info.run_id for r in stale]
 
     def fail_open_children(self, parent: str) -> None:
         """Mark every still-RUNNING child of parent FAILED."""
