@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from tabduel.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
 from tabduel.errors import TabduelError
 from tabduel.prefect_api import LocalAPI
-from tabduel.tracking import resolve_tracking_uri
+from tabduel.tracking import SERVER_RETRIES, resolve_tracking_uri, server_unreachable
 
 # Sections whose flags carry no prefix: --data-dir, --source, --experiment ...
 UNPREFIXED = ("pipeline", "tracking", "ingest")
@@ -155,7 +155,7 @@ class _ExpectedErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, TabduelError):
+        if isinstance(exc, TabduelError) or server_unreachable(exc):
             return False
         message = record.getMessage()
         return not any(name in message for name in _expected_error_names())
@@ -237,6 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = _dispatch(flows, args, cfg.to_dict())
     except TabduelError as exc:
         print(f"tabduel: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if not server_unreachable(exc):
+            raise
+        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", SERVER_RETRIES["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+        print(f"tabduel: error: the MLflow tracking server at {cfg.tracking.tracking_uri} did not answer "
+              f"(after {retries} retries per request): {str(exc).splitlines()[0][:300]}. Step outputs finished so far "
+              f"are kept under {cfg.pipeline.data_dir}/: run the same command again once the server is back, and "
+              f"they are reused.", file=sys.stderr)
         return 1
     finally:
         _flush_prefect_logs()

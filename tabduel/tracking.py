@@ -23,6 +23,31 @@ MODEL_KEY_TAG = "tabduel.model_key"
 BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 
 
+# Against a tracking server, a failing request is retried a bounded number of times (MLflow's own defaults wait
+# minutes). Each is the default only: the environment variable, when set, wins.
+SERVER_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def bound_server_retries(uri: str) -> None:
+    """For an http(s) tracking URI, set MLflow's retry settings to SERVER_RETRIES unless already set."""
+    if uri.startswith(("http://", "https://")):
+        for name, value in SERVER_RETRIES.items():
+            os.environ.setdefault(name, value)
+
+
+def server_unreachable(exc: BaseException | None) -> bool:
+    """True when exc (or what caused it) is a tracking server that did not answer: refused, timed out, retried out."""
+    seen = 0
+    while exc is not None and seen < 10:
+        text = f"{type(exc).__name__}: {exc}"
+        if any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+                                   "ConnectionError", "Read timed out", "RemoteDisconnected")):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def resolve_tracking_uri(cfg: TrackingConfig, cwd: str | Path | None = None) -> str:
     """The setting, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db."""
     if cfg.tracking_uri:
@@ -105,6 +130,7 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri = resolve_tracking_uri(cfg)
+        bound_server_retries(self.uri)
         mlflow.set_tracking_uri(self.uri)  # flavours' log_model resolve the store from here
         with sqlite_init_lock(self.uri):  # a fresh store is created (migrated) by its first user only
             self.client = MlflowClient(tracking_uri=self.uri)  # opens the store: creates its tables if new
