@@ -171,3 +171,65 @@ def test_two_pipelines_at_once_against_the_server(stack, raw_csv, tmp_path):
     assert [r.info.status for r in parents] == ["FINISHED", "FINISHED"]
     runs = client.search_runs([exp.experiment_id], "tags.`tabduel.step` = 'train'")
     assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_the_mlflow_ui_compares_the_three_models_in_headless_chromium(stack, raw_csv, tmp_path):
+    """Open the experiment page, then the compare view of the pipeline's three child runs; save a screenshot."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
+        pytest.skip("Debian's chromium is not installed")
+    from urllib.parse import quote
+
+    from playwright.sync_api import sync_playwright
+
+    client = MlflowClient(tracking_uri=stack.mlflow_url)
+    exp = client.get_experiment_by_name("ui")
+    if exp is None:  # a pipeline of its own, sent straight to the tracking server
+        proc = subprocess.run([sys.executable, "-m", "tabduel", "run", "--source", str(raw_csv), "--experiment", "ui",
+                               "--xgboost-n-estimators", "300", "--evaluate-dpi", "40"], cwd=tmp_path, env=stack.env,
+                              capture_output=True, text=True, timeout=400)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        exp = client.get_experiment_by_name("ui")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`tabduel.step` = 'pipeline'")
+    children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    ids = [r.info.run_id for r in children]
+    names = {r.info.run_name for r in children}
+    assert names == {"mlp", "xgboost", "linear"}
+
+    shot = tmp_path / "mlflow-compare.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1400})
+        page.goto(f"{stack.mlflow_url}/#/experiments/{exp.experiment_id}/runs")  # the runs table
+        page.get_by_text("pipeline", exact=True).first.wait_for(timeout=60_000)  # the parent run is listed
+        runs = quote(json.dumps(ids))
+        page.goto(f"{stack.mlflow_url}/#/compare-runs?runs={runs}&experiments={quote(json.dumps([exp.experiment_id]))}")
+        page.get_by_text("Comparing 3 Runs").first.wait_for(timeout=60_000)
+        page.get_by_text("Run details").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)  # let the charts draw
+        page.screenshot(path=str(shot))
+        # The metrics table scrolls on its own and renders only the rows in view: scroll it to valid_mse.
+        # The metrics table scrolls on its own and renders only the rows in view; valid_* sort last, so scroll
+        # every scrollable box to its end until valid_mse shows.
+        for _ in range(40):
+            page.evaluate("""() => document.querySelectorAll('*').forEach(e => {
+                if (e.scrollHeight > e.clientHeight + 4) e.scrollTop = e.scrollHeight; })""")
+            if page.locator(":text-is('valid_mse'):visible").count():
+                break
+            page.wait_for_timeout(250)
+        page.locator(":text-is('valid_mse'):visible").first.wait_for(timeout=5_000)
+        text = page.inner_text("body")
+        browser.close()
+    assert "valid_mse" in text
+    for name in names:
+        assert name in text
+    metrics = text.split("\nMetrics\n", 1)[1].split("\nArtifacts", 1)[0]  # the compare view's metrics table
+    for run in children:  # each run's valid MSE as the UI shows it: 3 decimals (its rounding may differ by one)
+        v = run.data.metrics["valid_mse"]
+        shown = {f"{v + d:.3f}" for d in (-0.0005, 0.0, 0.0005)}
+        assert shown & set(metrics.split("\n")), (run.info.run_name, v)
+    assert shot.stat().st_size > 20_000
