@@ -95,9 +95,10 @@ def stack(prefect_api):
     while subprocess.run([str(pg / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]).returncode != 0:
         assert time.time() < deadline, (st.root / "postgres.log").read_text()
         time.sleep(0.3)
-    for db in ("mlflow", "prefect"):
+    for db in ("mlflow", "prefect", "optuna"):
         subprocess.run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "tabduel", db], check=True)
     pg_url = f"127.0.0.1:{port}"
+    st.optuna_url = f"postgresql://tabduel@{pg_url}/optuna"
 
     st.mlflow_url = f"http://127.0.0.1:{_port()}"
     mlflow = st.spawn([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", st.mlflow_url.rsplit(":", 1)[1],
@@ -171,6 +172,19 @@ def test_two_pipelines_at_once_against_the_server(stack, raw_csv, tmp_path):
     assert [r.info.status for r in parents] == ["FINISHED", "FINISHED"]
     runs = client.search_runs([exp.experiment_id], "tags.`tabduel.step` = 'train'")
     assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_a_search_stores_its_studies_in_postgresql(stack, raw_csv, tmp_path):
+    import optuna
+
+    proc = subprocess.run([sys.executable, "-m", "tabduel", "search", "--quick", "--source", str(raw_csv),
+                           "--families", "xgboost", "--trials", "3", "--refit-seeds", "2", "--storage",
+                           stack.optuna_url, "--experiment", "search-pg"], cwd=tmp_path, env=stack.env,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    study = optuna.load_study(study_name="seoul-bike-xgboost", storage=stack.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert not (tmp_path / "data" / "search" / "seoul-bike" / "journal.log").exists()  # nothing stored locally
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
