@@ -191,6 +191,22 @@ def _tell(family: str, study: Any, trial: Any, result: dict[str, Any], elapsed: 
     return best
 
 
+def _backfill(family: str, study: Any, tracker: Tracker, parent: str) -> None:
+    """Record in MLflow the complete trials that have no run there: a search killed between telling Optuna and
+    logging the run leaves one behind."""
+    logged = {r.data.tags.get("optuna.trial") for r in tracker.client.search_runs(
+        [tracker.experiment_id], f"tags.`optuna.study` = '{study.study_name}' and tags.`mlflow.parentRunId` = "
+                                 f"'{parent}'", max_results=50000)}
+    for t in completed(study):
+        if str(t.number) in logged:
+            continue
+        tags = {"tabduel.step": "search-trial", "family": family, "model": family, "optuna.study": study.study_name,
+                "optuna.trial": t.number, "tabduel.backfilled": "true"}
+        metrics = {"valid_mse": t.value, "seconds": t.user_attrs.get("seconds", math.nan),
+                   "elapsed_seconds": t.user_attrs.get(ELAPSED, math.nan)}
+        tracker.record_run(f"{family}-{t.number:03d}", parent, tags, t.params, metrics)
+
+
 def _budget_text(b: Budget) -> str:
     parts = [] if math.isinf(b.trials) else [f"{int(b.trials)} trials"]
     if not math.isinf(b.seconds):
@@ -218,6 +234,8 @@ def search_flow(config: dict[str, Any], resume: bool = False, more_trials: int =
     tracker = Tracker.shared(cfg.tracking)
     close_stale_runs(tracker)
     parent = _parent(tracker, cfg, studies, resume or bool(more_trials))
+    for family, study in studies.items():
+        _backfill(family, study, tracker, parent)
     workers = workers_of(s)
     with tracker.failing(parent):
         for family in s.families:
