@@ -3,7 +3,6 @@ seeds with a paired test; files under <data_dir>/search/<study>/, all logged to 
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -153,7 +152,3 @@ def final_comparison(cfg: Any, studies: dict[str, Any], features_of: Callable[[s
     final["final_metrics"] = metrics
     return {"final": final}
 
-
-def dumps(obj: Any) -> str:
-    """JSON of a summary (numpy numbers as plain ones)."""
-    return json.dumps(obj, indent=2, default=float)

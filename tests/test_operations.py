@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from test_pipeline import FAST, client_for, run_cli, statuses
+from test_pipeline import FAST, client_for, kill_when, run_cli, statuses
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -82,25 +82,14 @@ def test_prefect_yaml_deploys_every_step_to_a_process_pool(tmp_path, raw_csv, pr
 def test_a_pipeline_killed_in_mlp_training_reruns_cleanly(tmp_path, raw_csv, prefect_api, monkeypatch, capsys):
     proc = _tabduel("run", "--source", str(raw_csv), "--mlp-epochs", "1000000", *FAST, cwd=tmp_path)
     db = tmp_path / "mlflow.db"
-    deadline = time.time() + 180
-    try:
-        while time.time() < deadline:
-            time.sleep(0.5)
-            if db.is_file():
-                runs = _runs(db, "tags.model = 'mlp' and attributes.status = 'RUNNING'")
-                if runs:
-                    time.sleep(1.0)  # well inside its million epochs
-                    break
-        else:
-            pytest.fail("MLP training never started")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when(proc, lambda: db.is_file() and bool(_runs(db, "tags.model = 'mlp' and attributes.status = 'RUNNING'")),
+              "MLP training starting", timeout=180)
     assert {r.info.status for r in _runs(db, "")} == {"RUNNING"}  # what a kill leaves behind
     # No step output at a final path is partial: every one has its done marker; the MLP has none.
-    finals = [d for d in (tmp_path / "data").glob("*/*") if d.is_dir() and not d.name.startswith(".")]
-    finals += [d for d in (tmp_path / "data" / "models").glob("*/*") if d.is_dir() and not d.name.startswith(".")]
-    assert all((d / "_done.json").is_file() for d in finals if d.parent.name != "models")
+    data = tmp_path / "data"
+    finals = [d for d in [*data.glob("*/*"), *data.glob("models/*/*")]
+              if d.is_dir() and not d.name.startswith(".") and d.parent.name != "models"]
+    assert all((d / "_done.json").is_file() for d in finals)
     assert not [d for d in (tmp_path / "data" / "models" / "mlp").glob("*") if not d.name.startswith(".")]
 
     monkeypatch.chdir(tmp_path)

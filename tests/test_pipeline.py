@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,20 @@ FAST = ["--xgboost-n-estimators", "300", "--evaluate-dpi", "40"]
 
 def run_cli(*args: str) -> int:
     return main(list(args))
+
+
+def kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 240) -> None:
+    """SIGKILL proc's process group as soon as ready() holds (polled twice a second); fail if it never does."""
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if ready():
+                return
+        pytest.fail(f"{what} never happened")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def client_for(tmp_path: Path) -> MlflowClient:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-from test_pipeline import client_for, run_cli
+from test_pipeline import client_for, kill_when, run_cli
 
 from tabduel.cli import build_parser
 from tabduel.study import RETRY_OF, counted_trials, open_storage
@@ -91,19 +89,12 @@ def test_a_killed_search_resumes_where_it_stopped(tmp_path, raw_csv, prefect_api
     proc = subprocess.Popen([sys.executable, "-m", "tabduel", "search", *flags], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     journal = tmp_path / "data" / "search" / "k" / "journal.log"
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            time.sleep(0.5)
-            if journal.is_file():
-                states = [t.state.name for t in _study(tmp_path, "k-mlp").trials]
-                if "COMPLETE" in states and "RUNNING" in states:
-                    break
-        else:
-            pytest.fail("the search never had a finished and a running trial at once")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+
+    def finished_and_running() -> bool:
+        states = [t.state.name for t in _study(tmp_path, "k-mlp").trials] if journal.is_file() else []
+        return "COMPLETE" in states and "RUNNING" in states
+
+    kill_when(proc, finished_and_running, "a finished and a running trial at once")
     monkeypatch.chdir(tmp_path)
     before = _study(tmp_path, "k-mlp")
     stale = [t.number for t in before.trials if t.state.name == "RUNNING"]
