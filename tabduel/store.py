@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tabduel.errors import TabduelError
 
@@ -82,6 +82,21 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive flock on path (created if missing) for the block; other processes wait."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file through a temp file and os.replace, so readers never see half of it."""
     path = Path(path)
@@ -136,12 +151,15 @@ def materialize(data_dir: str | Path, step: str, key: str, force: bool,
     old = final.parent / f".{final.name}.old.{os.getpid()}"
     try:
         meta = dict(build(tmp))
-        if is_done(final) and not force:  # a concurrent run finished the same key first: its output is the same
-            return final, True
         atomic_write_json(tmp / DONE, {"step": step, "key": key, **meta})
-        if final.exists():  # --force, or a leftover without a done marker: swap, then drop the old one
-            os.replace(final, old)
-        os.replace(tmp, final)
+        # Two runs may build the same key at once (two pipelines on one data dir): the check and the
+        # renames are one step under the step's lock, so a run never renames onto or swaps out the other's output.
+        with file_lock(final.parent / ".lock"):
+            if is_done(final) and not force:  # a concurrent run finished the same key first: its output is the same
+                return final, True
+            if final.exists():  # --force, or a leftover without a done marker: swap, then drop the old one
+                os.replace(final, old)
+            os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from tabduel.config import TrackingConfig
+from tabduel.store import file_lock
 
 PARENT_TAG = "mlflow.parentRunId"
 OWNER_TAG = "tabduel.owner"  # host:pid:start-time of the process that opened a run, to find runs left by a kill
@@ -106,16 +107,8 @@ def sqlite_init_lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///"):
         yield
         return
-    import fcntl
-
-    lock = Path(uri[len("sqlite:///"):] + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(uri[len("sqlite:///"):] + ".lock"):
+        yield
 
 
 _SHARED: dict[tuple[str, str], "Tracker"] = {}

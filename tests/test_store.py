@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -78,7 +80,26 @@ def test_failed_build_leaves_nothing_and_keeps_the_old_output(tmp_path):
     with pytest.raises(RuntimeError):
         materialize(tmp_path, "step", "k2", False, bad)
     assert not (tmp_path / "step" / "k2").exists()
-    assert [p.name for p in (tmp_path / "step").iterdir()] == ["k1"]
+    assert sorted(p.name for p in (tmp_path / "step").iterdir()) == [".lock", "k1"]  # no temp dir is left
+
+
+def test_concurrent_builds_of_one_key_publish_one_output(tmp_path):
+    """Builds of one key that finish together (two pipelines on one data dir) all succeed: one publishes, the
+    others reuse its output, and no temp dir is left."""
+    n = 6
+    barrier = threading.Barrier(n)
+
+    def build(tmp):
+        (tmp / "out.txt").write_text(threading.current_thread().name)
+        barrier.wait()  # every build finishes at the same moment, then all race to publish
+        return {}
+
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(lambda _: materialize(tmp_path, "step", "k", False, build), range(n)))
+    assert {path for path, _ in results} == {tmp_path.resolve() / "step" / "k"}
+    assert sorted(reused for _, reused in results) == [False] + [True] * (n - 1)
+    assert is_done(tmp_path / "step" / "k")
+    assert sorted(p.name for p in (tmp_path / "step").iterdir()) == [".lock", "k"]
 
 
 def test_latest_pointer(tmp_path):
