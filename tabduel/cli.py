@@ -13,8 +13,14 @@ from typing import Any, Sequence
 
 from tabduel.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
 from tabduel.errors import TabduelError
-from tabduel.prefect_api import LocalAPI
-from tabduel.tracking import SERVER_RETRIES, resolve_tracking_uri, server_unreachable
+from tabduel.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
+from tabduel.tracking import (
+    SERVER_RETRIES,
+    refusal_message,
+    resolve_tracking_uri,
+    server_refused,
+    server_unreachable,
+)
 
 # Sections whose flags carry no prefix: --data-dir, --source, --experiment ...
 UNPREFIXED = ("pipeline", "tracking", "ingest")
@@ -155,7 +161,7 @@ class _ExpectedErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, TabduelError) or server_unreachable(exc):
+        if isinstance(exc, TabduelError) or server_unreachable(exc) or server_refused(exc) or prefect_refused(exc):
             return False
         message = record.getMessage()
         return not any(name in message for name in _expected_error_names())
@@ -239,10 +245,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tabduel: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
+        if status := prefect_refused(exc):
+            print(f"tabduel: error: {prefect_refusal_message(status)}", file=sys.stderr)
+            return 1
+        if status := server_refused(exc):
+            print(f"tabduel: error: {refusal_message(status, resolve_tracking_uri(cfg.tracking))}", file=sys.stderr)
+            return 1
         if not server_unreachable(exc):
             raise
         retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", SERVER_RETRIES["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
-        print(f"tabduel: error: the MLflow tracking server at {cfg.tracking.tracking_uri} did not answer "
+        print(f"tabduel: error: the MLflow tracking server at {resolve_tracking_uri(cfg.tracking)} did not answer "
               f"(after {retries} retries per request): {str(exc).splitlines()[0][:300]}. Step outputs finished so far "
               f"are kept under {cfg.pipeline.data_dir}/: run the same command again once the server is back, and "
               f"they are reused.", file=sys.stderr)

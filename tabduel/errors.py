@@ -1,5 +1,9 @@
 """Errors that tabduel expects and reports in one line, without a traceback."""
 
+from __future__ import annotations
+
+from typing import Iterator
+
 
 class TabduelError(Exception):
     """An expected failure: bad input, bad settings, missing upstream output."""
@@ -19,3 +23,10 @@ class SourceError(TabduelError):
 
 class CapacityError(TabduelError):
     """The work asked for would not fit the device's memory."""
+
+
+def exception_chain(exc: BaseException | None, limit: int = 10) -> Iterator[BaseException]:
+    """exc, then what caused it, and so on (at most limit of them)."""
+    while exc is not None and limit > 0:
+        yield exc
+        exc, limit = exc.__cause__ or exc.__context__, limit - 1

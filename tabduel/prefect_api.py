@@ -9,6 +9,7 @@ real `prefect server`), nothing is started.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tabduel.errors import TabduelError
+from tabduel.errors import TabduelError, exception_chain
 
 
 class LocalAPI:
@@ -93,3 +94,19 @@ def _profile_api_url() -> str:
         return ""
     active = os.environ.get("PREFECT_PROFILE") or data.get("active", "ephemeral")
     return str(data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL", ""))
+
+
+def prefect_refused(exc: BaseException | None) -> int | None:
+    """The status (401 or 403) with which the Prefect API turned a request in exc's chain away, else None."""
+    for e in exception_chain(exc):
+        found = re.search(r"Client error '(40[13]) ", str(e))
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def prefect_refusal_message(status: int) -> str:
+    """What to tell a user whose Prefect server answered 401 or 403."""
+    url = os.environ.get("PREFECT_API_URL", "") or _profile_api_url()
+    return (f"the Prefect server at {url} refused the request ({status}): set PREFECT_API_AUTH_STRING to the auth "
+            "string its PREFECT_SERVER_API_AUTH_STRING names (\"user:password\")")

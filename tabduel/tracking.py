@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -16,6 +17,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from tabduel.config import TrackingConfig
+from tabduel.errors import exception_chain
 from tabduel.store import file_lock
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -39,14 +41,27 @@ def bound_server_retries(uri: str) -> None:
 
 def server_unreachable(exc: BaseException | None) -> bool:
     """True when exc (or what caused it) is a tracking server that did not answer: refused, timed out, retried out."""
-    seen = 0
-    while exc is not None and seen < 10:
-        text = f"{type(exc).__name__}: {exc}"
-        if any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
-                                   "ConnectionError", "Read timed out", "RemoteDisconnected")):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    return any(any(s in f"{type(e).__name__}: {e}" for s in (
+        "Max retries exceeded", "Connection refused", "Failed to establish a new connection", "ConnectionError",
+        "Read timed out", "RemoteDisconnected")) for e in exception_chain(exc))
+
+
+def server_refused(exc: BaseException | None) -> int | None:
+    """The status (401 or 403) with which a tracking server turned a request in exc's chain away, else None."""
+    for e in exception_chain(exc):
+        found = re.search(r"failed with error code (40[13]) != 200|\b(40[13]) Client Error", str(e))
+        if found:
+            return int(found.group(1) or found.group(2))
+    return None
+
+
+def refusal_message(status: int, uri: str) -> str:
+    """What to tell a user whose tracking server answered 401 or 403."""
+    if status == 401:
+        return (f"the MLflow tracking server at {uri} refused the request (401: not authenticated): set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of its basic-auth app")
+    return (f"the MLflow tracking server at {uri} refused the request (403: forbidden): the host name in the URI "
+            "must be in the server's MLFLOW_SERVER_ALLOWED_HOSTS, and the account needs permission on the experiment")
 
 
 def resolve_tracking_uri(cfg: TrackingConfig, cwd: str | Path | None = None) -> str:

@@ -4,9 +4,11 @@ runs, metrics and artifacts are read back through the tracking server. Then two 
 
 from __future__ import annotations
 
+import base64
 import glob
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -100,16 +103,32 @@ def stack(prefect_api):
     pg_url = f"127.0.0.1:{port}"
     st.optuna_url = f"postgresql://tabduel@{pg_url}/optuna"
 
-    st.mlflow_url = f"http://127.0.0.1:{_port()}"
-    mlflow = st.spawn([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", st.mlflow_url.rsplit(":", 1)[1],
-                       "--workers", "1", "--backend-store-uri", f"postgresql://tabduel@{pg_url}/mlflow",
-                       "--artifacts-destination", str(st.root / "mlartifacts"), "--serve-artifacts"], "mlflow.log")
+    # As docker/compose.yaml runs them with MLFLOW_BASIC_AUTH=1: MLflow's basic-auth app (its users in the
+    # backend's database), the host allow-list on, and Prefect's API auth string required.
+    mlflow_port = _port()
+    st.mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+    st.user, st.password = "admin", secrets.token_urlsafe(16)
+    st.prefect_auth = f"admin:{secrets.token_urlsafe(16)}"
+    (st.root / "basic_auth.ini").write_text(
+        f"[mlflow]\ndefault_permission = READ\ndatabase_uri = postgresql://tabduel@{pg_url}/mlflow\n"
+        f"admin_username = {st.user}\nadmin_password = {st.password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    mlflow_env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(st.root / "basic_auth.ini"),
+                  "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+                  "MLFLOW_SERVER_ALLOWED_HOSTS": f"localhost,127.0.0.1,127.0.0.1:{mlflow_port}"}
+    mlflow = st.spawn([str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port",
+                       str(mlflow_port), "--workers", "1", "--backend-store-uri", f"postgresql://tabduel@{pg_url}/mlflow",
+                       "--artifacts-destination", str(st.root / "mlartifacts"), "--serve-artifacts"], "mlflow.log",
+                      env=mlflow_env)
     prefect_port = _port()
     st.prefect_url = f"http://127.0.0.1:{prefect_port}/api"
     st.env = {**os.environ, "PREFECT_HOME": str(st.root / "prefect-home"), "PREFECT_API_URL": st.prefect_url,
-              "MLFLOW_TRACKING_URI": st.mlflow_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+              "PREFECT_API_AUTH_STRING": st.prefect_auth, "MLFLOW_TRACKING_URI": st.mlflow_url,
+              "MLFLOW_TRACKING_USERNAME": st.user, "MLFLOW_TRACKING_PASSWORD": st.password,
+              "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    os.environ.update(MLFLOW_TRACKING_USERNAME=st.user, MLFLOW_TRACKING_PASSWORD=st.password)  # this process' clients
     server_env = {**st.env, "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://tabduel@{pg_url}/prefect",
-                  "PREFECT_UI_ENABLED": "0"}
+                  "PREFECT_SERVER_API_AUTH_STRING": st.prefect_auth, "PREFECT_UI_ENABLED": "0"}
     prefect = st.spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
                        "prefect.log", env=server_env)
     try:
@@ -126,6 +145,8 @@ def stack(prefect_api):
                  env=st.env)
         yield st
     finally:
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ.pop(name, None)
         st.stop()
         shutil.rmtree(st.root, ignore_errors=True)
 
@@ -155,6 +176,42 @@ def test_a_deployment_triggered_pipeline_lands_in_the_tracking_server(stack, raw
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_location,
                                                      tracking_uri=stack.mlflow_url, dst_path=str(tmp_path / "m")))
     assert (local / "MLmodel").is_file()
+
+
+def _status(url: str, data: bytes | None = None, **headers: str) -> int:
+    """The HTTP status a request gets (urllib raises on 4xx: its code is the answer)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_stack_turns_away_requests_without_credentials(stack, raw_csv, tmp_path):
+    """Basic auth and the host allow-list on MLflow, the auth string on Prefect; tabduel names what to set."""
+    basic = "Basic " + base64.b64encode(f"{stack.user}:{stack.password}".encode()).decode()
+    api = f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _status(api) == 401
+    assert _status(api, Authorization=basic) == 200
+    assert _status(api, Authorization=basic, Host="evil.example") == 403  # not in MLFLOW_SERVER_ALLOWED_HOSTS
+    flows = f"{stack.prefect_url}/flows/filter"
+    auth = "Basic " + base64.b64encode(stack.prefect_auth.encode()).decode()
+    assert _status(flows, b"{}", **{"Content-Type": "application/json"}) == 401
+    assert _status(flows, b"{}", **{"Content-Type": "application/json", "Authorization": auth}) == 200
+
+    def tabduel_run(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tabduel", "run", "--source", str(raw_csv), "--experiment",
+                               "refused"], cwd=tmp_path, env={**stack.env, **env}, capture_output=True, text=True,
+                              timeout=300)
+
+    cases = [({"MLFLOW_TRACKING_PASSWORD": "wrong"}, "(401: not authenticated): set MLFLOW_TRACKING_USERNAME"),
+             ({"MLFLOW_TRACKING_URI": stack.mlflow_url.replace("127.0.0.1", "localhost")},
+              "(403: forbidden): the host name in the URI must be in the server's MLFLOW_SERVER_ALLOWED_HOSTS"),
+             ({"PREFECT_API_AUTH_STRING": "admin:wrong"}, "(401): set PREFECT_API_AUTH_STRING")]
+    for env, message in cases:
+        proc = tabduel_run(**env)
+        assert proc.returncode == 1 and message in proc.stderr, (env, proc.stdout[-2000:], proc.stderr[-3000:])
+        assert "Traceback" not in proc.stderr
 
 
 def test_two_pipelines_at_once_against_the_server(stack, raw_csv, tmp_path):
@@ -217,7 +274,9 @@ def test_the_mlflow_ui_compares_the_three_models_in_headless_chromium(stack, raw
     shot = tmp_path / "mlflow-compare.png"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1400})
+        context = browser.new_context(viewport={"width": 1600, "height": 1400},
+                                      http_credentials={"username": stack.user, "password": stack.password})
+        page = context.new_page()
         page.goto(f"{stack.mlflow_url}/#/experiments/{exp.experiment_id}/runs")  # the runs table
         page.get_by_text("pipeline", exact=True).first.wait_for(timeout=60_000)  # the parent run is listed
         runs = quote(json.dumps(ids))
@@ -226,7 +285,6 @@ def test_the_mlflow_ui_compares_the_three_models_in_headless_chromium(stack, raw
         page.get_by_text("Run details").first.wait_for(timeout=60_000)
         page.wait_for_timeout(1000)  # let the charts draw
         page.screenshot(path=str(shot))
-        # The metrics table scrolls on its own and renders only the rows in view: scroll it to valid_mse.
         # The metrics table scrolls on its own and renders only the rows in view; valid_* sort last, so scroll
         # every scrollable box to its end until valid_mse shows.
         for _ in range(40):
