@@ -16,7 +16,7 @@ from tabduel.config import Config, SearchConfig, flatten
 from tabduel.dataset import load_spec
 from tabduel.errors import TabduelError
 from tabduel.flows.pipeline import close_stale_runs
-from tabduel.search_report import final_comparison, write_evidence
+from tabduel.search_report import final_comparison, refit_plan, write_evidence
 from tabduel.search_space import (
     BASES,
     features_config,
@@ -214,6 +214,22 @@ def _budget_text(b: Budget) -> str:
     return " and ".join(parts) + (f" ({b.spent / 60:.1f} min spent before)" if b.spent else "")
 
 
+def refit(plan: list[dict[str, Any]], features_of: Callable[[str, int], str]) -> list[dict[str, Any]]:
+    """Run the planned refits as trial tasks through the flow's task runner; one row of scores each."""
+    futures = []
+    for item in plan:
+        label = f"refit-{item['family']}-seed{item['seed']}"
+        features = features_of(item["base"], item["seed"])
+        futures.append((item, trial_task.with_options(task_run_name=label).submit(label, features, [item["spec"]],
+                                                                                   True)))
+    rows = []
+    for item, future in futures:
+        result = future.result()[0]
+        rows.append({"family": item["family"], "seed": item["seed"], "trial": item["trial"],
+                     **{k: result[k] for k in ("valid_mse", "test_mse", "seconds")}})
+    return rows
+
+
 @flow(name="tabduel-search")
 def search_flow(config: dict[str, Any], resume: bool = False, more_trials: int = 0,
                 force: bool = False) -> dict[str, Any]:
@@ -242,8 +258,9 @@ def search_flow(config: dict[str, Any], resume: bool = False, more_trials: int =
             search_family(family, studies[family], budgets[family], cfg, features, workers, tracker, parent)
         out = search_dir(cfg)
         evidence = write_evidence(studies, out, tracker, parent)
-        final = final_comparison(cfg, studies, lambda base, seed: _features(raw, cfg, base, seed), out, tracker,
-                                 parent, log)
+        seeds = [cfg.features.split_seed + i for i in range(s.refit_seeds)]  # the search's own split first
+        rows = refit(refit_plan(cfg, studies, seeds, log), lambda base, seed: _features(raw, cfg, base, seed))
+        final = final_comparison(rows, seeds, out, tracker, parent, log)
         tracker.finish(parent)
     return {"study": s.study, "storage": storage_url(s, cfg.pipeline.data_dir), "dir": str(out),
             "studies": {f: study_name(s, f) for f in s.families}, "tracking_uri": tracker.uri,

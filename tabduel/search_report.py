@@ -13,7 +13,7 @@ import optuna
 
 from tabduel import compare, plots
 from tabduel.evaluate import to_markdown
-from tabduel.search_space import suggest_mlp, suggest_xgboost
+from tabduel.search_space import suggest_mlp, suggest_xgboost, trial_threads, workers_of
 from tabduel.store import atomic_write_bytes, atomic_write_json
 from tabduel.study import completed
 from tabduel.tracking import Tracker
@@ -88,17 +88,11 @@ def rebuild(family: str, params: dict[str, Any], s: Any, threads: int) -> Any:
     return (suggest_mlp if family == "mlp" else suggest_xgboost)(trial, s, threads)
 
 
-def final_comparison(cfg: Any, studies: dict[str, Any], features_of: Callable[[str, int], str], out: Path,
-                     tracker: Tracker, parent: str, log: Any) -> dict[str, Any]:
-    """Refit each family's best config on search.refit_seeds split seeds (the search's own first), test it, and
-    compare the families with paired tests; a table, a plot and metrics on the parent run."""
-    from tabduel.search_space import trial_threads, workers_of
-    from tabduel.tasks.search import trial_task
-
+def refit_plan(cfg: Any, studies: dict[str, Any], seeds: list[int], log: Any) -> list[dict[str, Any]]:
+    """One refit per family and split seed: the best trial's spec and the features base it reads."""
     s = cfg.search
-    seeds = [cfg.features.split_seed + i for i in range(s.refit_seeds)]
     threads = trial_threads(s, workers_of(s))
-    futures = []
+    plan = []
     for family, st in studies.items():
         trials = completed(st)
         if not trials:
@@ -107,21 +101,21 @@ def final_comparison(cfg: Any, studies: dict[str, Any], features_of: Callable[[s
         best = min(trials, key=lambda t: t.value)
         spec = rebuild(family, best.params, s, threads)
         base = spec.encoding.base if family == "mlp" else "ordinal"
-        for seed in seeds:
-            label = f"refit-{family}-seed{seed}"
-            future = trial_task.with_options(task_run_name=label).submit(label, features_of(base, seed), [spec], True)
-            futures.append((family, best.number, seed, future))
-    rows = []
-    for family, number, seed, future in futures:
-        result = future.result()[0]
-        rows.append({"family": family, "seed": seed, "trial": number, "valid_mse": result["valid_mse"],
-                     "test_mse": result["test_mse"], "seconds": result["seconds"]})
-        tracker.record_run(f"refit-{family}-seed{seed}", parent,
-                           {"tabduel.step": "search-refit", "family": family, "model": family,
-                            "optuna.trial": number, "split_seed": seed},
-                           {"split_seed": seed, "trial": number},
-                           {"valid_mse": result["valid_mse"], "test_mse": result["test_mse"],
-                            "seconds": result["seconds"]})
+        plan += [{"family": family, "trial": best.number, "seed": seed, "spec": spec, "base": base}
+                 for seed in seeds]
+    return plan
+
+
+def final_comparison(rows: list[dict[str, Any]], seeds: list[int], out: Path, tracker: Tracker, parent: str,
+                     log: Any) -> dict[str, Any]:
+    """Record the refits (family, seed, trial, valid_mse, test_mse, seconds) and compare the families with paired
+    tests across seeds: a child run per refit, then a table, a plot and metrics on the parent run."""
+    for row in rows:
+        tracker.record_run(f"refit-{row['family']}-seed{row['seed']}", parent,
+                           {"tabduel.step": "search-refit", "family": row["family"], "model": row["family"],
+                            "optuna.trial": row["trial"], "split_seed": row["seed"]},
+                           {"split_seed": row["seed"], "trial": row["trial"]},
+                           {k: row[k] for k in ("valid_mse", "test_mse", "seconds")})
     if not rows:
         return {"final": {}}
     table = compare.comparison_table(rows)
