@@ -160,6 +160,7 @@ class EvaluateConfig:
 
 SEARCH_FAMILIES = ("mlp", "xgboost")
 RUNNERS = ("process", "thread", "dask")
+NUMERIC_MAPS = ("standard", "clip", "quantile")
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,9 @@ class SearchConfig:
     max_depth: int = _opt(6, "deepest MLP searched (hidden layers, from 1)")
     max_width: int = _opt(1024, "widest MLP layer searched (powers of two from 16)")
     max_ensemble: int = _opt(8, "largest ensemble of seeds searched (powers of two from 1)")
+    numeric: tuple[str, ...] = _opt(("standard",), "maps of the MLP's numeric inputs searched, comma-separated: "
+                                    "standard (as the features step scaled them), clip (to the train range), "
+                                    "quantile (train quantiles to normal scores)", NUMERIC_MAPS)
     xgb_rounds: int = _opt(4000, "maximum boosting rounds of an XGBoost trial")
     xgb_early_stopping: int = _opt(100, "XGBoost early-stopping rounds on valid")
     refit_seeds: int = _opt(5, "split seeds on which the best config of each family is refitted and tested")
@@ -203,6 +207,7 @@ class SearchConfig:
         _check(1 <= self.max_depth <= 6, "search.max_depth", self.max_depth, "must be between 1 and 6")
         _check(16 <= self.max_width <= 1024, "search.max_width", self.max_width, "must be between 16 and 1024")
         _check(self.max_ensemble >= 1, "search.max_ensemble", self.max_ensemble, "must be at least 1")
+        _check(len(self.numeric) > 0, "search.numeric", self.numeric, "name at least one map")
         _check(self.xgb_rounds >= 1, "search.xgb_rounds", self.xgb_rounds, "must be at least 1")
         _check(self.xgb_early_stopping >= 1, "search.xgb_early_stopping", self.xgb_early_stopping,
                "must be at least 1")

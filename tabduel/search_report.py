@@ -3,6 +3,7 @@ seeds with a paired test; files under <data_dir>/search/<study>/, all logged to 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import optuna
 
 from tabduel import compare, plots
+from tabduel.config import NUMERIC_MAPS
 from tabduel.evaluate import to_markdown
 from tabduel.search_space import suggest_mlp, suggest_xgboost, trial_threads, workers_of
 from tabduel.store import atomic_write_bytes, atomic_write_json
@@ -84,6 +86,9 @@ def write_evidence(studies: dict[str, Any], out: Path, tracker: Tracker, parent:
 
 def rebuild(family: str, params: dict[str, Any], s: Any, threads: int) -> Any:
     """The trial spec (MLPTrial or XGBoostConfig) of a finished trial's params."""
+    if family == "mlp":  # the trial's own map, whatever the space now offers ("standard" before it had one)
+        s = dataclasses.replace(s, numeric=NUMERIC_MAPS)
+        params = {"numeric": "standard", **params}
     trial = optuna.trial.FixedTrial(params)
     return (suggest_mlp if family == "mlp" else suggest_xgboost)(trial, s, threads)
 

@@ -9,6 +9,7 @@ from typing import Any
 from tabduel.config import FeaturesConfig, MLPConfig, SearchConfig, XGBoostConfig
 from tabduel.dataset import DatasetSpec
 from tabduel.errors import ConfigError
+from tabduel.numeric import NUMERIC
 from tabduel.runtime import cpu_threads, free_cores
 
 # ordinal: the original analysis's codes; onehot: one-hot calendar columns; cyclic: ordinal + sin/cos of each
@@ -28,10 +29,13 @@ class Encoding:
     bins: int = 0  # ple
     frequencies: int = 0  # periodic
     sigma: float = 0.0  # periodic
+    numeric: str = "standard"  # the map of the numeric inputs, fitted on train, before any embedding
 
     def __post_init__(self) -> None:
         if self.name not in ENCODINGS:
             raise ConfigError(f"encoding {self.name!r} is not one of: {', '.join(ENCODINGS)}")
+        if self.numeric not in NUMERIC:
+            raise ConfigError(f"encoding numeric = {self.numeric!r} is not one of: {', '.join(NUMERIC)}")
         if self.name == "ple" and self.bins < 2:
             raise ConfigError(f"encoding ple: bins = {self.bins}, must be at least 2")
         if self.name == "periodic" and (self.frequencies < 1 or self.sigma <= 0):
@@ -97,16 +101,17 @@ def _powers(lo: int, hi: int) -> list[int]:
 
 
 def suggest_mlp(trial: Any, s: SearchConfig, threads: int = 1) -> MLPTrial:
-    """An MLP trial from the search space: encoding, depth 1-6, width 16-1024, activation, dropout, optimizer,
-    lr, weight decay, batch size and ensemble size."""
+    """An MLP trial from the search space: encoding, numeric map, depth 1-6, width 16-1024, activation, dropout,
+    optimizer, lr, weight decay, batch size and ensemble size."""
     name = trial.suggest_categorical("encoding", ENCODINGS)
+    numeric = trial.suggest_categorical("numeric", s.numeric) if len(s.numeric) > 1 else s.numeric[0]
     if name == "ple":
-        encoding = Encoding(name, bins=trial.suggest_int("ple_bins", 4, 64, log=True))
+        encoding = Encoding(name, bins=trial.suggest_int("ple_bins", 4, 64, log=True), numeric=numeric)
     elif name == "periodic":
         encoding = Encoding(name, frequencies=trial.suggest_int("periodic_frequencies", 4, 48, log=True),
-                            sigma=trial.suggest_float("periodic_sigma", 0.01, 10.0, log=True))
+                            sigma=trial.suggest_float("periodic_sigma", 0.01, 10.0, log=True), numeric=numeric)
     else:
-        encoding = Encoding(name)
+        encoding = Encoding(name, numeric=numeric)
     depth = trial.suggest_int("depth", 1, s.max_depth)
     width = trial.suggest_categorical("width", _powers(16, s.max_width))
     mlp = MLPConfig(

@@ -15,6 +15,7 @@ from tabduel.config import XGBoostConfig
 from tabduel.embeddings import apply, fit_periodic, fit_ple
 from tabduel.features import load_xy
 from tabduel.models import Data
+from tabduel.numeric import fit_numeric, map_numeric
 from tabduel.search_space import Encoding, MLPTrial, group_key
 from tabduel.training import load_data
 
@@ -35,14 +36,20 @@ def embedded_columns(manifest: dict[str, Any]) -> tuple[int, ...]:
 
 
 def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, seed: int) -> Inputs:
-    """A features variant's splits with the encoding's embedding fitted on train and applied to every split."""
+    """A features variant's splits with the encoding's numeric map and embedding fitted on train and applied to
+    every split."""
     data, manifest = load_data(features_dir)
     x_test = y_test = None
     if with_test:
         x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest)
+    columns = embedded_columns(manifest)
+    if encoding.numeric != "standard":
+        m = fit_numeric(data.x_train, columns, encoding.numeric)
+        data = Data(map_numeric(m, data.x_train), data.y_train, map_numeric(m, data.x_valid), data.y_valid,
+                    data.features)
+        x_test = None if x_test is None else map_numeric(m, x_test)
     if encoding.name not in ("ple", "periodic"):
         return Inputs(data, x_test, y_test)
-    columns = embedded_columns(manifest)
     if encoding.name == "ple":
         emb = fit_ple(data.x_train, columns, encoding.bins)
     else:

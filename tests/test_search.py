@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from tabduel.embeddings import Embedding, apply, fit_periodic, fit_ple, ple
 from tabduel.errors import ConfigError, TabduelError
 from tabduel.features import make_features
 from tabduel.ingest import ingest
+from tabduel.numeric import fit_numeric, map_numeric
+from tabduel.search_report import rebuild
 from tabduel.search_space import (
     Encoding,
     MLPTrial,
@@ -87,6 +90,9 @@ def test_periodic_embedding_is_sin_and_cos_of_fixed_frequencies():
     (lambda: Encoding("binary"), "encoding 'binary' is not one of"),
     (lambda: Encoding("ple", bins=1), "encoding ple: bins = 1, must be at least 2"),
     (lambda: Encoding("periodic", frequencies=0, sigma=1.0), "frequencies = 0 must be at least 1"),
+    (lambda: Encoding("onehot", numeric="log"), "encoding numeric = 'log' is not one of: standard, clip, quantile"),
+    (lambda: fit_numeric(np.zeros((5, 2)), (0,), "log"), "numeric map 'log' is not one of"),
+    (lambda: fit_numeric(np.zeros((5, 2)), (2,), "clip"), "columns (2,) do not all index x's shape (5, 2)"),
 ])
 def test_embedding_validators_name_the_fault(make, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -107,6 +113,8 @@ def test_embedding_validators_name_the_fault(make, message):
     ({"refit_seeds": 1}, "search.refit_seeds = 1: must be at least 2"),
     ({"workers": -1}, "search.workers = -1: must not be negative"),
     ({"mlp_max_seconds": -5}, "search.mlp_max_seconds = -5.0: must not be negative"),
+    ({"numeric": "standard,log"}, "search.numeric = 'log' is not one of: standard, clip, quantile"),
+    ({"numeric": ""}, "search.numeric = (): name at least one map"),
     ({"budget": 3}, "unknown setting 'search.budget'"),
 ])
 def test_search_settings_validators_name_the_fault(section, message):
@@ -133,6 +141,44 @@ def test_spaces_stay_inside_their_bounds():
         assert 2 <= x.max_depth <= 12 and x.n_estimators == s.xgb_rounds and x.n_jobs == 1
         study.tell(trial, 1.0)
     assert seen == {"ordinal", "onehot", "cyclic", "ple", "periodic"}
+
+
+def test_numeric_maps_bound_every_split_to_the_train_range():
+    rng = np.random.default_rng(0)
+    train = np.column_stack([rng.exponential(1.0, 500), rng.normal(size=500), np.arange(500.0)])  # (rows, 3)
+    far = np.array([[50.0, -40.0, 7.0], [-3.0, 40.0, 8.0]])  # past train's range in columns 0 and 1
+    clip = fit_numeric(train, (0, 1), "clip")
+    out = map_numeric(clip, far)
+    assert out[:, 0].tolist() == pytest.approx([train[:, 0].max(), train[:, 0].min()])
+    assert out[:, 1].tolist() == pytest.approx([train[:, 1].min(), train[:, 1].max()])
+    assert out[:, 2].tolist() == [7.0, 8.0] and far[0, 0] == 50.0  # other columns and the input untouched
+    q = fit_numeric(train, (0, 1), "quantile")
+    mapped = map_numeric(q, train)
+    assert abs(np.median(mapped[:, 0])) < 0.05 and abs(mapped[:, 0].std() - 1) < 0.2  # skewed -> about N(0, 1)
+    ends = map_numeric(q, far)
+    assert ends[0, 0] == pytest.approx(mapped[:, 0].max()) and ends[0, 1] == pytest.approx(mapped[:, 1].min())
+    assert map_numeric(fit_numeric(train, (0, 1), "standard"), far) is far
+
+
+def test_the_numeric_map_is_searched_only_when_offered():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    assert suggest_mlp(trial, SearchConfig()).encoding.numeric == "standard" and "numeric" not in trial.params
+    wide = SearchConfig(numeric=("standard", "clip", "quantile"))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        seen.add(suggest_mlp(trial, wide).encoding.numeric)
+        assert trial.params["numeric"] == suggest_mlp(optuna.trial.FixedTrial(trial.params), wide).encoding.numeric
+        study.tell(trial, 1.0)
+    assert seen == {"standard", "clip", "quantile"}
+
+
+def test_a_refit_keeps_the_trials_numeric_map():
+    params = {"encoding": "onehot", "depth": 1, "width": 16, "activation": "relu", "dropout": 0.0,
+              "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-5, "batch_size": 64, "ensemble": 1}
+    assert rebuild("mlp", params, SearchConfig(), 1).encoding.numeric == "standard"  # a study from before the map
+    assert rebuild("mlp", {**params, "numeric": "clip"}, SearchConfig(), 1).encoding.numeric == "clip"
 
 
 def test_threads_per_trial_never_exceed_the_free_cores(monkeypatch):
@@ -209,6 +255,22 @@ def test_embedded_trials_train_on_wider_inputs(variants, encoding):
     embedded = run_mlp(variants["onehot"], [_trial(encoding)], with_test=True)[0]
     assert embedded["inputs"] > plain["inputs"]
     assert math.isfinite(embedded["valid_mse"]) and math.isfinite(embedded["test_mse"])
+
+
+def test_a_clipped_trial_sees_no_input_past_the_train_range(variants):
+    from tabduel.trials import embedded_columns, load_inputs
+
+    plain = load_inputs(variants["onehot"], Encoding("onehot"), True, 0)
+    clipped = load_inputs(variants["onehot"], Encoding("onehot", numeric="clip"), True, 0)
+    cols = list(embedded_columns(json.loads((variants["onehot"] / "manifest.json").read_text())))
+    lo, hi = plain.data.x_train[:, cols].min(axis=0), plain.data.x_train[:, cols].max(axis=0)
+    for x in (clipped.data.x_valid, clipped.x_test):
+        assert (x[:, cols] >= lo).all() and (x[:, cols] <= hi).all()
+    assert np.array_equal(clipped.data.x_train, plain.data.x_train)  # train is inside its own range
+    other = [c for c in range(plain.x_test.shape[1]) if c not in cols]
+    assert np.array_equal(clipped.x_test[:, other], plain.x_test[:, other])
+    r = run_mlp(variants["onehot"], [_trial(Encoding("ple", bins=4, numeric="quantile"))], with_test=True)[0]
+    assert math.isfinite(r["valid_mse"]) and math.isfinite(r["test_mse"])
 
 
 def test_xgboost_trial_scores_valid_and_test(variants):
