@@ -30,7 +30,8 @@ def _runs(client, exp_id: str, step: str) -> list:
 
 def test_quick_search_end_to_end_then_extend_and_refuse(tmp_path, raw_csv, prefect_api, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert run_cli(*QUICK, "--source", str(raw_csv)) == 0
+    maps = ["--numeric", "standard,clip,quantile"]  # the numeric map searched too
+    assert run_cli(*QUICK, "--source", str(raw_csv), *maps) == 0
     out = capsys.readouterr().out
     assert "best mlp" in out and "best xgboost" in out and "paired t" in out
 
@@ -46,8 +47,9 @@ def test_quick_search_end_to_end_then_extend_and_refuse(tmp_path, raw_csv, prefe
                   if r.data.tags["family"] == family and "valid_mse" in r.data.metrics]
         assert parent.data.metrics[f"{family}_best_valid_mse"] == pytest.approx(min(values))
         assert _study(tmp_path, f"seoul-bike-{family}").best_value == pytest.approx(min(values))
-    mlp_trial = next(r for r in trials if r.data.tags["family"] == "mlp")
-    assert {"encoding", "depth", "width", "activation", "lr", "ensemble"} <= set(mlp_trial.data.params)
+    mlp_trials = [r for r in trials if r.data.tags["family"] == "mlp"]
+    assert {"encoding", "numeric", "depth", "width", "activation", "lr", "ensemble"} <= set(mlp_trials[0].data.params)
+    assert {r.data.params["numeric"] for r in mlp_trials} <= {"standard", "clip", "quantile"}
     refits = _runs(client, exp.experiment_id, "search-refit")
     assert len(refits) == 10 and all("test_mse" in r.data.metrics for r in refits)
     assert 0 <= parent.data.metrics["t_p_value"] <= 1
@@ -69,7 +71,7 @@ def test_quick_search_end_to_end_then_extend_and_refuse(tmp_path, raw_csv, prefe
     assert not list(evidence.glob(".*"))  # no temp files left behind
 
     # Extend the stored studies by 2 trials each: same parent run, 2 more child runs per family.
-    assert run_cli(*QUICK, "--source", str(raw_csv), "--more-trials", "2", "--refit-seeds", "2") == 0
+    assert run_cli(*QUICK, "--source", str(raw_csv), *maps, "--more-trials", "2", "--refit-seeds", "2") == 0
     assert [r.info.run_id for r in _runs(client, exp.experiment_id, "search")] == [parent.info.run_id]
     assert len(_runs(client, exp.experiment_id, "search-trial")) == 16
     assert counted_trials(_study(tmp_path, "seoul-bike-mlp")) == 8
