@@ -2,7 +2,7 @@
 
 A tree splits at thresholds, so a value past the train range gets the prediction of the last one seen. An MLP
 extrapolates: on Seoul Bike, test hours with 31 and 37 standard deviations of rain (the train maximum is 22.5)
-were predicted about ten times too low. Both maps here are fitted on the train split only and bound every split
+were predicted more than ten times too low. Both maps here are fitted on the train split only and bound every split
 to what train has seen; `quantile` also spreads skewed columns (rain, snow, solar) over a normal scale.
 """
 
