@@ -27,16 +27,10 @@ MAPS = ("standard", "clip", "quantile")
 def write_features(df, spec, base: str, seed: int, out: Path) -> Path:
     """The features step's output of one encoding base and split seed, as plain files under out."""
     from tabduel.config import FeaturesConfig
-    from tabduel.features import make_features
+    from tabduel.features import make_features, save_features
     from tabduel.search_space import features_config
-    from tabduel.store import atomic_write_json
 
-    splits, manifest = make_features(df, spec, features_config(base, spec, FeaturesConfig(), split_seed=seed))
-    out.mkdir(parents=True, exist_ok=True)
-    for name, frame in splits.items():
-        frame.to_parquet(out / f"{name}.parquet", index=False)
-    atomic_write_json(out / "manifest.json", manifest)
-    return out
+    return save_features(out, *make_features(df, spec, features_config(base, spec, FeaturesConfig(), split_seed=seed)))
 
 
 def main() -> None:

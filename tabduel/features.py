@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 from tabduel.config import FeaturesConfig
 from tabduel.dataset import DatasetSpec
 from tabduel.errors import ConfigError, DataError
+from tabduel.store import atomic_write_json
 
 SPLITS = ("train", "valid", "test")
 ROW = "row"  # position of the row in the ingested table, kept for joins (e.g. back to the date)
@@ -134,6 +136,16 @@ def make_features(df: pd.DataFrame, spec: DatasetSpec,
         "encodings": {"onehot": list(cfg.onehot), "cyclic": list(cfg.cyclic)},
     }
     return splits, manifest
+
+
+def save_features(out: str | Path, splits: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> Path:
+    """Write the splits as <out>/<split>.parquet and the manifest as <out>/manifest.json; return out."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in splits.items():
+        frame.to_parquet(out / f"{name}.parquet", index=False)
+    atomic_write_json(out / "manifest.json", manifest)
+    return out
 
 
 def load_xy(path: str, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

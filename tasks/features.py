@@ -10,10 +10,9 @@ from prefect.cache_policies import NO_CACHE
 
 from tabduel.config import FeaturesConfig, PipelineConfig, to_plain
 from tabduel.dataset import load_spec
-from tabduel.features import make_features
+from tabduel.features import make_features, save_features
 from tabduel.store import (
     StepResult,
-    atomic_write_json,
     code_fingerprint,
     materialize,
     publish,
@@ -37,11 +36,9 @@ def features_task(ingested: StepResult, pipeline: PipelineConfig, cfg: FeaturesC
     def build(tmp: Path) -> dict:
         spec = load_spec(src / "dataset.toml")
         splits, manifest = make_features(pd.read_parquet(src / "table.parquet"), spec, cfg)
-        for name, frame in splits.items():
-            frame.to_parquet(tmp / f"{name}.parquet", index=False)
         source_sha = read_json(src / "ingest.json")["source_sha256"]
-        atomic_write_json(tmp / "manifest.json", {**manifest, "source_sha256": source_sha, "ingest_dir": str(src),
-                                                  "ingest_key": ingested.key, "config": to_plain(cfg)})
+        save_features(tmp, splits, {**manifest, "source_sha256": source_sha, "ingest_dir": str(src),
+                                    "ingest_key": ingested.key, "config": to_plain(cfg)})
         log.info(f"features: {len(manifest['features'])} inputs, rows {manifest['rows']}")
         return {"source_sha256": source_sha}
 

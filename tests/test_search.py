@@ -18,7 +18,7 @@ from tabduel.config import Config, FeaturesConfig, MLPConfig, SearchConfig
 from tabduel.dataset import load_spec
 from tabduel.embeddings import Embedding, apply, fit_periodic, fit_ple, ple
 from tabduel.errors import ConfigError, TabduelError
-from tabduel.features import make_features
+from tabduel.features import make_features, save_features
 from tabduel.ingest import ingest
 from tabduel.numeric import fit_numeric, map_numeric
 from tabduel.search_report import rebuild
@@ -31,7 +31,6 @@ from tabduel.search_space import (
     suggest_xgboost,
     trial_threads,
 )
-from tabduel.store import atomic_write_json
 from tabduel.study import RETRY_OF, counted_trials, open_storage, open_study, storage_url
 from tabduel.trials import run_mlp, run_xgboost
 
@@ -217,12 +216,7 @@ def variants(tmp_path_factory) -> dict[str, Path]:
     out = {}
     for base in ("ordinal", "onehot"):
         cfg = features_config(base, spec, FeaturesConfig())
-        splits, manifest = make_features(df, spec, cfg)
-        out[base] = root / base
-        out[base].mkdir()
-        for name, frame in splits.items():
-            frame.to_parquet(out[base] / f"{name}.parquet", index=False)
-        atomic_write_json(out[base] / "manifest.json", manifest)
+        out[base] = save_features(root / base, *make_features(df, spec, cfg))
     return out
 
 
