@@ -194,10 +194,13 @@ def _tell(family: str, study: Any, trial: Any, result: dict[str, Any], elapsed: 
 def _backfill(family: str, study: Any, tracker: Tracker, parent: str) -> None:
     """Record in MLflow the complete trials that have no run there: a search killed between telling Optuna and
     logging the run leaves one behind."""
+    done = completed(study)
+    if not done:  # a fresh study: nothing to look up
+        return
     logged = {r.data.tags.get("optuna.trial") for r in tracker.client.search_runs(
         [tracker.experiment_id], f"tags.`optuna.study` = '{study.study_name}' and tags.`mlflow.parentRunId` = "
                                  f"'{parent}'", max_results=50000)}
-    for t in completed(study):
+    for t in done:
         if str(t.number) in logged:
             continue
         tags = {"tabduel.step": "search-trial", "family": family, "model": family, "optuna.study": study.study_name,
@@ -218,15 +221,14 @@ def refit(plan: list[dict[str, Any]], features_of: Callable[[str, int], str]) ->
     """Run the planned refits as trial tasks through the flow's task runner; one row of scores each."""
     futures = []
     for item in plan:
-        label = f"refit-{item['family']}-seed{item['seed']}"
         features = features_of(item["base"], item["seed"])
-        futures.append((item, trial_task.with_options(task_run_name=label).submit(label, features, [item["spec"]],
-                                                                                   True)))
+        futures.append((item, trial_task.with_options(task_run_name=item["label"]).submit(
+            item["label"], features, [item["spec"]], True)))
     rows = []
     for item, future in futures:
         result = future.result()[0]
-        rows.append({"family": item["family"], "seed": item["seed"], "trial": item["trial"],
-                     **{k: result[k] for k in ("valid_mse", "test_mse", "seconds")}})
+        rows.append({k: item[k] for k in ("label", "family", "seed", "trial")}
+                    | {k: result[k] for k in ("valid_mse", "test_mse", "seconds")})
     return rows
 
 

@@ -47,11 +47,11 @@ DESCRIPTIONS = {
               "MLflow child run; then refit the best config of each family on several split seeds and compare "
               "their test MSE with paired tests. The study is stored (a journal file by default), so a search can "
               "be resumed (--resume) or extended (--more-trials N).",
+    "serve": "Serve the whole pipeline as a Prefect deployment on a cron schedule, with these settings, until "
+             "stopped (Ctrl-C). Runs happen in this process, in this directory. Set PREFECT_API_URL to a `prefect "
+             "server` to see and trigger the deployment in its UI; without it, tabduel's local API server lives as "
+             "long as this command.",
 }
-DESCRIPTIONS["serve"] = (
-    "Serve the whole pipeline as a Prefect deployment on a cron schedule, with these settings, until stopped "
-    "(Ctrl-C). Runs happen in this process, in this directory. Set PREFECT_API_URL to a `prefect server` to see "
-    "and trigger the deployment in its UI; without it, tabduel's local API server lives as long as this command.")
 # `tabduel search --quick`: a whole search in a minute or two, for a first look and for CI.
 QUICK = {"search": {"trials": 6, "mlp_epochs": 40, "mlp_patience": 8, "mlp_max_seconds": 20.0, "max_depth": 3,
                     "max_width": 64, "max_ensemble": 2, "xgb_rounds": 300, "xgb_early_stopping": 30}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 
@@ -30,3 +31,12 @@ def exception_chain(exc: BaseException | None, limit: int = 10) -> Iterator[Base
     while exc is not None and limit > 0:
         yield exc
         exc, limit = exc.__cause__ or exc.__context__, limit - 1
+
+
+def status_in_chain(exc: BaseException | None, pattern: str) -> int | None:
+    """The HTTP status that pattern's first non-empty group finds in exc's chain (first match wins), else None."""
+    for e in exception_chain(exc):
+        found = re.search(pattern, str(e))
+        if found:
+            return int(next(g for g in found.groups() if g))
+    return None

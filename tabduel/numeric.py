@@ -34,15 +34,15 @@ def fit_numeric(x_train: np.ndarray, columns: tuple[int, ...], kind: str) -> Num
         raise ConfigError(f"numeric map {kind!r} is not one of: {', '.join(NUMERIC)}")
     if x_train.ndim != 2 or any(not 0 <= c < x_train.shape[1] for c in columns):
         raise ConfigError(f"numeric map: columns {columns} do not all index x's shape {x_train.shape}")
+    if kind == "standard":
+        return NumericMap(kind, tuple(columns))
     part = x_train[:, list(columns)].astype(np.float64)  # (rows, columns)
     if kind == "clip":
         return NumericMap(kind, tuple(columns), lo=part.min(axis=0), hi=part.max(axis=0))
-    if kind == "quantile":
-        from sklearn.preprocessing import QuantileTransformer
+    from sklearn.preprocessing import QuantileTransformer
 
-        qt = QuantileTransformer(n_quantiles=min(1000, len(part)), output_distribution="normal", subsample=None)
-        return NumericMap(kind, tuple(columns), quantiles=qt.fit(part))
-    return NumericMap(kind, tuple(columns))
+    qt = QuantileTransformer(n_quantiles=min(1000, len(part)), output_distribution="normal", subsample=None)
+    return NumericMap(kind, tuple(columns), quantiles=qt.fit(part))
 
 
 def map_numeric(m: NumericMap, x: np.ndarray) -> np.ndarray:

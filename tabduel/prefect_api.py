@@ -9,7 +9,6 @@ real `prefect server`), nothing is started.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tabduel.errors import TabduelError, exception_chain
+from tabduel.errors import TabduelError, status_in_chain
 
 
 class LocalAPI:
@@ -98,11 +97,7 @@ def _profile_api_url() -> str:
 
 def prefect_refused(exc: BaseException | None) -> int | None:
     """The status (401 or 403) with which the Prefect API turned a request in exc's chain away, else None."""
-    for e in exception_chain(exc):
-        found = re.search(r"Client error '(40[13]) ", str(e))
-        if found:
-            return int(found.group(1))
-    return None
+    return status_in_chain(exc, r"Client error '(40[13]) ")
 
 
 def prefect_refusal_message(status: int) -> str:

@@ -106,17 +106,17 @@ def refit_plan(cfg: Any, studies: dict[str, Any], seeds: list[int], log: Any) ->
         best = min(trials, key=lambda t: t.value)
         spec = rebuild(family, best.params, s, threads)
         base = spec.encoding.base if family == "mlp" else "ordinal"
-        plan += [{"family": family, "trial": best.number, "seed": seed, "spec": spec, "base": base}
-                 for seed in seeds]
+        plan += [{"label": f"refit-{family}-seed{seed}", "family": family, "trial": best.number, "seed": seed,
+                  "spec": spec, "base": base} for seed in seeds]
     return plan
 
 
 def final_comparison(rows: list[dict[str, Any]], seeds: list[int], out: Path, tracker: Tracker, parent: str,
                      log: Any) -> dict[str, Any]:
-    """Record the refits (family, seed, trial, valid_mse, test_mse, seconds) and compare the families with paired
-    tests across seeds: a child run per refit, then a table, a plot and metrics on the parent run."""
+    """Record the refits (label, family, seed, trial, valid_mse, test_mse, seconds) and compare the families with
+    paired tests across seeds: a child run per refit, then a table, a plot and metrics on the parent run."""
     for row in rows:
-        tracker.record_run(f"refit-{row['family']}-seed{row['seed']}", parent,
+        tracker.record_run(row["label"], parent,
                            {"tabduel.step": "search-refit", "family": row["family"], "model": row["family"],
                             "optuna.trial": row["trial"], "split_seed": row["seed"]},
                            {"split_seed": row["seed"], "trial": row["trial"]},

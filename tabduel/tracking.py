@@ -6,7 +6,6 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import socket
 import subprocess
 import threading
@@ -17,7 +16,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from tabduel.config import TrackingConfig
-from tabduel.errors import exception_chain
+from tabduel.errors import exception_chain, status_in_chain
 from tabduel.store import file_lock
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -48,11 +47,7 @@ def server_unreachable(exc: BaseException | None) -> bool:
 
 def server_refused(exc: BaseException | None) -> int | None:
     """The status (401 or 403) with which a tracking server turned a request in exc's chain away, else None."""
-    for e in exception_chain(exc):
-        found = re.search(r"failed with error code (40[13]) != 200|\b(40[13]) Client Error", str(e))
-        if found:
-            return int(found.group(1) or found.group(2))
-    return None
+    return status_in_chain(exc, r"failed with error code (40[13]) != 200|\b(40[13]) Client Error")
 
 
 def refusal_message(status: int, uri: str) -> str:
