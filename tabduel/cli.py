@@ -137,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
         p = kinds.add_parser(kind, help=DESCRIPTIONS[f"train-{kind}"], description=DESCRIPTIONS[f"train-{kind}"],
                              epilog=EPILOG)
         add_settings(p, SECTIONS[f"train-{kind}"], skip=["pipeline.models"], short=kind)
+    spec = sub.add_parser("spec", help="Draft a dataset spec for a raw file", description="Dataset spec tools.")
+    actions = spec.add_subparsers(dest="action", required=True, metavar="ACTION")
+    draft = actions.add_parser(
+        "draft", help="Sniff a raw file and write a commented, runnable dataset spec (TOML)",
+        description="Sniff FILE (delimiter, decimal mark, quotes, encoding, header, missing markers, column types, "
+                    "levels, dates) and write a commented dataset spec to stdout (or -o FILE); what was guessed "
+                    "and how sure goes to stderr. Check it, then: tabduel run --dataset SPEC --source FILE.")
+    draft.add_argument("file", metavar="FILE", help="the raw tabular file")
+    draft.add_argument("--target", required=True, metavar="COL",
+                       help="the target column: its header name, or its 1-based position in a file without header")
+    draft.add_argument("--ignore", default="", metavar="A,B",
+                       help="columns to ignore (header names or 1-based positions), comma-separated")
+    draft.add_argument("-o", "--output", default="", metavar="SPEC", help="write the spec here instead of stdout")
     return parser
 
 
@@ -224,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tabduel` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "spec":  # fast: no Prefect API, no MLflow, no torch
+        from tabduel.draft import draft_command
+
+        return draft_command(args.file, args.target, args.ignore, args.output)
     start = time.perf_counter()
     # Prefect's telemetry heartbeat writes to its SQLite while flows run ("database is locked"); off unless asked.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
