@@ -389,7 +389,7 @@ def isolated_extreme(numbers: Sequence[float]) -> tuple[float, int] | None:
         if not rest:
             continue
         r_lo, r_hi = min(rest), max(rest)
-        gap = 0.25 * max(r_hi - r_lo, 1.0)
+        gap = max(0.25 * (r_hi - r_lo), 0.25 * abs(r_lo), 1.0)
         if (v == lo and (v < r_lo - gap or (v < 0 <= r_lo))) or (v == hi and v > r_hi + gap):
             return v, counts[v]
     return None
