@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tabduel import target
 from tabduel.features import ROW, SPLITS, load_xy
-from tabduel.training import predictor
+from tabduel.training import NATIVE_MISSING, predictor
 
 METRICS = ("mse", "rmse", "mae", "r2")
+ORIGINAL = "_orig"  # suffix of a metric on the target's original scale
 
 
 def regression_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
@@ -36,13 +38,19 @@ def predict_all(features_dir: str | Path, models: dict[str, str]) -> pd.DataFram
         x, y = load_xy(str(path), manifest)
         frame = pd.DataFrame({ROW: pd.read_parquet(path, columns=[ROW])[ROW], "split": split, "observed": y})
         for kind, fn in predict.items():
-            frame[f"pred_{kind}"] = fn(x)
+            x_kind = load_xy(str(path), manifest, True)[0] if kind in NATIVE_MISSING else x
+            frame[f"pred_{kind}"] = fn(x_kind)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
-def metrics_table(predictions: pd.DataFrame, models: list[str]) -> dict[str, dict[str, float]]:
-    """{model: {'valid_mse': ..., 'test_r2': ...}} on the valid and test splits."""
+def metrics_table(predictions: pd.DataFrame, models: list[str], transform: str = "none",
+                  params: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+    """{model: {'valid_mse': ..., 'test_r2': ..., 'test_rmse_orig': ...}} on the valid and test splits.
+
+    Unsuffixed metrics are on the model's (transformed) scale; `_orig` ones on the target's original scale, when
+    the target is transformed.
+    """
     out: dict[str, dict[str, float]] = {}
     for kind in models:
         out[kind] = {}
@@ -50,12 +58,19 @@ def metrics_table(predictions: pd.DataFrame, models: list[str]) -> dict[str, dic
             part = predictions[predictions["split"] == split]
             for name, value in regression_metrics(part["observed"], part[f"pred_{kind}"]).items():
                 out[kind][f"{split}_{name}"] = value
+            if transform != "none":
+                orig = regression_metrics(target.inverse(part["observed"].to_numpy(), transform, params),
+                                          target.inverse(part[f"pred_{kind}"].to_numpy(), transform, params))
+                for name, value in orig.items():
+                    out[kind][f"{split}_{name}{ORIGINAL}"] = value
     return out
 
 
 def comparison(metrics: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """Models as rows, metrics as columns, best valid MSE first."""
+    """Models as rows, metrics as columns (original-scale test metrics last, when present), best valid MSE first."""
     columns = [f"{split}_{name}" for split in ("valid", "test") for name in METRICS]
+    columns += [c for c in (f"test_{name}{ORIGINAL}" for name in ("rmse", "mae", "r2"))
+                if c in next(iter(metrics.values()))]
     frame = pd.DataFrame.from_dict(metrics, orient="index")[columns]
     frame.index.name = "model"
     return frame.sort_values("valid_mse")
@@ -73,4 +88,6 @@ def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
 def run_evaluation(features_dir: str | Path, models: dict[str, str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Predictions of every model on every split, and their metrics."""
     predictions = predict_all(features_dir, models)
-    return predictions, metrics_table(predictions, list(models))
+    manifest = json.loads((Path(features_dir) / "manifest.json").read_text())
+    transform = manifest.get("target_transform", "none")
+    return predictions, metrics_table(predictions, list(models), transform, manifest.get("target_params"))

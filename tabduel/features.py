@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tabduel import target
 from tabduel.config import FeaturesConfig
 from tabduel.dataset import DatasetSpec
 from tabduel.errors import ConfigError, DataError
@@ -15,26 +16,36 @@ from tabduel.store import atomic_write_json
 
 SPLITS = ("train", "valid", "test")
 ROW = "row"  # position of the row in the ingested table, kept for joins (e.g. back to the date)
-_PART_LEVELS = {"isoweekday": range(1, 8), "month": range(1, 13), "day_of_month": range(1, 32)}
+MISSING_SUFFIX = "_missing"  # the indicator input of an imputed column
+_PART_LEVELS = {"isoweekday": range(1, 8), "month": range(1, 13), "day_of_month": range(1, 32), "hour": range(24),
+                "weekend": range(2)}
+
+
+def date_part(dates: pd.DatetimeIndex, part: str) -> np.ndarray:
+    """One calendar part of each timestamp as int64 (isoweekday: Monday = 1; weekend: 1 on Sat and Sun)."""
+    values = {"hour": dates.hour, "minute": dates.minute, "isoweekday": dates.dayofweek + 1,
+              "weekend": (dates.dayofweek >= 5).astype(int), "day_of_month": dates.day,
+              "day_of_year": dates.dayofyear, "month": dates.month, "year": dates.year}[part]
+    return np.asarray(values, dtype=np.int64)
 
 
 def derive(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """Add date parts, encode categories as 1..k in spec order, transform the target, drop dates."""
+    """Add date parts and encode categories as 1..k in spec order (rank order when ordered); missing stays NaN.
+
+    The target is left on its original scale: its transform may be fitted on train (see make_features).
+    """
     out = pd.DataFrame({ROW: np.arange(len(df), dtype=np.int64)})
-    date_cols = [c.name for c in spec.columns if c.type == "date"]
-    dates = pd.DatetimeIndex(df[date_cols[0]]) if date_cols else None
-    for col in spec.columns:
+    for col in spec.kept:
         if col.type == "category":
-            codes = pd.Categorical(df[col.name], categories=list(col.levels)).codes
-            out[col.name] = codes.astype(np.int64) + 1
+            codes = pd.Categorical(df[col.name], categories=list(col.levels)).codes.astype(np.float64) + 1
+            codes[codes == 0] = np.nan  # pandas codes missing as -1
+            out[col.name] = codes if np.isnan(codes).any() else codes.astype(np.int64)
         elif col.type in ("int", "float"):
             out[col.name] = df[col.name].to_numpy()
-    for name, part in spec.date_parts:  # the spec guarantees a date column when it has date parts
-        values = {"isoweekday": dates.dayofweek + 1, "month": dates.month,
-                  "day_of_month": dates.day, "year": dates.year}[part]
-        out[name] = np.asarray(values, dtype=np.int64)
-    y = df[spec.target].to_numpy(dtype=np.float64)
-    out[spec.target] = np.log10(1.0 + y) if spec.transform == "log10p1" else y
+    if spec.date_parts:  # the spec guarantees a date column when it has date parts
+        dates = pd.DatetimeIndex(df[spec.date_column])
+        for name, part in spec.date_parts:
+            out[name] = date_part(dates, part)
     return out
 
 
@@ -63,24 +74,88 @@ def check_encodings(cfg: FeaturesConfig, spec: DatasetSpec) -> None:
             raise ConfigError(f"features.cyclic: column {name!r} has no period in the dataset spec")
 
 
-def encode(df: pd.DataFrame, spec: DatasetSpec, cfg: FeaturesConfig) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """Model inputs as columns; returns (frame, feature names, names of the columns to standardize)."""
+def onehot_columns(spec: DatasetSpec, cfg: FeaturesConfig) -> tuple[str, ...]:
+    """Inputs one-hot encoded: those the settings name, plus unordered categories of more than two levels."""
+    auto = tuple(name for name in spec.inputs if name in {c.name for c in spec.kept}
+                 and spec.column(name).type == "category" and not spec.column(name).ordered
+                 and len(spec.column(name).levels) > 2 and name not in cfg.cyclic)
+    return tuple(dict.fromkeys(cfg.onehot + auto))
+
+
+def encode(df: pd.DataFrame, spec: DatasetSpec, cfg: FeaturesConfig
+           ) -> tuple[pd.DataFrame, list[str], list[str], dict[str, list[str]]]:
+    """Model inputs as columns: (frame, feature names, columns to standardize, {indicator: columns it covers}).
+
+    An imputed input's indicator `<name>_missing` follows its columns; it is not standardized.
+    """
     cols: dict[str, np.ndarray] = {}
     scaled: list[str] = []
+    covers: dict[str, list[str]] = {}
+    onehot = onehot_columns(spec, cfg)
     for name in spec.inputs:
         x = df[name].to_numpy()
-        if name not in cfg.onehot and name not in cfg.cyclic:
+        mine: list[str] = []
+        if name not in onehot and name not in cfg.cyclic:
             cols[name] = x.astype(np.float64)
             scaled.append(name)
-        if name in cfg.onehot:
+            mine.append(name)
+        if name in onehot:
             for level in levels_of(name, spec):
                 cols[f"{name}_{level}"] = (x == level).astype(np.float64)
+                mine.append(f"{name}_{level}")
         if name in cfg.cyclic:
             angle = 2 * np.pi * x.astype(np.float64) / spec.period(name)
             cols[f"{name}_sin"] = np.sin(angle)
             cols[f"{name}_cos"] = np.cos(angle)
+            mine += [f"{name}_sin", f"{name}_cos"]
+        indicator = name + MISSING_SUFFIX
+        if indicator in df.columns:
+            cols[indicator] = df[indicator].to_numpy(dtype=np.float64)
+            covers[indicator] = mine
     frame = pd.DataFrame(cols)
-    return frame, list(frame.columns), scaled
+    return frame, list(frame.columns), scaled, covers
+
+
+def _statistic(values: pd.Series, how: str) -> float:
+    """median, mean, or mode (the most frequent value; the smallest of a tie)."""
+    if how == "median":
+        return float(values.median())
+    if how == "mean":
+        return float(values.mean())
+    counts = values.value_counts()
+    return float(min(counts.index[counts == counts.max()]))
+
+
+def impute(derived: pd.DataFrame, spec: DatasetSpec, train: np.ndarray) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Fill each input's missing values with its statistic on the train rows; add `<name>_missing` indicators."""
+    out = derived.copy()
+    fitted: dict[str, float] = {}
+    for name in spec.inputs:
+        if name not in out.columns or not out[name].isna().any():
+            continue
+        col = spec.column(name)
+        known = out[name].iloc[train].dropna()
+        if known.empty:
+            raise DataError(f"column {name!r}: every value in the train split is missing; there is nothing to "
+                            "impute from (drop the column from the inputs)")
+        missing = out[name].isna()
+        fitted[name] = _statistic(known, col.impute or "median")
+        out[name] = out[name].fillna(fitted[name])
+        if col.type == "category":
+            out[name] = out[name].astype(np.int64)
+        out[name + MISSING_SUFFIX] = missing.astype(np.float64)
+    return out, fitted
+
+
+def check_finite(frame: pd.DataFrame, columns: list[str], rows: np.ndarray, what: str) -> None:
+    """Raise DataError naming the first column with a NaN or infinite value, and its first rows."""
+    for name in columns:
+        values = frame[name].to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            shown = ", ".join(f"row {int(rows[i]) + 1} ({values[i]!r})" for i in bad[:5])
+            raise DataError(f"{what} {name!r} has {bad.size} NaN or infinite value(s) after reading and "
+                            f"transforming: {shown} (rows of the ingested table)")
 
 
 def split_indices(n: int, seed: int, train_frac: float, valid_frac: float) -> dict[str, np.ndarray]:
@@ -116,12 +191,23 @@ def apply_scaler(frame: pd.DataFrame, scaler: dict[str, dict[str, float]]) -> pd
 
 def make_features(df: pd.DataFrame, spec: DatasetSpec,
                   cfg: FeaturesConfig) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """Typed ingest table -> scaled train/valid/test frames and their manifest."""
+    """Typed ingest table -> scaled train/valid/test frames and their manifest.
+
+    Everything fitted (target transform, imputation, scaling) is fitted on the train split only.
+    """
     check_encodings(cfg, spec)
     derived = derive(df, spec)
-    inputs, names, scaled = encode(derived, spec, cfg)
-    table = pd.concat([derived[[ROW]], inputs, derived[[spec.target]]], axis=1)
-    parts = split_indices(len(table), cfg.split_seed, cfg.train_frac, cfg.valid_frac)
+    parts = split_indices(len(derived), cfg.split_seed, cfg.train_frac, cfg.valid_frac)
+    rows = derived[ROW].to_numpy()
+    y = derived[spec.target].to_numpy(dtype=np.float64)
+    target.check_domain(y, spec.transform, spec.target, rows)
+    params = target.fit(y[parts["train"]], spec.transform)
+    z = target.forward(y, spec.transform, params)
+    check_finite(pd.DataFrame({spec.target: z}), [spec.target], rows, f"target (after {spec.transform})")
+    derived, imputed = impute(derived, spec, parts["train"])
+    inputs, names, scaled, covers = encode(derived, spec, cfg)
+    check_finite(inputs, names, rows, "input")
+    table = pd.concat([derived[[ROW]], inputs, pd.DataFrame({spec.target: z})], axis=1)
     raw_splits = {name: table.iloc[idx].reset_index(drop=True) for name, idx in parts.items()}
     scaler = fit_scaler(raw_splits["train"], scaled)
     splits = {name: apply_scaler(frame, scaler) for name, frame in raw_splits.items()}
@@ -130,10 +216,16 @@ def make_features(df: pd.DataFrame, spec: DatasetSpec,
         "features": names,
         "target": spec.target,
         "target_transform": spec.transform,
+        "target_params": params,
+        "target_label": spec.target_label,
+        "target_unit": spec.target_unit,
+        "date_column": spec.date_column,
         "scaler": scaler,
+        "imputed": imputed,
+        "native_missing": covers,
         "split": {"seed": cfg.split_seed, "train_frac": cfg.train_frac, "valid_frac": cfg.valid_frac},
         "rows": {name: len(frame) for name, frame in splits.items()},
-        "encodings": {"onehot": list(cfg.onehot), "cyclic": list(cfg.cyclic)},
+        "encodings": {"onehot": list(onehot_columns(spec, cfg)), "cyclic": list(cfg.cyclic)},
     }
     return splits, manifest
 
@@ -148,9 +240,21 @@ def save_features(out: str | Path, splits: dict[str, pd.DataFrame], manifest: di
     return out
 
 
-def load_xy(path: str, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Read one split's Parquet file as float32 (rows, features) and (rows,) arrays."""
+def feature_names(manifest: dict[str, Any], native_missing: bool = False) -> list[str]:
+    """The model inputs: all features, or without the missing indicators for a family that takes NaN natively."""
+    drop = set(manifest.get("native_missing", {})) if native_missing else set()
+    return [name for name in manifest["features"] if name not in drop]
+
+
+def load_xy(path: str, manifest: dict[str, Any], native_missing: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Read one split's Parquet file as float32 (rows, features) and (rows,) arrays.
+
+    native_missing: imputed cells become NaN again and their indicators are left out (XGBoost handles NaN itself).
+    """
     frame = pd.read_parquet(path)
-    x = frame[manifest["features"]].to_numpy(dtype=np.float32, copy=True)
+    if native_missing:
+        for indicator, columns in manifest.get("native_missing", {}).items():
+            frame.loc[frame[indicator].to_numpy() > 0.5, columns] = np.nan
+    x = frame[feature_names(manifest, native_missing)].to_numpy(dtype=np.float32, copy=True)
     y = frame[manifest["target"]].to_numpy(dtype=np.float32, copy=True)
     return x, y

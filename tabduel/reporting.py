@@ -9,7 +9,7 @@ from tabduel.config import flatten
 from tabduel.features import load_xy
 from tabduel.store import read_json
 from tabduel.tracking import MODEL_KEY_TAG, Tracker
-from tabduel.training import family
+from tabduel.training import NATIVE_MISSING, family
 
 SERIES_NAMES = {"train_loss", "valid_loss", "round_train_rmse", "round_valid_rmse"}
 
@@ -45,7 +45,7 @@ def log_model_run(tracker: Tracker, run_id: str, kind: str, model_dir: str | Pat
     else:
         module = family(kind)
         model = module.load(model_dir)
-        x, _ = load_xy(str(features_dir / "valid.parquet"), manifest)
+        x, _ = load_xy(str(features_dir / "valid.parquet"), manifest, kind in NATIVE_MISSING)
         example = x[:5]
         tracker.log_model(run_id, kind, meta["key"], model, example, module.predict(model, example))
     tracker.log_artifact(run_id, features_dir / "manifest.json")

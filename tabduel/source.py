@@ -25,6 +25,8 @@ def resolve_source(source: str, spec: DatasetSpec, data_dir: str | Path,
         if not path.exists():
             raise SourceError(f"{path}: file not found (given as the source)")
         return path
+    if not spec.source.url:
+        raise SourceError(f"the dataset spec {spec.path} gives no [source] url; pass the raw file with --source PATH")
     target = Path(data_dir) / "raw" / spec.source.member
     if target.is_file() and sha256_file(target) == spec.source.sha256:
         return target

@@ -11,11 +11,13 @@ import numpy as np
 
 from tabduel.config import ModelConfig
 from tabduel.errors import TabduelError
-from tabduel.features import load_xy
+from tabduel.features import feature_names, load_xy
 from tabduel.models import Data
 from tabduel.store import read_json
 
 MODULES = {"mlp": "tabduel.models.mlp", "xgboost": "tabduel.models.xgb", "linear": "tabduel.models.linear"}
+# Families that take missing values as NaN (the others get the imputed value and a missing indicator).
+NATIVE_MISSING = {"xgboost"}
 # Library code each family's output depends on (for cache keys), and its third-party packages.
 CODE = {
     "mlp": ([MODULES["mlp"], "tabduel.engine.net", "tabduel.engine.optim", "tabduel.engine.single",
@@ -31,13 +33,14 @@ def family(kind: str) -> ModuleType:
     return importlib.import_module(MODULES[kind])
 
 
-def load_data(features_dir: str | Path) -> tuple[Data, dict[str, Any]]:
-    """Train and valid arrays of a features output, with its manifest."""
+def load_data(features_dir: str | Path, kind: str = "") -> tuple[Data, dict[str, Any]]:
+    """Train and valid arrays of a features output as model family `kind` takes them, with the manifest."""
     features_dir = Path(features_dir)
     manifest = read_json(features_dir / "manifest.json")
-    x_train, y_train = load_xy(str(features_dir / "train.parquet"), manifest)
-    x_valid, y_valid = load_xy(str(features_dir / "valid.parquet"), manifest)
-    return Data(x_train, y_train, x_valid, y_valid, tuple(manifest["features"])), manifest
+    native = kind in NATIVE_MISSING
+    x_train, y_train = load_xy(str(features_dir / "train.parquet"), manifest, native)
+    x_valid, y_valid = load_xy(str(features_dir / "valid.parquet"), manifest, native)
+    return Data(x_train, y_train, x_valid, y_valid, tuple(feature_names(manifest, native))), manifest
 
 
 def fit(kind: str, data: Data, cfg: ModelConfig, progress: Callable[..., None] | None = None) -> Any:

@@ -17,7 +17,7 @@ from tabduel.features import load_xy
 from tabduel.models import Data
 from tabduel.numeric import fit_numeric, map_numeric
 from tabduel.search_space import Encoding, MLPTrial, group_key
-from tabduel.training import load_data
+from tabduel.training import NATIVE_MISSING, load_data
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,14 @@ def embedded_columns(manifest: dict[str, Any]) -> tuple[int, ...]:
     return tuple(i for i, name in enumerate(manifest["features"]) if name in scaled)
 
 
-def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, seed: int) -> Inputs:
+def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, seed: int, kind: str = "mlp"
+                ) -> Inputs:
     """A features variant's splits with the encoding's numeric map and embedding fitted on train and applied to
     every split."""
-    data, manifest = load_data(features_dir)
+    data, manifest = load_data(features_dir, kind)
     x_test = y_test = None
     if with_test:
-        x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest)
+        x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, kind in NATIVE_MISSING)
     columns = embedded_columns(manifest)
     if encoding.numeric != "standard":
         m = fit_numeric(data.x_train, columns, encoding.numeric)
@@ -131,7 +132,7 @@ def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = 
     """Fit one XGBoost trial with early stopping on valid; its valid (and test) MSE at the best iteration."""
     from tabduel.models import xgb
 
-    inputs = load_inputs(features_dir, Encoding("ordinal"), with_test, cfg.seed)
+    inputs = load_inputs(features_dir, Encoding("ordinal"), with_test, cfg.seed, "xgboost")
     start = time.perf_counter()
     fitted = xgb.fit(inputs.data, cfg)
     seconds = time.perf_counter() - start

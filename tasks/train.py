@@ -70,13 +70,13 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
     run_id = tracker.start_run(kind, parent=parent_run_id, tags=run_tags(kind, "train"))
     with tracker.failing(run_id):
         def build(tmp: Path) -> dict:
-            data, manifest = load_data(features.path)
+            data, manifest = load_data(features.path, kind)
             result = fit(kind, data, cfg, _progress(kind, log))
             family(kind).save(result, tmp)
             atomic_write_json(tmp / "history.json", result.history)
             meta = {"kind": kind, "key": key, "config": _resolved(kind, cfg), "features_dir": features.path,
                     "features_key": features.key, "features_config": manifest["config"],
-                    "feature_names": manifest["features"], "source_sha256": manifest["source_sha256"],
+                    "feature_names": list(data.features), "source_sha256": manifest["source_sha256"],
                     "info": result.info, "run_id": run_id}
             atomic_write_json(tmp / "meta.json", meta)
             log.info(f"{kind}: trained in {result.info['train_seconds']:.2f}s")

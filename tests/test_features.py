@@ -28,8 +28,15 @@ def test_derive_calendar_codes_and_target(table):
     assert set(out["holiday"]) <= {1, 2} and set(out["func"]) <= {1, 2}
     no_holiday = table["holiday"].astype(str) == "No Holiday"
     assert (out.loc[no_holiday, "holiday"] == 1).all()
-    np.testing.assert_allclose(out["count"], np.log10(1 + table["count"]))
+    np.testing.assert_allclose(out["count"], table["count"])  # the transform comes after the split
     assert "date" not in out.columns
+
+
+def test_the_target_is_transformed_as_the_spec_says(table):
+    splits, manifest = make_features(table, SPEC, FeaturesConfig())
+    train = splits["train"]
+    np.testing.assert_allclose(train["count"], np.log10(1 + table["count"].to_numpy()[train[ROW]]))
+    assert manifest["target_transform"] == "log10p1" and manifest["target_params"] == {}
 
 
 def test_default_features_are_the_original_fourteen(table):
