@@ -36,7 +36,7 @@ DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-
                 "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
                 "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M",
                 "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M")
-TIME_FORMATS = ("%H:%M:%S", "%H:%M", "%H.%M.%S", "%H%M%S", "%I:%M:%S %p", "%I:%M %p")
+TIME_FORMATS = ("%H:%M:%S", "%H:%M", "%H.%M.%S", "%H%M%S")  # fields the reader knows
 # Known rank scales (worst to best): a category whose levels all belong to one is drafted as ordered.
 ORDINAL_SCALES = (
     ("Po", "Fa", "TA", "Gd", "Ex"),
@@ -689,7 +689,16 @@ def draft_spec(path: str | Path, target: str, ignore: Sequence[str] = ()) -> Dra
             col.notes.append(f"named like an id ({distinct:,} distinct of {n:,}): ignored")
             continue
         if col.type == "int" and len(set(col.values)) == len(col.values) == n and n >= 20:
+            in_sequence = max(col.values) - min(col.values) + 1 == n or col.values == sorted(col.values)
+            if in_sequence and not re.search(r"year|yr|date|time|month|day|hour", col.raw, re.I):
+                col.type = "ignore"
+                col.notes.append(f"all {n:,} values distinct and in sequence: a row number or id, ignored")
+                continue
             col.notes.append("check: all values distinct (an id?)")
+        if col.type == "category" and len(col.levels) == n - col.n_missing and n >= 20:
+            col.type = "ignore"
+            col.notes.append(f"all {len(col.levels):,} values distinct: an id or free text, ignored")
+            continue
         if col.n_missing > MOSTLY_MISSING * n:
             col.type = "ignore"
             col.notes.append(f"{col.n_missing:,} of {n:,} missing: ignored")

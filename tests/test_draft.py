@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -421,3 +422,81 @@ def test_suite_drafts_load(tmp_path, file, target):
     out.write_text(d.draft_spec(path, target).toml)
     spec = load_spec(out)
     assert spec.inputs
+
+
+# ---------------------------------------------------------------- drafted specs read by the real reader
+
+
+SUITE_ROWS = {"winequality-red.csv": 1599, "winequality-white.csv": 4898, "auto-mpg.data": 398, "housing.csv": 20640,
+              "abalone.data": 4177, "diamonds.csv": 53940, "airfoil_self_noise.dat": 1503, "AmesHousing.csv": 2930,
+              "kc_house_data.csv": 21613}  # data rows per SOURCES.md
+
+
+def draft_and_ingest(tmp_path: Path, raw: Path, target: str):
+    """Draft a spec for raw, load it as `tabduel run --dataset` does, and ingest raw with it."""
+    from tabduel.ingest import ingest
+
+    out = tmp_path / f"{raw.name}.toml"
+    out.write_text(d.draft_spec(raw, target).toml)
+    spec = load_spec(out)
+    df, info = ingest(raw, spec)
+    return spec, df, info
+
+
+def test_sensor_ingests(tmp_path):
+    spec, df, info = draft_and_ingest(tmp_path, draftdata.write_sensor(tmp_path / "sensor.csv"), "C6H6(GT)")
+    outages = len([i for i in range(240) if i % 9 == 4])
+    assert info["blank_rows"] == 5 and info["trailing_empty_columns"] == 2
+    assert info["dropped_rows"] == len([i for i in range(240) if i % 31 == 7])  # -200 in the target
+    assert info["rows"] == 240 - info["dropped_rows"]
+    assert info["missing"]["t"] == {"cells": outages, "policy": "impute"}
+    assert str(df["date"].dtype) == "datetime64[ns]" and df["date"].dt.hour.nunique() > 1  # time combined
+    assert "time" not in df.columns
+
+
+def test_na_categories_ingest(tmp_path):
+    spec, df, info = draft_and_ingest(tmp_path, draftdata.write_houses(tmp_path / "houses.csv"), "SalePrice")
+    assert "NA" in list(df["alley"].cat.categories) and df["alley"].notna().all()
+    assert info["missing"]["mas_vnr_type"]["cells"] == len([i for i in range(200) if i % 40 == 5])
+    assert list(df["ms_subclass"].cat.categories) == ["020", "030", "060", "120"]
+    assert info["rows"] == 200
+
+
+@pytest.mark.parametrize("name", sorted(GENERATED))
+def test_generated_drafts_ingest(tmp_path, name):
+    writer, target = GENERATED[name]
+    spec, df, info = draft_and_ingest(tmp_path, writer(tmp_path / name), target)
+    assert info["rows"] > 0 and list(df.columns) == [c.name for c in spec.kept]
+    assert df[spec.target].notna().all()
+
+
+@pytest.mark.parametrize(("file", "target"), SUITE_FILES, ids=[f for f, _ in SUITE_FILES])
+def test_suite_drafts_ingest(tmp_path, file, target):
+    path = SUITE / file
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    spec, df, info = draft_and_ingest(tmp_path, path, target)
+    assert info["rows"] == SUITE_ROWS[path.name] and info["dropped_rows"] == 0
+    assert df[spec.target].notna().all()
+
+
+@pytest.mark.parametrize(("name", "plots"), [("sensor.csv", "true"), ("cars.data", "false")])
+def test_drafted_spec_runs_the_pipeline(tmp_path, prefect_api, monkeypatch, capsys, name, plots):
+    """`tabduel spec draft raw > my.toml && tabduel run --dataset my.toml --source raw`, with tiny epochs."""
+    monkeypatch.chdir(tmp_path)
+    writer, target = GENERATED[name]
+    raw = writer(tmp_path / name)
+    assert main(["spec", "draft", str(raw), "--target", target, "-o", "my.toml"]) == 0
+    assert main(["run", "--dataset", "my.toml", "--source", str(raw), "--mlp-epochs", "3",
+                 "--xgboost-n-estimators", "20", "--evaluate-plots", plots, "--evaluate-dpi", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "ingest" in out and "evaluate" in out
+    metrics = json.loads(next((tmp_path / "data" / "evaluate").glob("*/metrics.json")).read_text())
+    assert set(metrics) >= {"mlp", "xgboost", "linear"}
+
+
+def test_row_numbers_and_distinct_text_are_ignored(tmp_path):
+    lines = ["n,code,x,y"] + [f"{i},k{i * 7},{i % 4},{(i * 37) % 101}" for i in range(1, 41)]
+    spec, _ = drafted(_write(tmp_path, "\n".join(lines) + "\n"), "y")
+    assert column(spec, "n")["type"] == column(spec, "code")["type"] == "ignore"
+    assert spec["features"]["inputs"] == ["x"]
