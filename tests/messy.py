@@ -152,7 +152,8 @@ def kc_house(path: Path, n: int = 300, seed: int = 0) -> Path:
         lines.append(",".join([f'"{rng.integers(10**9, 10**10)}"', f'"2014{month:02d}{day:02d}T000000"', shown,
                                str(int(rng.integers(0, 7))), f"{rng.choice([1, 1.5, 2.25, 3]):g}", str(living),
                                str(int(rng.uniform(1000, 20000))), f'"{rng.choice([1, 2, 3])}"', "0",
-                               str(int(rng.integers(0, 5))), str(int(rng.integers(1, 6))), str(int(rng.integers(3, 13))),
+                               str(int(rng.integers(0, 5))), str(int(rng.integers(1, 6))),
+                               str(int(rng.integers(3, 13))),
                                str(living), "0", str(int(rng.integers(1900, 2015))), "0",
                                f'"{98000 + int(rng.integers(1, 200))}"', f"{rng.uniform(47.1, 47.8):.4f}",
                                f"{rng.uniform(-122.5, -121.3):.3f}", str(living), str(int(rng.uniform(1000, 20000)))]))
