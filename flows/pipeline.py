@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from tabduel.config import Config, flatten
+from tabduel.reporting import log_ingest
 from tabduel.store import StepResult, read_json, read_latest
 from tabduel.tasks.evaluate import evaluate_task
 from tabduel.tasks.features import features_task
@@ -50,7 +51,7 @@ def pipeline_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]
     parent = _open_parent(tracker, cfg, "pipeline")
     with tracker.failing(parent, children=True):
         raw = ingest_task(cfg.pipeline, cfg.ingest, force)
-        tracker.set_tags(parent, {"source_sha256": read_json(f"{raw.path}/ingest.json")["source_sha256"]})
+        log_ingest(tracker, parent, raw.path)
         feats = features_task(raw, cfg.pipeline, cfg.features, force)
         models = {kind: train_task(kind, feats, cfg.model(kind), cfg.pipeline, cfg.tracking, parent, force)
                   for kind in cfg.pipeline.models}

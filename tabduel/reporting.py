@@ -51,6 +51,22 @@ def log_model_run(tracker: Tracker, run_id: str, kind: str, model_dir: str | Pat
     tracker.log_artifact(run_id, features_dir / "manifest.json")
 
 
+def ingest_metrics(info: dict) -> dict[str, float]:
+    """Row counts and missing cells per column of an ingest, as MLflow metrics."""
+    out = {f"ingest_{k}": float(info[k]) for k in ("rows", "rows_read", "blank_rows", "dropped_rows") if k in info}
+    out.update({f"missing_cells.{name}": float(v["cells"]) for name, v in info.get("missing", {}).items()})
+    return out
+
+
+def log_ingest(tracker: Tracker, run_id: str, ingest_dir: str | Path) -> None:
+    """The source's sha256 as a tag, and the ingest's row and missing-cell counts as metrics, on run_id."""
+    info = read_json(Path(ingest_dir) / "ingest.json")
+    tracker.set_tags(run_id, {"source_sha256": info["source_sha256"], "dataset": info.get("dataset", ""),
+                              "missing_policies": ", ".join(f"{k}: {v['policy']}"
+                                                            for k, v in info.get("missing", {}).items())})
+    tracker.log_metrics(run_id, ingest_metrics(info))
+
+
 def log_evaluation(tracker: Tracker, eval_dir: str | Path, parent: str | None, runs: dict[str, str]) -> None:
     """Metrics and per-model plots to each model's run; the comparison and daily plot to the parent."""
     eval_dir = Path(eval_dir)

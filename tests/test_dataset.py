@@ -124,7 +124,8 @@ def test_new_keys_parse_into_the_spec():
         d["columns"].append({"raw": "Clock", "name": "clock", "type": "time", "format": "%H:%M"})
         d["columns"][0]["time"] = "clock"
     spec = parse_spec(mutate(messy), "spec.toml")
-    assert spec.read.delimiter == "whitespace" and spec.read.missing == ("?", "-200") and spec.read.ignore == ("Casual",)
+    assert spec.read.delimiter == "whitespace" and spec.read.missing == ("?", "-200")
+    assert spec.read.ignore == ("Casual",)
     assert spec.transform == "yeo-johnson" and spec.target_title == "bikes (per hour)"
     temp, season = spec.column("temp"), spec.column("season")
     assert (temp.markers(spec.read), temp.on_missing, temp.impute) == (("",), "impute", "mean")

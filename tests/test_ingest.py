@@ -131,7 +131,7 @@ def test_negative_count(tmp_path):
 def test_hour_out_of_range(tmp_path):
     data = rows()
     data[3][COL["Hour"]] = "24"
-    assert _has(ingest_error(tmp_path, data), 
+    assert _has(ingest_error(tmp_path, data),
         "bad.csv:5: column 'hour' (Hour): value '24' is outside the allowed range 0..23")
 
 
@@ -165,12 +165,12 @@ def test_unknown_functioning_level(tmp_path):
 def test_date_in_wrong_form(tmp_path, value):
     data = rows()
     data[6][COL["Date"]] = value
-    assert _has(ingest_error(tmp_path, data), 
+    assert _has(ingest_error(tmp_path, data),
         f"bad.csv:8: column 'date' (Date): value '{value}' does not match the format '%d/%m/%Y'")
 
 
 def test_impossible_date(tmp_path):
     data = rows()
     data[6][COL["Date"]] = "31/02/2018"
-    assert _has(ingest_error(tmp_path, data), 
+    assert _has(ingest_error(tmp_path, data),
         "bad.csv:8: column 'date' (Date): value '31/02/2018' is not a real calendar date or time")

@@ -227,7 +227,8 @@ def test_cli_bad_input_is_one_line_without_traceback(tmp_path, prefect_api):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr + proc.stdout
     errors = [line for line in proc.stderr.splitlines() if "31/02/2018" in line]
-    assert errors == [f"tabduel: error: {path}:5: column 'date' (Date): value '31/02/2018' is not a real calendar date"]
+    assert errors == [f"tabduel: error: {path}:5: column 'date' (Date): value '31/02/2018' is not a real calendar "
+                      "date or time"]
     assert not list((tmp_path / "data").glob("ingest/*/table.parquet"))
 
 
