@@ -351,10 +351,10 @@ def sniff_datetime(values: Sequence[str]) -> tuple[str, str, bool] | None:
 def date_parts_of(values: Sequence[str], fmt: str, time_values: Sequence[str] = (), time_fmt: str = "") \
         -> list[str]:
     """The date parts worth adding: year (several years), month, isoweekday, hour (when the time varies)."""
-    stamps = [dt.datetime.strptime(v, fmt) for v in values]
+    stamps = [dt.datetime.strptime(v, fmt) for v in set(values)]
     hours = {s.hour for s in stamps}
     if time_values:
-        hours = {dt.datetime.strptime(v, time_fmt).hour for v in time_values}
+        hours = {dt.datetime.strptime(v, time_fmt).hour for v in set(time_values)}
     parts = []
     if len({s.year for s in stamps}) > 1:
         parts.append("year")
