@@ -35,7 +35,7 @@ def close_stale_runs(tracker: Tracker) -> None:
 
 def _open_parent(tracker: Tracker, cfg: Config, name: str) -> str:
     parent = tracker.start_run(name, tags={"tabduel.step": name, "git_commit": git_commit(),
-                                           "prefect_flow_run_id": flow_run.id})
+                                           "prefect_flow_run_id": flow_run.id, "tabduel.dataset": dataset_name(cfg)})
     tracker.log_params(parent, flatten(cfg.to_dict()))
     tracker.log_dict(parent, cfg.to_dict(), "config.json")
     return parent
