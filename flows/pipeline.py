@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from tabduel.config import Config, flatten
+from tabduel.config import Config, dataset_name, flatten, load_config
 from tabduel.reporting import log_ingest
 from tabduel.store import StepResult, read_json, read_latest
 from tabduel.tasks.evaluate import evaluate_task
@@ -36,16 +36,23 @@ def close_stale_runs(tracker: Tracker) -> None:
 
 def _open_parent(tracker: Tracker, cfg: Config, name: str) -> str:
     parent = tracker.start_run(name, tags={"tabduel.step": name, "git_commit": git_commit(),
-                                           "prefect_flow_run_id": flow_run.id})
+                                           "prefect_flow_run_id": flow_run.id, "tabduel.dataset": dataset_name(cfg)})
     tracker.log_params(parent, flatten(cfg.to_dict()))
     tracker.log_dict(parent, cfg.to_dict(), "config.json")
     return parent
 
 
+def _latest(cfg: Config, step: str, command: str) -> StepResult:
+    """The latest output of a step for the dataset of cfg, or an error naming the command to run."""
+    name = dataset_name(cfg)
+    hint = f"tabduel {command}" + (f" --dataset {cfg.ingest.dataset}" if cfg.ingest.dataset else "")
+    return read_latest(cfg.pipeline.data_dir, step, name, hint)
+
+
 @flow(name="tabduel-pipeline")
 def pipeline_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Raw CSV -> features -> MLP, XGBoost and linear models -> evaluation, in one MLflow parent run."""
-    cfg = Config.from_dict(config)
+    cfg = load_config(config)
     tracker = Tracker.shared(cfg.tracking)
     close_stale_runs(tracker)
     parent = _open_parent(tracker, cfg, "pipeline")
@@ -66,23 +73,23 @@ def pipeline_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]
 @flow(name="tabduel-ingest")
 def ingest_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Only the ingest step."""
-    cfg = Config.from_dict(config)
+    cfg = load_config(config)
     return _summary([ingest_task(cfg.pipeline, cfg.ingest, force)])
 
 
 @flow(name="tabduel-features")
 def features_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Only the features step, on the latest ingest output."""
-    cfg = Config.from_dict(config)
-    raw = read_latest(cfg.pipeline.data_dir, "ingest", "tabduel ingest")
+    cfg = load_config(config)
+    raw = _latest(cfg, "ingest", "ingest")
     return _summary([features_task(raw, cfg.pipeline, cfg.features, force)])
 
 
 @flow(name="tabduel-train")
 def train_flow(kind: str, config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Only one model's training, on the latest features output, in its own MLflow run."""
-    cfg = Config.from_dict(config)
-    feats = read_latest(cfg.pipeline.data_dir, "features", "tabduel features")
+    cfg = load_config(config)
+    feats = _latest(cfg, "features", "features")
     close_stale_runs(Tracker.shared(cfg.tracking))
     result = train_task(kind, feats, cfg.model(kind), cfg.pipeline, cfg.tracking, None, force)
     return _summary([result])
@@ -91,11 +98,10 @@ def train_flow(kind: str, config: dict[str, Any], force: bool = False) -> dict[s
 @flow(name="tabduel-evaluate")
 def evaluate_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
     """Only evaluation, of the latest trained models, in a new MLflow parent run."""
-    cfg = Config.from_dict(config)
-    data_dir = cfg.pipeline.data_dir
-    raw = read_latest(data_dir, "ingest", "tabduel ingest")
-    feats = read_latest(data_dir, "features", "tabduel features")
-    latest = {kind: read_latest(data_dir, f"models/{kind}", f"tabduel train {kind}") for kind in cfg.pipeline.models}
+    cfg = load_config(config)
+    raw = _latest(cfg, "ingest", "ingest")
+    feats = _latest(cfg, "features", "features")
+    latest = {kind: _latest(cfg, f"models/{kind}", f"train {kind}") for kind in cfg.pipeline.models}
     check_trained_on(feats, latest)  # refuse before any MLflow run is opened
     tracker = Tracker.shared(cfg.tracking)
     close_stale_runs(tracker)

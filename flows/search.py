@@ -12,10 +12,11 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
-from tabduel.config import Config, SearchConfig, flatten
+from tabduel.config import Config, SearchConfig, flatten, load_config
 from tabduel.dataset import load_spec
 from tabduel.errors import TabduelError
 from tabduel.flows.pipeline import close_stale_runs
+from tabduel.labels import scale_label
 from tabduel.search_report import final_comparison, refit_plan, write_evidence
 from tabduel.search_space import (
     BASES,
@@ -37,6 +38,7 @@ from tabduel.study import (
     open_storage,
     open_study,
     storage_url,
+    study_dir,
     study_name,
 )
 from tabduel.tasks.features import features_task
@@ -50,7 +52,7 @@ MAX_FAILURES_IN_ROW = 5
 
 def search_dir(cfg: Config) -> Path:
     """<data_dir>/search/<study>/: the journal, leaderboard, plots and final comparison of a search."""
-    return Path(cfg.pipeline.data_dir).resolve() / "search" / cfg.search.study
+    return Path(cfg.pipeline.data_dir).resolve() / "search" / study_dir(cfg.search)
 
 
 def task_runner(s: SearchConfig, workers: int) -> Any:
@@ -181,7 +183,8 @@ def _tell(family: str, study: Any, trial: Any, result: dict[str, Any], elapsed: 
     else:
         metrics["best_iteration"] = result["best_iteration"]
     tags = {"tabduel.step": "search-trial", "family": family, "model": family, "optuna.study": study.study_name,
-            "optuna.trial": trial.number, "device": result["device"], "worker": result["worker"]}
+            "optuna.trial": trial.number, "device": result["device"], "worker": result["worker"],
+            "error": result.get("error", "")[:5000]}
     tracker.record_run(f"{family}-{trial.number:03d}", parent, tags, trial.params, metrics,
                        "FINISHED" if ok else "FAILED")
     shown = f"{value:.5f}" if ok else "diverged (not finite)"
@@ -239,7 +242,7 @@ def search_flow(config: dict[str, Any], resume: bool = False, more_trials: int =
 
     force recomputes the ingest and features outputs the search reads (trials are never cached: the study is).
     """
-    cfg = Config.from_dict(config)
+    cfg = load_config(config)
     s = cfg.search
     log = get_run_logger()
     storage = open_storage(storage_url(s, cfg.pipeline.data_dir))
@@ -259,10 +262,12 @@ def search_flow(config: dict[str, Any], resume: bool = False, more_trials: int =
         for family in s.families:
             search_family(family, studies[family], budgets[family], cfg, features, workers, tracker, parent)
         out = search_dir(cfg)
-        evidence = write_evidence(studies, out, tracker, parent)
+        spec = load_spec(Path(raw.path) / "dataset.toml")
+        scale = scale_label(spec.target_title, spec.transform)  # no fitted params: they differ per split seed
+        evidence = write_evidence(studies, out, tracker, parent, scale)
         seeds = [cfg.features.split_seed + i for i in range(s.refit_seeds)]  # the search's own split first
         rows = refit(refit_plan(cfg, studies, seeds, log), lambda base, seed: _features(raw, cfg, base, seed))
-        final = final_comparison(rows, seeds, out, tracker, parent, log)
+        final = final_comparison(rows, seeds, out, tracker, parent, log, scale)
         tracker.finish(parent)
     return {"study": s.study, "storage": storage_url(s, cfg.pipeline.data_dir), "dir": str(out),
             "studies": {f: study_name(s, f) for f in s.families}, "tracking_uri": tracker.uri,

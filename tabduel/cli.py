@@ -27,9 +27,9 @@ UNPREFIXED = ("pipeline", "tracking", "ingest")
 SECTIONS = {
     "run": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "evaluate"),
     "ingest": ("pipeline", "ingest"),
-    "features": ("pipeline", "features"),
-    "evaluate": ("pipeline", "tracking", "evaluate"),
-    **{f"train-{kind}": ("pipeline", "tracking", kind) for kind in MODEL_KINDS},
+    "features": ("pipeline", "ingest", "features"),  # ingest: --dataset picks whose latest outputs a step reads
+    "evaluate": ("pipeline", "tracking", "ingest", "evaluate"),
+    **{f"train-{kind}": ("pipeline", "tracking", "ingest", kind) for kind in MODEL_KINDS},
     "search": ("pipeline", "tracking", "ingest", "features", "search"),
     "serve": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "evaluate"),
 }
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("run", "ingest", "features", "evaluate"):
         p = sub.add_parser(name, help=DESCRIPTIONS[name].split(". ")[0].rstrip("."), description=DESCRIPTIONS[name],
                            epilog=EPILOG)
-        add_settings(p, SECTIONS[name])
+        add_settings(p, SECTIONS[name], skip=["ingest.source"] if name in ("features", "evaluate") else ())
     serve = sub.add_parser("serve", help="Serve the pipeline as a Prefect deployment on a cron schedule",
                            description=DESCRIPTIONS["serve"], epilog=EPILOG)
     add_settings(serve, SECTIONS["serve"])
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in MODEL_KINDS:
         p = kinds.add_parser(kind, help=DESCRIPTIONS[f"train-{kind}"], description=DESCRIPTIONS[f"train-{kind}"],
                              epilog=EPILOG)
-        add_settings(p, SECTIONS[f"train-{kind}"], skip=["pipeline.models"], short=kind)
+        add_settings(p, SECTIONS[f"train-{kind}"], skip=["pipeline.models", "ingest.source"], short=kind)
     spec = sub.add_parser("spec", help="Draft a dataset spec for a raw file", description="Dataset spec tools.")
     actions = spec.add_subparsers(dest="action", required=True, metavar="ACTION")
     draft = actions.add_parser(
@@ -163,7 +163,9 @@ def resolve_config(args: argparse.Namespace) -> Config:
         if "." in dest and value is not None:
             section, name = dest.split(".", 1)
             flags.setdefault(section, {})[name] = value
-    cfg = Config.from_dict(merge(data, flags))
+    from tabduel.config import with_dataset_names  # empty experiment and study: the dataset spec's name
+
+    cfg = with_dataset_names(Config.from_dict(merge(data, flags)))
     # Resolved here, once: MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI to the process later.
     tracking = dataclasses.replace(cfg.tracking, tracking_uri=resolve_tracking_uri(cfg.tracking))
     return dataclasses.replace(cfg, tracking=tracking)

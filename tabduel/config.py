@@ -44,7 +44,7 @@ class PipelineConfig:
 class TrackingConfig:
     """Where MLflow runs go."""
 
-    experiment: str = _opt("seoul-bike", "MLflow experiment name")
+    experiment: str = _opt("", "MLflow experiment name; empty: the dataset spec's name")
     tracking_uri: str = _opt(
         "", "MLflow tracking URI; empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
     )
@@ -167,7 +167,8 @@ NUMERIC_MAPS = ("standard", "clip", "quantile")
 class SearchConfig:
     """An Optuna search of MLP and XGBoost settings with one budget for both families."""
 
-    study: str = _opt("seoul-bike", "study name; Optuna keeps one study per family: <study>-mlp, <study>-xgboost")
+    study: str = _opt("", "study name (empty: the dataset spec's name); Optuna keeps one study per family: "
+                      "<study>-mlp, <study>-xgboost")
     storage: str = _opt("", "Optuna storage: empty: a journal file <data_dir>/search/<study>/journal.log; "
                         "a .log path (journal file), sqlite:///FILE or postgresql://USER:PASS@HOST/DB")
     families: tuple[str, ...] = _opt(SEARCH_FAMILIES, "model families to tune, comma-separated", SEARCH_FAMILIES)
@@ -245,6 +246,28 @@ class Config:
 
 
 ModelConfig = MLPConfig | XGBoostConfig | LinearConfig
+
+
+def dataset_name(cfg: Config) -> str:
+    """The name of the dataset spec that cfg.ingest.dataset names (the built-in one when empty)."""
+    from tabduel.dataset import load_spec
+
+    return load_spec(cfg.ingest.dataset).name
+
+
+def with_dataset_names(cfg: Config) -> Config:
+    """cfg with an empty MLflow experiment and search study set to the dataset spec's name (loads the spec)."""
+    if cfg.tracking.experiment and cfg.search.study:
+        return cfg
+    name = dataset_name(cfg)
+    return dataclasses.replace(
+        cfg, tracking=dataclasses.replace(cfg.tracking, experiment=cfg.tracking.experiment or name),
+        search=dataclasses.replace(cfg.search, study=cfg.search.study or name))
+
+
+def load_config(data: Mapping[str, Any]) -> Config:
+    """Config.from_dict, then the experiment and study defaults filled in from the dataset spec."""
+    return with_dataset_names(Config.from_dict(data))
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

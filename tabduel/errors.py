@@ -26,6 +26,14 @@ class CapacityError(TabduelError):
     """The work asked for would not fit the device's memory."""
 
 
+class TrainingError(TabduelError):
+    """A model could not be trained: its library refused, or its loss or predictions stopped being finite."""
+
+
+class DivergedError(TrainingError):
+    """A model's loss or predictions became NaN or infinite (too high a learning rate, most often)."""
+
+
 def exception_chain(exc: BaseException | None, limit: int = 10) -> Iterator[BaseException]:
     """exc, then what caused it, and so on (at most limit of them)."""
     while exc is not None and limit > 0:

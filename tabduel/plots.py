@@ -1,4 +1,5 @@
-"""PNG plots: daily totals, loss history, residuals and predicted vs observed."""
+"""PNG plots: daily totals (or predicted vs observed by split), loss history, residuals, predicted vs observed;
+labels come from the dataset spec (the target's label and unit) and the target transform."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tabduel.features import ROW  # noqa: E402
-
 SPLIT_COLOURS = {"train": "#bbbbbb", "valid": "#1f77b4", "test": "#d62728"}
 
 
@@ -23,27 +22,42 @@ def _save(fig: plt.Figure, path: Path, dpi: int) -> Path:
     return path
 
 
-def inverse_target(y: np.ndarray, transform: str) -> np.ndarray:
-    """Back from the model scale to counts (log10p1 -> 10**y - 1)."""
-    return np.power(10.0, y) - 1.0 if transform == "log10p1" else y
-
-
-def daily_totals(table: pd.DataFrame, predictions: pd.DataFrame, date_col: str, target: str,
-                 transform: str, models: list[str], path: Path, dpi: int) -> Path:
-    """Bikes hired each day (the original analysis's plot), with each model's predicted daily total."""
-    dates = table[date_col].to_numpy()
-    observed = table.groupby(date_col, observed=True)[target].sum()
+def daily_totals(dates: pd.Series, observed: np.ndarray, predicted: dict[str, np.ndarray], label: str, unit: str,
+                 path: Path, dpi: int) -> Path:
+    """The target summed per day on its original scale, observed and as each model predicts it (row-aligned)."""
+    day = pd.DatetimeIndex(dates).normalize()
     fig, ax = plt.subplots(figsize=(11, 4.2))
-    ax.plot(observed.index, observed.to_numpy(), color="black", lw=1.4, label="observed")
-    for kind in models:
-        counts = inverse_target(predictions[f"pred_{kind}"].to_numpy(dtype=np.float64), transform)
-        per_day = pd.Series(counts, index=dates[predictions[ROW].to_numpy()]).groupby(level=0).sum()
+    per_day = pd.Series(np.asarray(observed, dtype=np.float64), index=day).groupby(level=0).sum()
+    ax.plot(per_day.index, per_day.to_numpy(), color="black", lw=1.4, label="observed")
+    for kind, values in predicted.items():
+        per_day = pd.Series(np.asarray(values, dtype=np.float64), index=day).groupby(level=0).sum()
         ax.plot(per_day.index, per_day.to_numpy(), lw=0.9, alpha=0.8, label=f"{kind} (predicted)")
-    ax.set_title("Bikes hired each day")
+    ax.set_title(f"{label} per day, observed and predicted")
     ax.set_xlabel("date")
-    ax.set_ylabel("bikes per day")
+    ax.set_ylabel(f"{label}, summed per day" + (f" (of {unit})" if unit else ""))
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(fig, path, dpi)
+
+
+def by_split(predictions: pd.DataFrame, models: list[str], title: str, path: Path, dpi: int) -> Path:
+    """Predicted against observed on the original scale, one panel per split, every model in its own colour."""
+    splits = [s for s in SPLIT_COLOURS if (predictions["split"] == s).any()]
+    fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 4.6), squeeze=False)
+    values = predictions[["observed"] + [f"pred_{kind}" for kind in models]].to_numpy(dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    for ax, split in zip(axes[0], splits):
+        part = predictions[predictions["split"] == split]
+        for kind in models:
+            ax.scatter(part["observed"], part[f"pred_{kind}"], s=5, alpha=0.45, label=kind)
+        ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
+        ax.set_title(f"{split} ({len(part)} rows)")
+        ax.set_xlabel(f"observed {title}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"predicted {title}")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{title}: predicted vs observed by split")
     return _save(fig, path, dpi)
 
 
@@ -62,8 +76,8 @@ def loss_history(history: dict[str, list[float]], path: Path, dpi: int, title: s
     return _save(fig, path, dpi)
 
 
-def residuals(predictions: pd.DataFrame, kind: str, path: Path, dpi: int) -> Path:
-    """Residuals against fitted values on valid and test."""
+def residuals(predictions: pd.DataFrame, kind: str, path: Path, dpi: int, scale: str = "model scale") -> Path:
+    """Residuals against fitted values on valid and test, on the scale the model was fitted on."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for split in ("valid", "test"):
         part = predictions[predictions["split"] == split]
@@ -71,7 +85,7 @@ def residuals(predictions: pd.DataFrame, kind: str, path: Path, dpi: int) -> Pat
         ax.scatter(fitted, part["observed"].to_numpy() - fitted, s=5, alpha=0.45,
                    color=SPLIT_COLOURS[split], label=split)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xlabel("fitted")
+    ax.set_xlabel(f"fitted: {scale}")
     ax.set_ylabel("observed - fitted")
     ax.set_title(f"{kind}: residuals vs fitted")
     ax.legend()
@@ -79,8 +93,9 @@ def residuals(predictions: pd.DataFrame, kind: str, path: Path, dpi: int) -> Pat
     return _save(fig, path, dpi)
 
 
-def predicted_vs_observed(predictions: pd.DataFrame, kind: str, path: Path, dpi: int) -> Path:
-    """Predicted against observed on valid and test, with the identity line."""
+def predicted_vs_observed(predictions: pd.DataFrame, kind: str, path: Path, dpi: int,
+                          scale: str = "model scale") -> Path:
+    """Predicted against observed on valid and test, with the identity line, on the scale the model was fitted on."""
     fig, ax = plt.subplots(figsize=(5.2, 5))
     lo = float(min(predictions["observed"].min(), predictions[f"pred_{kind}"].min()))
     hi = float(max(predictions["observed"].max(), predictions[f"pred_{kind}"].max()))
@@ -89,7 +104,7 @@ def predicted_vs_observed(predictions: pd.DataFrame, kind: str, path: Path, dpi:
         ax.scatter(part["observed"], part[f"pred_{kind}"], s=5, alpha=0.45, color=SPLIT_COLOURS[split],
                    label=split)
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
-    ax.set_xlabel("observed")
+    ax.set_xlabel(f"observed: {scale}")
     ax.set_ylabel("predicted")
     ax.set_title(f"{kind}: predicted vs observed")
     ax.legend()
@@ -97,15 +112,19 @@ def predicted_vs_observed(predictions: pd.DataFrame, kind: str, path: Path, dpi:
     return _save(fig, path, dpi)
 
 
-def population_members(members: list[dict], ensemble_mse: float, path: Path, dpi: int) -> Path:
-    """Each member's valid MSE (sorted), against the valid MSE of their mean prediction."""
-    mse = np.sort(np.array([m["valid_mse"] for m in members]))
+def population_members(members: list[dict], ensemble_mse: float, path: Path, dpi: int,
+                       scale: str = "model scale") -> Path:
+    """Each kept member's valid MSE (sorted), against the valid MSE of their mean prediction."""
+    all_mse = np.array([m["valid_mse"] for m in members], dtype=np.float64)
+    mse = np.sort(all_mse[np.isfinite(all_mse)])  # diverged members are not in the ensemble
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(np.arange(1, len(mse) + 1), mse, "o", ms=4, color="#1f77b4", label="members (sorted)")
     ax.axhline(ensemble_mse, color="#d62728", lw=1.5, label=f"ensemble mean: {ensemble_mse:.4f}")
     ax.set_xlabel("member rank")
-    ax.set_ylabel("valid MSE")
-    ax.set_title(f"MLP population of {len(mse)}: members and their ensemble")
+    ax.set_ylabel(f"valid MSE, {scale}")
+    dropped = len(all_mse) - len(mse)
+    ax.set_title(f"MLP population of {len(mse)}: members and their ensemble"
+                 + (f" ({dropped} diverged, left out)" if dropped else ""))
     ax.legend()
     return _save(fig, path, dpi)
 
@@ -113,7 +132,7 @@ def population_members(members: list[dict], ensemble_mse: float, path: Path, dpi
 FAMILY_COLOURS = {"mlp": "#1f77b4", "xgboost": "#d62728"}
 
 
-def best_so_far(curves: dict[str, pd.DataFrame], path: Path, dpi: int) -> Path:
+def best_so_far(curves: dict[str, pd.DataFrame], path: Path, dpi: int, scale: str = "model scale") -> Path:
     """Best valid MSE so far against trials finished and against search seconds, one line per family."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for family, curve in curves.items():
@@ -124,7 +143,7 @@ def best_so_far(curves: dict[str, pd.DataFrame], path: Path, dpi: int) -> Path:
     axes[0].set_xscale("log")  # XGBoost's trials are cheap: its count runs to hundreds while the MLP's stays small
     axes[0].set_xlabel("trials finished (log scale)")
     axes[1].set_xlabel("search wall-clock minutes")
-    axes[0].set_ylabel("best valid MSE so far")
+    axes[0].set_ylabel(f"best valid MSE so far, {scale}")
     for ax in axes:
         ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
@@ -133,7 +152,7 @@ def best_so_far(curves: dict[str, pd.DataFrame], path: Path, dpi: int) -> Path:
     return _save(fig, path, dpi)
 
 
-def paired_seeds(table: pd.DataFrame, path: Path, dpi: int, title: str) -> Path:
+def paired_seeds(table: pd.DataFrame, path: Path, dpi: int, title: str, scale: str = "model scale") -> Path:
     """Test MSE of each family per split seed, pairs joined by a line, with the mean +- sd beside them."""
     families = [c[: -len("_test_mse")] for c in table.columns if c.endswith("_test_mse")]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -147,7 +166,7 @@ def paired_seeds(table: pd.DataFrame, path: Path, dpi: int, title: str) -> Path:
         ax.errorbar(x + 0.15, values.mean(), yerr=sd, fmt="D", color="black", capsize=4)
     ax.set_xticks(xs, families)
     ax.set_xlim(-0.5, len(families) - 0.3)
-    ax.set_ylabel("test MSE")
+    ax.set_ylabel(f"test MSE, {scale}")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path, dpi)

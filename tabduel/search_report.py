@@ -54,14 +54,17 @@ def _markdown(frame: Any, digits: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_evidence(studies: dict[str, Any], out: Path, tracker: Tracker, parent: str) -> dict[str, Any]:
-    """Leaderboard table and best-so-far plot of every family; logged to the parent run; their numbers returned."""
+def write_evidence(studies: dict[str, Any], out: Path, tracker: Tracker, parent: str,
+                   scale: str = "model scale") -> dict[str, Any]:
+    """Leaderboard table and best-so-far plot of every family; logged to the parent run; their numbers returned.
+
+    scale names what the MSEs are of, for the plot ('log10(1 + y), y = rented bikes (bikes per hour)')."""
     done = {family: completed(st) for family, st in studies.items()}
     board = compare.leaderboard(done)
     _write_table(board, out / "leaderboard")
     curves = {family: compare.best_so_far(trials) for family, trials in done.items() if trials}
     if curves:
-        _atomic_plot(lambda p: plots.best_so_far(curves, p, DPI), out / "best_so_far.png")
+        _atomic_plot(lambda p: plots.best_so_far(curves, p, DPI, scale), out / "best_so_far.png")
         tracker.log_artifact(parent, out / "best_so_far.png")
     for name in ("leaderboard.csv", "leaderboard.md"):
         tracker.log_artifact(parent, out / name)
@@ -112,7 +115,7 @@ def refit_plan(cfg: Any, studies: dict[str, Any], seeds: list[int], log: Any) ->
 
 
 def final_comparison(rows: list[dict[str, Any]], seeds: list[int], out: Path, tracker: Tracker, parent: str,
-                     log: Any) -> dict[str, Any]:
+                     log: Any, scale: str = "model scale") -> dict[str, Any]:
     """Record the refits (label, family, seed, trial, valid_mse, test_mse, seconds) and compare the families with
     paired tests across seeds: a child run per refit, then a table, a plot and metrics on the parent run."""
     for row in rows:
@@ -143,7 +146,7 @@ def final_comparison(rows: list[dict[str, Any]], seeds: list[int], out: Path, tr
         metrics.update({k: v for k, v in paired.items() if isinstance(v, (int, float)) and k != "n"})
         log.info(final["verdict"])
     title = f"Best config of each family refitted on {len(seeds)} split seeds"
-    _atomic_plot(lambda p: plots.paired_seeds(table, p, DPI, title), out / "final.png")
+    _atomic_plot(lambda p: plots.paired_seeds(table, p, DPI, title, scale), out / "final.png")
     tracker.log_artifact(parent, out / "final.png")
     tracker.log_metrics(parent, metrics)
     atomic_write_json(out / "final.json", {**final, "metrics": metrics, "seeds": seeds})

@@ -29,6 +29,7 @@ class StepResult:
     key: str
     reused: bool
     run_id: str = ""
+    dataset: str = ""  # the dataset spec's name: the 'latest' pointers are kept per dataset
 
 
 def sha256_file(path: str | Path) -> str:
@@ -166,19 +167,32 @@ def materialize(data_dir: str | Path, step: str, key: str, force: bool,
     return final, False
 
 
+def latest_pointer(data_dir: str | Path, step: str, dataset: str) -> Path:
+    """<data_dir>/<step>/latest/<dataset>.json: one pointer per dataset, so datasets in one data dir never mix."""
+    return Path(data_dir) / step / "latest" / f"{dataset}.json"
+
+
 def publish(data_dir: str | Path, step: str, result: StepResult) -> StepResult:
-    """Point <data_dir>/<step>/latest.json at this output (for steps run on their own); return it."""
-    atomic_write_json(Path(data_dir) / step / "latest.json",
-                      {"path": str(Path(result.path).resolve()), "key": result.key, "run_id": result.run_id})
+    """Point <data_dir>/<step>/latest/<dataset>.json at this output (for steps run on their own); return it."""
+    if not result.dataset:
+        raise ValueError(f"a {step} result needs its dataset's name to be published")
+    atomic_write_json(latest_pointer(data_dir, step, result.dataset),
+                      {"path": str(Path(result.path).resolve()), "key": result.key, "run_id": result.run_id,
+                       "dataset": result.dataset})
     return result
 
 
-def read_latest(data_dir: str | Path, step: str, hint: str) -> StepResult:
-    """The latest completed output of a step, or a TabduelError telling what to run."""
-    pointer = Path(data_dir) / step / "latest.json"
+def read_latest(data_dir: str | Path, step: str, dataset: str, hint: str) -> StepResult:
+    """The latest completed output of a step for this dataset, or a TabduelError telling what to run."""
+    pointer = latest_pointer(data_dir, step, dataset)
     if not pointer.is_file():
-        raise TabduelError(f"no {step} output under {Path(data_dir) / step}; run `{hint}` first")
+        others = sorted(p.stem for p in pointer.parent.glob("*.json"))
+        elsewhere = (f" (there are outputs of dataset(s) {', '.join(others)}: pass their spec with --dataset)"
+                     if others else "")
+        raise TabduelError(f"no {step} output of dataset {dataset!r} under {Path(data_dir) / step}; run `{hint}` "
+                           f"first{elsewhere}")
     data = read_json(pointer)
     if not is_done(data["path"]):
         raise TabduelError(f"{pointer} points at {data['path']}, which is missing or incomplete; run `{hint}`")
-    return StepResult(step=step, path=data["path"], key=data["key"], reused=True, run_id=data.get("run_id", ""))
+    return StepResult(step=step, path=data["path"], key=data["key"], reused=True, run_id=data.get("run_id", ""),
+                      dataset=dataset)

@@ -22,7 +22,7 @@ def storage_url(s: SearchConfig, data_dir: str | Path) -> str:
     """The storage as given, or the default journal file <data_dir>/search/<study>/journal.log."""
     if s.storage:
         return s.storage
-    return str((Path(data_dir) / "search" / s.study / "journal.log").resolve())
+    return str((Path(data_dir) / "search" / study_dir(s) / "journal.log").resolve())
 
 
 def open_storage(url: str) -> Any:
@@ -68,7 +68,14 @@ class Budget:
 
 def study_name(s: SearchConfig, family: str) -> str:
     """Optuna keeps one study per family."""
-    return f"{s.study}-{family}"
+    return f"{study_dir(s)}-{family}"
+
+
+def study_dir(s: SearchConfig) -> str:
+    """The study's name, as its folder under <data_dir>/search/ (raises if it was left empty)."""
+    if not s.study:
+        raise ValueError("SearchConfig.study is empty: fill it in with config.with_dataset_names first")
+    return s.study
 
 
 def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_trials: int) -> tuple[Any, Budget]:

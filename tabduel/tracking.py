@@ -22,6 +22,8 @@ from tabduel.store import file_lock
 PARENT_TAG = "mlflow.parentRunId"
 OWNER_TAG = "tabduel.owner"  # host:pid:start-time of the process that opened a run, to find runs left by a kill
 MODEL_KEY_TAG = "tabduel.model_key"
+# MLflow 3's UI opens an experiment without this tag on its GenAI overview, not on its runs.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 
 
@@ -132,6 +134,8 @@ class Tracker:
         import mlflow
         from mlflow import MlflowClient
 
+        if not cfg.experiment:
+            raise ValueError("TrackingConfig.experiment is empty: fill it in with config.with_dataset_names first")
         self.uri = resolve_tracking_uri(cfg)
         bound_server_retries(self.uri)
         mlflow.set_tracking_uri(self.uri)  # flavours' log_model resolve the store from here
@@ -154,9 +158,13 @@ class Tracker:
         for attempt in range(5):
             found = self.client.get_experiment_by_name(name)
             if found is not None:
+                for key, value in EXPERIMENT_KIND.items():  # an experiment made before tabduel set the tag
+                    if found.tags.get(key) != value:
+                        self.client.set_experiment_tag(found.experiment_id, key, value)
                 return found.experiment_id
             try:
-                return self.client.create_experiment(name, artifact_location=default_artifact_location(self.uri))
+                return self.client.create_experiment(name, artifact_location=default_artifact_location(self.uri),
+                                                     tags=EXPERIMENT_KIND)
             except MlflowException:  # created meanwhile by a concurrent run
                 time.sleep(0.2 * (attempt + 1))
         raise RuntimeError(f"could not get or create MLflow experiment {name!r}")

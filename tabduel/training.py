@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from tabduel.config import ModelConfig
-from tabduel.errors import TabduelError
+from tabduel.errors import DivergedError, TabduelError
 from tabduel.features import feature_names, load_xy
 from tabduel.models import Data
 from tabduel.store import read_json
@@ -44,8 +44,22 @@ def load_data(features_dir: str | Path, kind: str = "") -> tuple[Data, dict[str,
 
 
 def fit(kind: str, data: Data, cfg: ModelConfig, progress: Callable[..., None] | None = None) -> Any:
-    """Fit one model family; progress gets (step, total, ...) per epoch or round."""
-    return family(kind).fit(data, cfg, progress)
+    """Fit one model family; progress gets (step, total, ...) per epoch or round. A model whose predictions on
+    valid are not all finite raises DivergedError: it is never saved."""
+    module = family(kind)
+    result = module.fit(data, cfg, progress)
+    check_finite(kind, module.predict(result.model, data.x_valid))
+    return result
+
+
+def check_finite(kind: str, predictions: np.ndarray) -> None:
+    """Raise DivergedError naming the model and how many of its predictions are NaN or infinite."""
+    bad = ~np.isfinite(predictions)
+    if bad.any():
+        hint = {"mlp": "lower --mlp-lr", "xgboost": "lower --xgboost-learning-rate",
+                "linear": "look for near-duplicate or constant input columns"}[kind]
+        raise DivergedError(f"{kind}: {int(bad.sum())} of {bad.size} predictions on the valid split are NaN or "
+                            f"infinite; the model is not kept ({hint})")
 
 
 def predictor(kind: str, model_dir: str | Path) -> Callable[[np.ndarray], np.ndarray]:

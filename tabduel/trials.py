@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -13,6 +14,7 @@ import numpy as np
 
 from tabduel.config import XGBoostConfig
 from tabduel.embeddings import apply, fit_periodic, fit_ple
+from tabduel.errors import DivergedError
 from tabduel.features import load_xy
 from tabduel.models import Data
 from tabduel.numeric import fit_numeric, map_numeric
@@ -93,20 +95,24 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
     inputs = load_inputs(features_dir, first.encoding, with_test, first.mlp.seed)
     data = inputs.data
     start = time.perf_counter()
-    if len(trials) == 1 and first.ensemble == 1:  # alone, the single-model path is faster
-        fitted = single.fit(data, first.mlp)
-        params, infos = fitted.params, [fitted.info]
-        owners = [0]
-        time_limited = fitted.info["time_limited"]
-    else:
-        members, owners = [], []
-        for i, t in enumerate(trials):
-            members += [population.Member(t.mlp.seed + j, t.mlp.lr, t.mlp.weight_decay, t.mlp.dropout)
-                        for j in range(t.ensemble)]
-            owners += [i] * t.ensemble
-        pop = population.fit(data, population.shape_of(first.mlp), members)
-        params, time_limited = pop.params, pop.info["time_limited"]
-        infos = [pop.single(k).info for k in range(len(members))]
+    try:
+        if len(trials) == 1 and first.ensemble == 1:  # alone, the single-model path is faster
+            fitted = single.fit(data, first.mlp)
+            params, infos = fitted.params, [fitted.info]
+            owners = [0]
+            time_limited = fitted.info["time_limited"]
+        else:
+            members, owners = [], []
+            for i, t in enumerate(trials):
+                members += [population.Member(t.mlp.seed + j, t.mlp.lr, t.mlp.weight_decay, t.mlp.dropout)
+                            for j in range(t.ensemble)]
+                owners += [i] * t.ensemble
+            pop = population.fit(data, population.shape_of(first.mlp), members)
+            params, time_limited = pop.params, pop.info["time_limited"]
+            infos = [pop.single(k).info for k in range(len(members))]
+    except DivergedError as exc:  # every member diverged: each trial is a diverged (not finite) result
+        return [_diverged_row(str(exc), len(trials), sum(t.ensemble for t in trials), time.perf_counter() - start,
+                              with_test) for _ in trials]
     seconds = time.perf_counter() - start
     valid = _members_predict(params, data.x_valid, first.mlp.activation)  # (members, n_valid)
     test = _members_predict(params, inputs.x_test, first.mlp.activation) if with_test else None
@@ -115,7 +121,9 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
     out = []
     for i, t in enumerate(trials):
         mine = owners_arr == i
-        row = {"valid_mse": _mse(valid[mine].mean(axis=0), data.y_valid),
+        # A trial with a diverged member is a diverged trial (its best weights may still be finite).
+        gone = any(infos[k].get("diverged_epoch", 0) for k in np.flatnonzero(mine))
+        row = {"valid_mse": math.nan if gone else _mse(valid[mine].mean(axis=0), data.y_valid),
                "member_valid_mse": [_mse(v, data.y_valid) for v in valid[mine]],
                "epochs_run": [int(infos[k]["epochs_run"]) for k in np.flatnonzero(mine)],
                "best_epoch": [int(infos[k]["best_epoch"]) for k in np.flatnonzero(mine)],
@@ -123,9 +131,21 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
                "group_trials": len(trials), "group_members": total_members, "time_limited": bool(time_limited),
                "inputs": data.x_train.shape[1], "device": infos[0]["device"], "worker": _worker()}
         if with_test:
-            row["test_mse"] = _mse(test[mine].mean(axis=0), inputs.y_test)
+            row["test_mse"] = math.nan if gone else _mse(test[mine].mean(axis=0), inputs.y_test)
         out.append(row)
     return out
+
+
+def _diverged_row(error: str, group_trials: int, group_members: int, seconds: float,
+                  with_test: bool) -> dict[str, Any]:
+    """The result of a trial whose training diverged: not finite, told to Optuna as failed."""
+    row = {"valid_mse": math.nan, "member_valid_mse": [], "epochs_run": [0], "best_epoch": [0],
+           "seconds": seconds / group_trials, "group_seconds": seconds, "group_trials": group_trials,
+           "group_members": group_members, "time_limited": False, "inputs": 0, "device": "", "worker": _worker(),
+           "error": error}
+    if with_test:
+        row["test_mse"] = math.nan
+    return row
 
 
 def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = False) -> dict[str, Any]:

@@ -30,11 +30,11 @@ def features_task(ingested: StepResult, pipeline: PipelineConfig, cfg: FeaturesC
     """Write <data_dir>/features/<key>/{train,valid,test}.parquet and manifest.json."""
     log = get_run_logger()
     src = Path(ingested.path)
+    spec = load_spec(src / "dataset.toml")
     key = step_key("features", {"ingest": sha256_tree(src)}, to_plain(cfg),
                    code_fingerprint(CODE, ["pandas", "pyarrow", "numpy"]))
 
     def build(tmp: Path) -> dict:
-        spec = load_spec(src / "dataset.toml")
         splits, manifest = make_features(pd.read_parquet(src / "table.parquet"), spec, cfg)
         source_sha = read_json(src / "ingest.json")["source_sha256"]
         save_features(tmp, splits, {**manifest, "source_sha256": source_sha, "ingest_dir": str(src),
@@ -43,4 +43,4 @@ def features_task(ingested: StepResult, pipeline: PipelineConfig, cfg: FeaturesC
         return {"source_sha256": source_sha}
 
     path, reused = materialize(pipeline.data_dir, "features", key, force, build)
-    return publish(pipeline.data_dir, "features", StepResult("features", str(path), key, reused))
+    return publish(pipeline.data_dir, "features", StepResult("features", str(path), key, reused, dataset=spec.name))

@@ -42,4 +42,4 @@ def ingest_task(pipeline: PipelineConfig, cfg: IngestConfig, force: bool = False
         return {"source_sha256": source_sha}
 
     path, reused = materialize(pipeline.data_dir, "ingest", key, force, build)
-    return publish(pipeline.data_dir, "ingest", StepResult("ingest", str(path), key, reused))
+    return publish(pipeline.data_dir, "ingest", StepResult("ingest", str(path), key, reused, dataset=spec.name))

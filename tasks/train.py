@@ -10,6 +10,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tabduel.config import ModelConfig, PipelineConfig, TrackingConfig, to_plain
+from tabduel.dataset import load_spec
+from tabduel.labels import scale_label
 from tabduel.reporting import log_model_run
 from tabduel.runtime import resolve_torch_device, resolve_xgboost_device
 from tabduel.store import (
@@ -60,6 +62,11 @@ def model_key(kind: str, features: StepResult, cfg: ModelConfig) -> str:
                     code_fingerprint(modules + ["tabduel.features", __name__], packages))
 
 
+def target_title(manifest: dict[str, Any]) -> str:
+    """The target's label and unit from the dataset spec the features were made from."""
+    return load_spec(Path(manifest["ingest_dir"]) / "dataset.toml").target_title
+
+
 @task(name="train", task_run_name="train-{kind}", cache_policy=NO_CACHE)
 def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: PipelineConfig,
                tracking: TrackingConfig, parent_run_id: str | None = None, force: bool = False) -> StepResult:
@@ -84,7 +91,13 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
                 from tabduel.plots import population_members
 
                 info = result.info
-                population_members(result.members, info["ensemble_valid_mse"], tmp / "members.png", 110)
+                population_members(result.members, info["ensemble_valid_mse"], tmp / "members.png", 110,
+                                   scale_label(target_title(manifest), manifest.get("target_transform", "none"),
+                                               manifest.get("target_params")))
+                if info["members_diverged"]:
+                    log.warning(f"{kind}: {info['members_diverged']} of {info['population']} population members "
+                                "diverged (their loss became NaN or infinite) and are left out of the ensemble; a "
+                                "lower --mlp-lr avoids that")
                 log.info(f"{kind}: population of {info['population']}: ensemble valid MSE "
                          f"{info['ensemble_valid_mse']:.5f}; members {info['members_valid_mse_mean']:.5f} "
                          f"+- {info['members_valid_mse_sd']:.5f} (best {info['members_valid_mse_min']:.5f})")
@@ -96,7 +109,8 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
         log_model_run(tracker, run_id, kind, path, reused)
         if parent_run_id is None:  # on its own, the run is complete now; in a pipeline, evaluate ends it
             tracker.finish(run_id)
-    return publish(pipeline.data_dir, f"models/{kind}", StepResult(f"train-{kind}", str(path), key, reused, run_id))
+    return publish(pipeline.data_dir, f"models/{kind}", StepResult(f"train-{kind}", str(path), key, reused, run_id,
+                                                                   features.dataset))
 
 
 @task(name="attach-model", task_run_name="attach-{kind}", cache_policy=NO_CACHE)
@@ -107,4 +121,4 @@ def attach_task(kind: str, model: StepResult, tracking: TrackingConfig, parent_r
     with tracker.failing(run_id):
         log_model_run(tracker, run_id, kind, model.path, reused=True)
     meta = read_json(Path(model.path) / "meta.json")
-    return StepResult(model.step, model.path, meta["key"], True, run_id)
+    return StepResult(model.step, model.path, meta["key"], True, run_id, model.dataset)

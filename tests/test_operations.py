@@ -75,7 +75,7 @@ def test_prefect_yaml_deploys_every_step_to_a_process_pool(tmp_path, raw_csv, pr
     assert trigger.returncode == 0, trigger.stdout + trigger.stderr
     worker = _prefect("worker", "start", "--pool", "tabduel", "--run-once", cwd=tmp_path, timeout=300)
     assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
-    latest = json.loads((tmp_path / "data" / "ingest" / "latest.json").read_text())
+    latest = json.loads((tmp_path / "data" / "ingest" / "latest" / "seoul-bike.json").read_text())
     assert (Path(latest["path"]) / "table.parquet").is_file()
 
 
@@ -88,7 +88,7 @@ def test_a_pipeline_killed_in_mlp_training_reruns_cleanly(tmp_path, raw_csv, pre
     # No step output at a final path is partial: every one has its done marker; the MLP has none.
     data = tmp_path / "data"
     finals = [d for d in [*data.glob("*/*"), *data.glob("models/*/*")]
-              if d.is_dir() and not d.name.startswith(".") and d.parent.name != "models"]
+              if d.is_dir() and not d.name.startswith(".") and d.parent.name != "models" and d.name != "latest"]
     assert all((d / "_done.json").is_file() for d in finals)
     assert not [d for d in (tmp_path / "data" / "models" / "mlp").glob("*") if not d.name.startswith(".")]
 
@@ -126,7 +126,7 @@ def test_two_fresh_runs_give_identical_metrics(tmp_path, raw_csv, prefect_api):
         proc = _tabduel("run", "--source", str(raw_csv), *FAST, cwd=tmp_path / name)
         out = proc.communicate(timeout=400)[0]
         assert proc.returncode == 0, out[-3000:]
-        latest = json.loads((tmp_path / name / "data" / "evaluate" / "latest.json").read_text())
+        latest = json.loads((tmp_path / name / "data" / "evaluate" / "latest" / "seoul-bike.json").read_text())
         metrics.append(json.loads((Path(latest["path"]) / "metrics.json").read_text()))
     assert metrics[0] == metrics[1]
 

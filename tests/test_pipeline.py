@@ -56,8 +56,9 @@ def test_pipeline_end_to_end(tmp_path, raw_csv, prefect_api, monkeypatch, capsys
     assert not any(statuses(tmp_path, capsys).values())
 
     client = client_for(tmp_path)
-    exp = client.get_experiment_by_name("seoul-bike")
+    exp = client.get_experiment_by_name("seoul-bike")  # the built-in spec's name
     assert exp is not None and exp.artifact_location == (tmp_path / "mlartifacts").as_uri()
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -68,7 +69,7 @@ def test_pipeline_end_to_end(tmp_path, raw_csv, prefect_api, monkeypatch, capsys
     assert parent.data.params["mlp.lr"] == "0.05" and parent.data.params["mlp.hidden"] == "20,10,5"
     assert parent.data.params["xgboost.n_estimators"] == "300"
 
-    eval_dir = next((tmp_path / "data" / "evaluate").glob("*/"))
+    eval_dir = next((tmp_path / "data" / "evaluate").glob("*/_done.json")).parent
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     by_model = {r.data.tags["model"]: r for r in children}
     assert set(by_model) == {"mlp", "xgboost", "linear"}
@@ -114,7 +115,7 @@ def test_pipeline_end_to_end(tmp_path, raw_csv, prefect_api, monkeypatch, capsys
     assert logged.experiment_id == exp.experiment_id
     pyfunc = mlflow.pyfunc.load_model(f"models:/{model_id}")
     assert pyfunc.metadata.signature is not None
-    features_dir = next((tmp_path / "data" / "features").glob("*/"))
+    features_dir = next((tmp_path / "data" / "features").glob("*/_done.json")).parent
     manifest = json.loads((features_dir / "manifest.json").read_text())
     test = pd.read_parquet(features_dir / "test.parquet")
     ours = pd.read_parquet(eval_dir / "predictions.parquet").query("split == 'test'")

@@ -42,7 +42,7 @@ def test_train_a_population_and_evaluate_its_ensemble(tmp_path, raw_csv, prefect
     from tabduel.training import load_data
 
     model_dir = run.data.tags["tabduel.model_dir"]
-    data, _ = load_data(json.loads((tmp_path / "data" / "features" / "latest.json").read_text())["path"])
+    data, _ = load_data(json.loads((tmp_path / "data" / "features" / "latest" / "seoul-bike.json").read_text())["path"])
     pyfunc = mlflow.pyfunc.load_model(f"models:/{run.outputs.model_outputs[0].model_id}")
     np.testing.assert_allclose(np.asarray(pyfunc.predict(data.x_valid)).ravel(),
                                mlp.predict(mlp.load(model_dir), data.x_valid), rtol=1e-5, atol=1e-6)

@@ -102,9 +102,17 @@ def test_concurrent_builds_of_one_key_publish_one_output(tmp_path):
     assert sorted(p.name for p in (tmp_path / "step").iterdir()) == [".lock", "k"]
 
 
-def test_latest_pointer(tmp_path):
-    with pytest.raises(TabduelError, match="run `tabduel ingest` first"):
-        read_latest(tmp_path, "ingest", "tabduel ingest")
-    path, _ = materialize(tmp_path, "ingest", "k", False, lambda tmp: {})
-    publish(tmp_path, "ingest", StepResult("ingest", str(path), "k", False))
-    assert read_latest(tmp_path, "ingest", "tabduel ingest").key == "k"
+def test_latest_pointer_per_dataset(tmp_path):
+    with pytest.raises(TabduelError, match="run `tabduel ingest` first$"):
+        read_latest(tmp_path, "ingest", "a", "tabduel ingest")
+    path_a, _ = materialize(tmp_path, "ingest", "ka", False, lambda tmp: {})
+    path_b, _ = materialize(tmp_path, "ingest", "kb", False, lambda tmp: {})
+    publish(tmp_path, "ingest", StepResult("ingest", str(path_a), "ka", False, dataset="a"))
+    publish(tmp_path, "ingest", StepResult("ingest", str(path_b), "kb", False, dataset="b"))  # b after a
+    latest_a = read_latest(tmp_path, "ingest", "a", "tabduel ingest")
+    assert (latest_a.key, latest_a.dataset) == ("ka", "a")
+    assert read_latest(tmp_path, "ingest", "b", "tabduel ingest").key == "kb"
+    with pytest.raises(TabduelError, match=r"no ingest output of dataset 'c' .*outputs of dataset\(s\) a, b"):
+        read_latest(tmp_path, "ingest", "c", "tabduel ingest")
+    with pytest.raises(ValueError, match="needs its dataset"):
+        publish(tmp_path, "ingest", StepResult("ingest", str(path_a), "ka", False))

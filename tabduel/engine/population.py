@@ -15,7 +15,8 @@ from tabduel.config import MLPConfig
 from tabduel.engine import memory, single
 from tabduel.engine.net import Params, forward, init_params, member, stack
 from tabduel.engine.optim import Optimizer
-from tabduel.engine.single import SingleFit, macs_per_step, split_tensors, train_step
+from tabduel.engine.single import SingleFit, diverged, macs_per_step, split_tensors, train_step
+from tabduel.errors import DivergedError
 from tabduel.models import Data
 from tabduel.runtime import resolve_torch_device, torch_threads, using_threads
 
@@ -52,6 +53,7 @@ class PopulationFit:
                 "restored_best": self.info["restored_best"], "train_seconds": self.info["train_seconds"],
                 "threads": self.info["threads"], "optimizer_update": self.info["optimizer_update"],
                 "time_limited": self.info["time_limited"],
+                "diverged_epoch": int(self.info["diverged_epoch"][k]),
                 "population": len(self.members)}
         return SingleFit(member(self.params, k), history, info)
 
@@ -107,6 +109,9 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
     Member k sees the batches of its own permutation stream (seeded by its seed), exactly as a single model
     with that seed does, unless cfg.batch_order is 'shared'. With cfg.patience > 0, a member stops when its valid
     loss has not improved for patience epochs, keeps its best weights and drops out of the stacked tensors.
+    A member whose train or valid loss stops being finite has diverged: its epoch is in info["diverged_epoch"]
+    (0 for the others) and, with patience > 0, it stops training and keeps its best weights (without patience its
+    weights are NaN); the caller leaves it out of any ensemble. When every member has diverged, DivergedError.
     `available` is passed to check_memory. compile=True runs each minibatch step through torch.compile; on this
     project's 2-core CPU it measured 1.1x faster than eager for NN5 at K=64 (benchmarks/training.py, row
     compile_k64), after ~11 s of compiling, so it is off by default.
@@ -138,6 +143,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
         best_loss = torch.full((k_all,), float("inf"))
         best_epoch = torch.zeros(k_all, dtype=torch.long)
         epochs_run = torch.zeros(k_all, dtype=torch.long)
+        diverged_at = torch.zeros(k_all, dtype=torch.long)
         train_hist = torch.full((k_all, epochs), float("nan"))
         valid_hist = torch.full((k_all, epochs), float("nan"))
         step = torch.compile(train_step) if compile else train_step
@@ -164,6 +170,15 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             train_hist[active, epoch - 1] = train
             valid_hist[active, epoch - 1] = valid
             epochs_run[active] = epoch
+            finite = torch.isfinite(train) & torch.isfinite(valid)
+            if not finite.all():
+                newly = active[~finite]
+                diverged_at[newly[diverged_at[newly] == 0]] = epoch
+                if bool((diverged_at > 0).all()):
+                    worst = int((~finite).nonzero()[0, 0])
+                    raise DivergedError(diverged(epoch, epochs, float(train[worst]), float(valid[worst]),
+                                                 max(m.lr for m in members),
+                                                 f"MLP training of all {k_all} population members"))
             improved = valid < best_loss[active]
             best_loss[active[improved]] = valid[improved]
             best_epoch[active[improved]] = epoch
@@ -178,7 +193,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             if better.numel():
                 for kept, now in zip(best.tensors(), params.tensors()):
                     kept[active[improved].to(device)] = now[better]
-            stopped = epoch - best_epoch[active] >= cfg.patience
+            stopped = (epoch - best_epoch[active] >= cfg.patience) | ~finite  # a diverged member stops too
             if stopped.all() or timed_out:
                 break
             if stopped.any():  # drop stopped members from every stacked tensor: they cost no more updates
@@ -196,7 +211,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             "best_epoch": best_epoch.numpy(), "best_valid_loss": best_loss.numpy(),
             "restored_best": cfg.patience > 0, "train_seconds": seconds, "member_epochs": member_epochs,
             "threads": threads, "optimizer_update": opt.kind, "batch_order": cfg.batch_order,
-            "time_limited": timed_out,
+            "time_limited": timed_out, "diverged_epoch": diverged_at.numpy(),
             "estimated_bytes": required_bytes(data, sized, k_all)}
     return PopulationFit(final, members, {"train_loss": train_hist.numpy(), "valid_loss": valid_hist.numpy()},
                          info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -12,6 +13,7 @@ import torch
 from tabduel.config import MLPConfig
 from tabduel.engine.net import Params, Tape, backward, forward, init_params
 from tabduel.engine.optim import Optimizer
+from tabduel.errors import DivergedError
 from tabduel.models import Data
 from tabduel.runtime import resolve_torch_device, seed_everything, torch_threads, using_threads
 
@@ -53,6 +55,14 @@ def train_step(params: Params, opt: Optimizer, xb: Tensor, yb: Tensor, activatio
     return err.square().sum(dim=(-2, -1))
 
 
+def diverged(epoch: int, epochs: int, train_loss: float, valid_loss: float, lr: float,
+             who: str = "MLP training") -> str:
+    """What to tell a user whose MLP's loss stopped being finite."""
+    return (f"{who} diverged at epoch {epoch} of {epochs} (train loss {train_loss:.4g}, valid loss "
+            f"{valid_loss:.4g}): the learning rate {lr:g} is too high for this model and data; try mlp.lr = "
+            f"{lr / 10:g} (--mlp-lr), or optimizer adam with a small lr")
+
+
 def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> SingleFit:
     """Train on data.train, watch data.valid; with patience > 0 stop early and keep the best weights."""
     seed_everything(cfg.seed)
@@ -81,6 +91,8 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
                 total += train_step(params, opt, xb, yb, cfg.activation, keep, noise)
             valid_loss = (forward(params, xv, cfg.activation) - yv).square().mean().item()
             train_loss = total.item() / n
+            if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):  # checked once per epoch: two floats
+                raise DivergedError(diverged(epoch, cfg.epochs, train_loss, valid_loss, cfg.lr))
             history["train_loss"].append(train_loss)
             history["valid_loss"].append(valid_loss)
             if on_epoch:

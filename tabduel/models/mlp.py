@@ -21,7 +21,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
 }
 EpochCallback = Callable[[int, int, float, float], None]  # (epoch, epochs, train_loss, valid_loss)
-MEMBER_COLUMNS = ("member", "seed", "lr", "weight_decay", "dropout", "epochs_run", "best_epoch", "valid_mse")
+MEMBER_COLUMNS = ("member", "seed", "lr", "weight_decay", "dropout", "epochs_run", "best_epoch", "valid_mse",
+                  "diverged_epoch")
 
 
 @dataclass
@@ -86,19 +87,25 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> ML
 
     population.check_memory(data, cfg, cfg.population)  # before building a list of cfg.population members
     pop = population.fit(data, cfg, population.members_of(cfg, cfg.population), report)
-    ensemble = Ensemble(pop.params.weights, pop.params.biases, cfg.activation).eval()
+    # Members whose loss went NaN or infinite are left out of the ensemble (population.fit raised if all did).
+    kept = np.flatnonzero(pop.info["diverged_epoch"] == 0)
+    params = pop.params.select(torch.from_numpy(kept))
+    ensemble = Ensemble(params.weights, params.biases, cfg.activation).eval()
     with torch.no_grad():
-        per_member = ensemble.members_forward(torch.from_numpy(data.x_valid))  # (K, n_valid)
+        per_member = ensemble.members_forward(torch.from_numpy(data.x_valid))  # (kept, n_valid)
         y = torch.from_numpy(data.y_valid)
-        mse = ((per_member - y) ** 2).mean(dim=1).numpy()  # (K,)
+        mse = ((per_member - y) ** 2).mean(dim=1).numpy()  # (kept,)
         ensemble_mse = float(((per_member.mean(dim=0) - y) ** 2).mean())
+    member_mse = dict(zip(kept.tolist(), mse.tolist()))
     members = [{"member": k, "seed": m.seed, "lr": m.lr, "weight_decay": m.weight_decay, "dropout": m.dropout,
                 "epochs_run": int(pop.info["epochs_run"][k]), "best_epoch": int(pop.info["best_epoch"][k]),
-                "valid_mse": float(mse[k])} for k, m in enumerate(pop.members)]
-    ran = int(pop.info["epochs_run"].max())
-    # Per epoch, the mean over the members still training then.
-    history = {name: [float(np.nanmean(values[:, e])) for e in range(ran)] for name, values in pop.history.items()}
-    info = {"device": pop.info["device"], "population": cfg.population, "epochs_run": ran,
+                "valid_mse": member_mse.get(k, float("nan")), "diverged_epoch": int(pop.info["diverged_epoch"][k])}
+               for k, m in enumerate(pop.members)]
+    ran = int(pop.info["epochs_run"][kept].max())
+    # Per epoch, the mean over the kept members still training then.
+    history = {name: [float(np.nanmean(values[kept, e])) for e in range(ran)] for name, values in pop.history.items()}
+    info = {"device": pop.info["device"], "population": cfg.population, "members_kept": len(kept),
+            "members_diverged": cfg.population - len(kept), "epochs_run": ran,
             "member_epochs": pop.info["member_epochs"], "restored_best": cfg.patience > 0,
             "train_seconds": pop.info["train_seconds"], "threads": pop.info["threads"],
             "optimizer_update": pop.info["optimizer_update"], "batch_order": cfg.batch_order,
@@ -106,7 +113,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> ML
             "ensemble_valid_mse": ensemble_mse, "members_valid_mse_mean": float(mse.mean()),
             "members_valid_mse_sd": float(mse.std(ddof=1)) if len(mse) > 1 else 0.0,
             "members_valid_mse_min": float(mse.min()), "members_valid_mse_max": float(mse.max())}
-    return MLPFit(ensemble, _architecture(n_in, cfg), history, info, members)
+    return MLPFit(ensemble, {**_architecture(n_in, cfg), "members": len(kept)}, history, info, members)
 
 
 def save(result: MLPFit, directory: Path) -> None:
@@ -125,7 +132,7 @@ def load(directory: str | Path) -> nn.Module:
     directory = Path(directory)
     arch = json.loads((directory / "architecture.json").read_text())
     state = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
-    if arch.get("members", 1) > 1:
+    if "weights.0" in state:  # an ensemble (of one, when all other members diverged)
         n_layers = len(arch["hidden"]) + 1
         model: nn.Module = Ensemble([state[f"weights.{i}"] for i in range(n_layers)],
                                     [state[f"biases.{i}"] for i in range(n_layers)], arch["activation"])

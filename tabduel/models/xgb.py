@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import xgboost as xgb
 
 from tabduel.config import XGBoostConfig
+from tabduel.errors import DivergedError, TrainingError
 from tabduel.models import Data
 from tabduel.runtime import cpu_threads, resolve_xgboost_device
 
@@ -49,18 +52,42 @@ def fit(data: Data, cfg: XGBoostConfig, on_round: RoundCallback | None = None) -
         eval_metric="rmse", callbacks=[_Progress(cfg.n_estimators, on_round)] if on_round else None,
     )
     start = time.perf_counter()
-    model.fit(data.x_train, data.y_train, eval_set=[(data.x_train, data.y_train), (data.x_valid, data.y_valid)],
-              verbose=False)
+    with xgboost_errors():
+        model.fit(data.x_train, data.y_train, eval_set=[(data.x_train, data.y_train), (data.x_valid, data.y_valid)],
+                  verbose=False)
     seconds = time.perf_counter() - start
     evals = model.evals_result()
     # Not "valid_rmse": that name is the evaluation metric, and MLflow shows a metric's highest step.
     history = {"round_train_rmse": evals["validation_0"]["rmse"], "round_valid_rmse": evals["validation_1"]["rmse"]}
+    bad = next((i for i, v in enumerate(history["round_train_rmse"]) if not np.isfinite(v)), None)
+    if bad is not None:
+        raise DivergedError(f"XGBoost diverged at round {bad + 1}: its train RMSE is {history['round_train_rmse'][bad]}"
+                            f" (learning_rate {cfg.learning_rate:g}; try a lower --xgboost-learning-rate)")
     best = getattr(model, "best_iteration", None)
     info = {"device": device, "n_jobs": n_jobs, "rounds_run": len(history["round_valid_rmse"]),
             "best_iteration": len(history["round_valid_rmse"]) - 1 if best is None else int(best),
             "train_seconds": seconds}
     model.set_params(callbacks=None)  # keep the saved model free of our callback
     return XGBFit(model, history, info)
+
+
+def first_line(exc: BaseException) -> str:
+    """The meaningful part of an XGBoost error: its first line without the timestamp, source path and 'Check
+    failed' preamble, and none of the C++ stack trace that follows."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    text = re.sub(r"^\[\d{2}:\d{2}:\d{2}\]\s*", "", text)  # [12:34:56]
+    text = re.sub(r"^\S+\.(cc|cu|h|cuh):\d+:\s*", "", text)  # /workspace/src/data/data.cc:512:
+    text = re.sub(r"^Check failed:\s*[^:]*:\s*", "", text)  # Check failed: valid:
+    return text[:500]
+
+
+@contextlib.contextmanager
+def xgboost_errors() -> Iterator[None]:
+    """Turn an XGBoostError raised in the block into one TrainingError line."""
+    try:
+        yield
+    except xgb.core.XGBoostError as exc:
+        raise TrainingError(f"XGBoost failed: {first_line(exc)}") from exc
 
 
 def save(result: XGBFit, directory: Path) -> None:
@@ -77,4 +104,5 @@ def load(directory: str | Path) -> xgb.XGBRegressor:
 
 def predict(model: xgb.XGBRegressor, x: np.ndarray) -> np.ndarray:
     """(rows, features) -> (rows,) predictions at the best iteration."""
-    return model.predict(x).astype(np.float32)
+    with xgboost_errors():
+        return model.predict(x).astype(np.float32)
