@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import messy
+
 from tabduel.dataset import load_spec
 from tabduel.store import sha256_file
 
