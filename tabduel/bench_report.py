@@ -149,7 +149,7 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
             x = fams[f]
             lines.append(f"| {name} | {f} | {_f(x['test_mse_mean'])} ± {_f(x['test_mse_sd'], 2)} | "
                          f"{_f(x['test_r2_orig_mean'], 4)} | {_f(x['test_rmse_orig_mean'], 4)} | "
-                         f"{x['cpu_seconds_mean']:.0f} | {', '.join(map(str, x['trials']))} |")
+                         f"{x['cpu_seconds_mean']:.1f} | {', '.join(map(str, x['trials']))} |")
     paired = [(n, f) for n, f in doc["datasets"].items() if "paired" in f]
     if paired:
         lines += ["", "## MLP against XGBoost per dataset (paired over outer seeds; tie within 2% relative MSE)", "",
