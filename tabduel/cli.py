@@ -31,6 +31,7 @@ SECTIONS = {
     "evaluate": ("pipeline", "tracking", "ingest", "evaluate"),
     **{f"train-{kind}": ("pipeline", "tracking", "ingest", kind) for kind in MODEL_KINDS},
     "search": ("pipeline", "tracking", "ingest", "features", "search"),
+    "bench": ("pipeline", "tracking", "features", "search", "bench"),
     "serve": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "evaluate"),
 }
 DESCRIPTIONS = {
@@ -47,6 +48,12 @@ DESCRIPTIONS = {
               "MLflow child run; then refit the best config of each family on several split seeds and compare "
               "their test MSE with paired tests. The study is stored (a journal file by default), so a search can "
               "be resumed (--resume) or extended (--more-trials N).",
+    "bench": "Benchmark the families over a suite of datasets: for each dataset and outer seed, the outer split's "
+             "test rows are held out from everything; each family is searched on the rest with the same budget in "
+             "CPU-seconds, its best config refitted and scored once on test. Then per-dataset paired tests, wins at "
+             "2%, mean ranks, Friedman and Nemenyi / Wilcoxon-Holm tests, a critical-difference diagram, a JSON "
+             "result and a Markdown report under --out; MLflow: a run per bench, per dataset, per cell. "
+             "--corrupt adds corruptions of the train rows and MLP preprocessing variants. See docs/bench.md.",
     "serve": "Serve the whole pipeline as a Prefect deployment on a cron schedule, with these settings, until "
              "stopped (Ctrl-C). Runs happen in this process, in this directory. Set PREFECT_API_URL to a `prefect "
              "server` to see and trigger the deployment in its UI; without it, tabduel's local API server lives as "
@@ -55,6 +62,12 @@ DESCRIPTIONS = {
 # `tabduel search --quick`: a whole search in a minute or two, for a first look and for CI.
 QUICK = {"search": {"trials": 6, "mlp_epochs": 40, "mlp_patience": 8, "mlp_max_seconds": 20.0, "max_depth": 3,
                     "max_width": 64, "max_ensemble": 2, "xgb_rounds": 300, "xgb_early_stopping": 30}}
+# `tabduel bench --quick`: the suite's quick datasets, 2 outer seeds, tiny budgets and models (CI).
+QUICK_BENCH = {"bench": {"outer_seeds": 2, "minutes": 0.1, "trials": 3}, "search": QUICK["search"]}
+# Settings a bench sets itself per cell (the outer seed, its budget, its runner) or per family variant.
+BENCH_SKIP = ["pipeline.models", "features.split_seed", "features.onehot", "features.cyclic", "search.study",
+              "search.storage", "search.families", "search.trials", "search.minutes", "search.seed", "search.workers",
+              "search.runner", "search.address", "search.threads", "search.refit_seeds"]
 EPILOG = ("Settings are read from the defaults, then --config FILE (TOML, one [section] per step, e.g. [mlp] "
           "lr = 0.01), then these flags. List values are comma-separated.")
 
@@ -130,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_argument("--quick", action="store_true",
                          help="a small, fast search: " + ", ".join(f"{k}={v}" for k, v in QUICK["search"].items())
                          + " (flags and --config still win)")
+    bench = sub.add_parser("bench", help="Benchmark the families over a suite of datasets (outer splits, equal "
+                           "CPU budgets, statistics)", description=DESCRIPTIONS["bench"], epilog=EPILOG)
+    add_settings(bench, SECTIONS["bench"], skip=BENCH_SKIP, short="bench")
+    acts = bench.add_argument_group("bench actions")
+    acts.add_argument("--resume", action="store_true",
+                      help="continue the stored bench: finished cells are kept, a killed cell resumes its study")
+    acts.add_argument("--quick", action="store_true",
+                      help="a small, fast bench for CI: the suite's quick datasets, " + ", ".join(
+                          f"{k}={v}" for k, v in QUICK_BENCH["bench"].items()) + ", small models")
     train = sub.add_parser("train", help="Train one model on the latest features",
                            description="Train one model on the latest features, in its own MLflow run.")
     kinds = train.add_subparsers(dest="kind", required=True, metavar="MODEL")
@@ -157,7 +179,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     """Defaults < --config file < flags, checked into one frozen Config with the tracking URI resolved."""
     data: dict[str, Any] = load_toml(args.config) if args.config else {}
     if getattr(args, "quick", False):
-        data = merge(QUICK, data)
+        data = merge(QUICK_BENCH if args.command == "bench" else QUICK, data)
     flags: dict[str, dict[str, Any]] = {}
     for dest, value in vars(args).items():
         if "." in dest and value is not None:
@@ -212,6 +234,9 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
     if "study" in summary:
         print_search_summary(summary)
         summary = {"steps": [], **summary}
+    if "bench" in summary:
+        print_bench_summary(summary)
+        summary = {"steps": [], **summary}
     print()
     for step in summary["steps"]:  # a search has no steps list
         state = "reused  " if step["reused"] else "computed"
@@ -248,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         cfg = resolve_config(args)
+        if args.command == "bench":
+            check_bench(cfg, args.quick)
     except ConfigError as exc:
         print(f"tabduel: error: {exc}", file=sys.stderr)
         return 2
@@ -324,6 +351,12 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
         flows.pipeline_flow.serve(name=args.name, cron=args.cron, parameters={"config": config, "force": args.force},
                                   description=f"tabduel run on cron {args.cron!r}")
         return {"steps": []}
+    if args.command == "bench":
+        from tabduel.config import Config as Settings
+        from tabduel.flows.bench import bench_flow
+
+        return bench_flow.with_options(task_runner=bench_runner(Settings.from_dict(config)))(
+            config=config, quick=args.quick, resume=args.resume, force=args.force)
     if args.command == "search":
         from tabduel.config import Config
         from tabduel.flows.search import search_flow, task_runner
@@ -336,6 +369,55 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
         return search_flow.with_options(task_runner=runner)(config=config, resume=args.resume,
                                                             more_trials=args.more_trials, force=args.force)
     return flows.evaluate_flow(config=config, force=args.force)
+
+
+def check_bench(cfg: Config, quick: bool) -> None:
+    """The bench's suite file, its datasets' specs and local sources (with their sha256) and corruptions, checked
+    before anything slow starts; ConfigError names the fault."""
+    from tabduel.corruptions import check
+    from tabduel.errors import SourceError
+    from tabduel.suite import check_sources, load_suite
+
+    b = cfg.bench
+    if not b.suite:
+        raise ConfigError("bench.suite = '': name the suite file with --suite FILE (e.g. benchmarks/suites/dev.toml)")
+    for name in b.corrupt:
+        check(name)
+    if b.corrupt and b.families != ("mlp", "xgboost"):
+        raise ConfigError(f"bench.families = {','.join(b.families)}: a --corrupt bench compares xgboost with the MLP "
+                          "variants of --preprocessing; leave --families out")
+    try:
+        check_sources(load_suite(b.suite, b.root).pick(quick))
+    except SourceError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def bench_runner(cfg: Config) -> Any:
+    """The task runner of a bench's cells: a process pool of bench.workers (the free cores), or a Dask cluster."""
+    from tabduel.runtime import free_cores
+
+    b = cfg.bench
+    if b.runner == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise TabduelError("--runner dask needs prefect-dask: pip install 'tabduel[dask]'") from None
+        return DaskTaskRunner(address=b.address)
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    return ProcessPoolTaskRunner(max_workers=b.workers or free_cores())
+
+
+def print_bench_summary(summary: dict[str, Any]) -> None:
+    """Where the bench's result, report and pictures are, and its headline numbers."""
+    doc = summary["doc"]
+    agg = doc["aggregate"]
+    print(f"\nbench {summary['bench']}: {doc['cells']} cells, {doc['cpu_seconds_total']:.0f} CPU-seconds of search")
+    for f, r in agg.get("mean_rank", {}).items():
+        print(f"  {f:<16} mean rank {r:.2f}  wins {agg['wins'][f]}  ties {agg['ties'][f]}")
+    if agg.get("friedman_p") is not None:
+        print(f"  Friedman p = {agg['friedman_p']:.3g}; Nemenyi CD = {agg['nemenyi_cd']:.3f}")
+    print(f"result: {summary['result']}\nreport: {summary['report']}")
 
 
 def _check_cron(expr: str) -> None:

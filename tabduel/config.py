@@ -160,7 +160,7 @@ class EvaluateConfig:
 
 SEARCH_FAMILIES = ("mlp", "xgboost")
 RUNNERS = ("process", "thread", "dask")
-NUMERIC_MAPS = ("standard", "clip", "quantile")
+NUMERIC_MAPS = ("standard", "clip", "quantile", "robust")
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,45 @@ class SearchConfig:
                "must be at least 2 (a paired test needs pairs)")
 
 
+PREPROCESSING = ("standard", "robust", "quantile", "clip", "ple")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A benchmark of the families over a suite of datasets: outer splits, equal CPU budgets, statistics."""
+
+    suite: str = _opt("", "suite file (TOML) listing the datasets: spec, source, sha256, overrides")
+    root: str = _opt("", "folder the suite's sources are relative to (empty: the suite file's root key)")
+    families: tuple[str, ...] = _opt(SEARCH_FAMILIES, "families benchmarked, comma-separated", SEARCH_FAMILIES)
+    minutes: float = _opt(5.0, "CPU-minutes of search per family, per dataset and outer seed (0: no limit)")
+    trials: int = _opt(0, "trials per family, per dataset and outer seed (0: no limit; then set minutes)")
+    outer_seeds: int = _opt(3, "outer splits per dataset (split seeds first_seed, first_seed + 1, ...)")
+    first_seed: int = _opt(4751, "split seed of the first outer split")
+    workers: int = _opt(0, "cells (dataset x family x outer seed) run at once (0: the free cores)")
+    threads: int = _opt(0, "threads per cell (0: free cores / workers, at least 1)")
+    runner: str = _opt("process", "where cells run: a process pool, or a Dask cluster", ("process", "dask"))
+    address: str = _opt("", "Dask scheduler address (tcp://HOST:PORT) for runner = dask")
+    corrupt: tuple[str, ...] = _opt((), "corruptions to run (missing, outliers, extra, exp, label_noise), each at "
+                                    "its levels, MLP preprocessing variants against XGBoost")
+    preprocessing: tuple[str, ...] = _opt(PREPROCESSING, "MLP preprocessing variants of a --corrupt bench",
+                                          PREPROCESSING)
+    out: str = _opt("benchmarks/results", "folder of the result JSON, the Markdown report and its pictures")
+
+    def __post_init__(self) -> None:
+        _check(len(self.families) > 0, "bench.families", self.families, "name at least one family")
+        _check(self.minutes >= 0, "bench.minutes", self.minutes, "must not be negative (0: no limit)")
+        _check(self.trials >= 0, "bench.trials", self.trials, "must not be negative (0: no limit)")
+        _check(self.trials > 0 or self.minutes > 0, "bench.trials", self.trials,
+               "with no trial limit, set bench.minutes, or the bench never ends")
+        _check(self.outer_seeds >= 2, "bench.outer_seeds", self.outer_seeds,
+               "must be at least 2 (a paired test needs pairs)")
+        _check(self.workers >= 0, "bench.workers", self.workers, "must not be negative (0: free cores)")
+        _check(self.threads >= 0, "bench.threads", self.threads, "must not be negative (0: automatic)")
+        _check(self.runner != "dask" or bool(self.address), "bench.address", self.address,
+               "runner = dask needs the scheduler's address (tcp://HOST:PORT)")
+        _check(len(self.preprocessing) > 0, "bench.preprocessing", self.preprocessing, "name at least one")
+
+
 @dataclass(frozen=True)
 class Config:
     """All settings of a pipeline run, one section per step."""
@@ -229,6 +268,7 @@ class Config:
     linear: LinearConfig = field(default_factory=LinearConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Config":

@@ -26,10 +26,12 @@ class NumericMap:
     lo: np.ndarray | None = None  # clip: (columns,) train minimum
     hi: np.ndarray | None = None  # clip: (columns,) train maximum
     quantiles: Any = None  # quantile: sklearn's QuantileTransformer, fitted on the train columns
+    center: np.ndarray | None = None  # robust: (columns,) train median
+    scale: np.ndarray | None = None  # robust: (columns,) train interquartile range (1 where it is 0)
 
 
 def fit_numeric(x_train: np.ndarray, columns: tuple[int, ...], kind: str) -> NumericMap:
-    """Fit the map `kind` (standard: none, clip, quantile) of x_train's columns on the train split."""
+    """Fit the map `kind` (standard: none, clip, quantile, robust) of x_train's columns on the train split."""
     if kind not in NUMERIC:
         raise ConfigError(f"numeric map {kind!r} is not one of: {', '.join(NUMERIC)}")
     if x_train.ndim != 2 or any(not 0 <= c < x_train.shape[1] for c in columns):
@@ -39,6 +41,10 @@ def fit_numeric(x_train: np.ndarray, columns: tuple[int, ...], kind: str) -> Num
     part = x_train[:, list(columns)].astype(np.float64)  # (rows, columns)
     if kind == "clip":
         return NumericMap(kind, tuple(columns), lo=part.min(axis=0), hi=part.max(axis=0))
+    if kind == "robust":
+        q1, med, q3 = np.percentile(part, [25, 50, 75], axis=0)
+        iqr = q3 - q1
+        return NumericMap(kind, tuple(columns), center=med, scale=np.where(iqr > 0, iqr, 1.0))
     from sklearn.preprocessing import QuantileTransformer
 
     qt = QuantileTransformer(n_quantiles=min(1000, len(part)), output_distribution="normal", subsample=None)
@@ -53,6 +59,8 @@ def map_numeric(m: NumericMap, x: np.ndarray) -> np.ndarray:
     cols = list(m.columns)
     if m.kind == "clip":
         out[:, cols] = np.clip(out[:, cols], m.lo, m.hi)
+    elif m.kind == "robust":  # median and IQR: an outlier moves neither, unlike the mean and sd
+        out[:, cols] = (out[:, cols] - m.center) / m.scale
     else:  # values past the train range map to the ends of the normal scale (sklearn bounds them)
         out[:, cols] = m.quantiles.transform(out[:, cols].astype(np.float64))
     return out

@@ -100,10 +100,10 @@ def _powers(lo: int, hi: int) -> list[int]:
     return out
 
 
-def suggest_mlp(trial: Any, s: SearchConfig, threads: int = 1) -> MLPTrial:
-    """An MLP trial from the search space: encoding, numeric map, depth 1-6, width 16-1024, activation, dropout,
-    optimizer, lr, weight decay, batch size and ensemble size."""
-    name = trial.suggest_categorical("encoding", ENCODINGS)
+def suggest_mlp(trial: Any, s: SearchConfig, threads: int = 1, encodings: tuple[str, ...] = ENCODINGS) -> MLPTrial:
+    """An MLP trial from the search space: encoding (of `encodings`), numeric map, depth 1-6, width 16-1024,
+    activation, dropout, optimizer, lr, weight decay, batch size and ensemble size."""
+    name = trial.suggest_categorical("encoding", encodings)
     numeric = trial.suggest_categorical("numeric", s.numeric) if len(s.numeric) > 1 else s.numeric[0]
     if name == "ple":
         encoding = Encoding(name, bins=trial.suggest_int("ple_bins", 4, 64, log=True), numeric=numeric)

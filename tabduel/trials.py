@@ -29,6 +29,7 @@ class Inputs:
     data: Data
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    manifest: dict[str, Any] | None = None
 
 
 def embedded_columns(manifest: dict[str, Any]) -> tuple[int, ...]:
@@ -52,7 +53,7 @@ def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, s
                     data.features)
         x_test = None if x_test is None else map_numeric(m, x_test)
     if encoding.name not in ("ple", "periodic"):
-        return Inputs(data, x_test, y_test)
+        return Inputs(data, x_test, y_test, manifest)
     if encoding.name == "ple":
         emb = fit_ple(data.x_train, columns, encoding.bins)
     else:
@@ -60,7 +61,7 @@ def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, s
     names = tuple(n for i, n in enumerate(manifest["features"]) if i not in columns)
     names += tuple(f"{encoding.name}_{j}" for j in range(emb.width))
     data = Data(apply(emb, data.x_train), data.y_train, apply(emb, data.x_valid), data.y_valid, names)
-    return Inputs(data, None if x_test is None else apply(emb, x_test), y_test)
+    return Inputs(data, None if x_test is None else apply(emb, x_test), y_test, manifest)
 
 
 def _worker() -> str:
@@ -70,6 +71,20 @@ def _worker() -> str:
 
 def _mse(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((pred.astype(np.float64) - y.astype(np.float64)) ** 2))
+
+
+def scores_on_test(pred: np.ndarray, y: np.ndarray, manifest: dict[str, Any]) -> dict[str, float]:
+    """test_mse on the model's (transformed) scale; test_r2 there; test_rmse_orig and test_r2_orig on the target's
+    original scale (the inverse of the transform fitted on train)."""
+    from tabduel import target
+    from tabduel.evaluate import regression_metrics
+
+    on_model = regression_metrics(y, pred)
+    name, params = manifest.get("target_transform", "none"), manifest.get("target_params")
+    orig = regression_metrics(target.inverse(y.astype(np.float64), name, params),
+                              target.inverse(pred.astype(np.float64), name, params))
+    return {"test_mse": on_model["mse"], "test_r2": on_model["r2"], "test_rmse_orig": orig["rmse"],
+            "test_r2_orig": orig["r2"], "test_mse_orig": orig["mse"]}
 
 
 def _members_predict(params: Any, x: np.ndarray, activation: str) -> np.ndarray:
@@ -92,6 +107,7 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
     if len(keys) != 1:
         raise ValueError(f"run_mlp needs trials of one encoding and shape, got {len(keys)} groups")
     first = trials[0]
+    cpu_start = time.process_time()
     inputs = load_inputs(features_dir, first.encoding, with_test, first.mlp.seed)
     data = inputs.data
     start = time.perf_counter()
@@ -112,10 +128,11 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
             infos = [pop.single(k).info for k in range(len(members))]
     except DivergedError as exc:  # every member diverged: each trial is a diverged (not finite) result
         return [_diverged_row(str(exc), len(trials), sum(t.ensemble for t in trials), time.perf_counter() - start,
-                              with_test) for _ in trials]
+                              time.process_time() - cpu_start, with_test) for _ in trials]
     seconds = time.perf_counter() - start
     valid = _members_predict(params, data.x_valid, first.mlp.activation)  # (members, n_valid)
     test = _members_predict(params, inputs.x_test, first.mlp.activation) if with_test else None
+    cpu = time.process_time() - cpu_start  # the whole process: torch's own threads count too
     owners_arr = np.asarray(owners)
     total_members = len(owners)
     out = []
@@ -128,19 +145,22 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
                "epochs_run": [int(infos[k]["epochs_run"]) for k in np.flatnonzero(mine)],
                "best_epoch": [int(infos[k]["best_epoch"]) for k in np.flatnonzero(mine)],
                "seconds": float(seconds * mine.sum() / total_members), "group_seconds": seconds,
+               "cpu_seconds": float(cpu * mine.sum() / total_members), "group_cpu_seconds": cpu,
                "group_trials": len(trials), "group_members": total_members, "time_limited": bool(time_limited),
                "inputs": data.x_train.shape[1], "device": infos[0]["device"], "worker": _worker()}
         if with_test:
-            row["test_mse"] = math.nan if gone else _mse(test[mine].mean(axis=0), inputs.y_test)
+            row.update({"test_mse": math.nan} if gone else scores_on_test(test[mine].mean(axis=0), inputs.y_test,
+                                                                          inputs.manifest))
         out.append(row)
     return out
 
 
-def _diverged_row(error: str, group_trials: int, group_members: int, seconds: float,
+def _diverged_row(error: str, group_trials: int, group_members: int, seconds: float, cpu: float,
                   with_test: bool) -> dict[str, Any]:
     """The result of a trial whose training diverged: not finite, told to Optuna as failed."""
     row = {"valid_mse": math.nan, "member_valid_mse": [], "epochs_run": [0], "best_epoch": [0],
            "seconds": seconds / group_trials, "group_seconds": seconds, "group_trials": group_trials,
+           "cpu_seconds": cpu / group_trials, "group_cpu_seconds": cpu,
            "group_members": group_members, "time_limited": False, "inputs": 0, "device": "", "worker": _worker(),
            "error": error}
     if with_test:
@@ -152,6 +172,7 @@ def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = 
     """Fit one XGBoost trial with early stopping on valid; its valid (and test) MSE at the best iteration."""
     from tabduel.models import xgb
 
+    cpu_start = time.process_time()
     inputs = load_inputs(features_dir, Encoding("ordinal"), with_test, cfg.seed, "xgboost")
     start = time.perf_counter()
     fitted = xgb.fit(inputs.data, cfg)
@@ -160,5 +181,6 @@ def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = 
            "best_iteration": fitted.info["best_iteration"], "rounds_run": fitted.info["rounds_run"],
            "seconds": seconds, "device": fitted.info["device"], "worker": _worker()}
     if with_test:
-        row["test_mse"] = _mse(xgb.predict(fitted.model, inputs.x_test), inputs.y_test)
+        row.update(scores_on_test(xgb.predict(fitted.model, inputs.x_test), inputs.y_test, inputs.manifest))
+    row["cpu_seconds"] = time.process_time() - cpu_start  # the whole process: XGBoost's own threads count too
     return row

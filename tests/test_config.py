@@ -91,7 +91,9 @@ def test_help_lists_every_setting():
     commands = build_parser()._subparsers._group_actions[0].choices
     help_text = commands["run"].format_help()
     search_help = commands["search"].format_help()
+    bench_help = commands["bench"].format_help()
     for name in flatten(Config().to_dict()):
         section, key = name.split(".")
-        assert flag(section, key) in (search_help if section == "search" else help_text), name
+        shown = {"search": search_help, "bench": bench_help}.get(section, help_text)
+        assert flag(section, key) in shown, name
     assert "--source" in help_text and "--force" in help_text and "--config" in help_text

@@ -1,0 +1,244 @@
+"""A bench's units of work and its numbers, as plain functions (the flow only wires them).
+
+A cell is one (dataset, family, outer seed) (and, with --corrupt, one corruption and level): its family is searched
+on the outer split's train and valid rows with the shared ask/tell loop, trials one after another in the process
+that runs the cell, the budget counted in the CPU-seconds measured around each trial; then the best config is
+refitted on the same split and scored once on its test rows, which nothing before has seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tabduel import bench_stats, compare
+from tabduel.config import BenchConfig, Config, SearchConfig
+from tabduel.search_loop import Inline, first_of, run_family
+from tabduel.search_report import rebuild
+from tabduel.search_space import BASES, ENCODINGS
+from tabduel.study import ELAPSED, completed, open_storage, open_study
+from tabduel.trials import run_mlp, run_xgboost
+
+CLEAN = "none"
+PLAIN_ENCODINGS = tuple(e for e in ENCODINGS if e not in ("ple", "periodic"))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a family searched and tested on one outer split of one (possibly corrupted) dataset."""
+
+    dataset: str
+    family: str  # mlp, xgboost, or mlp-<preprocessing> in a corruption bench
+    seed: int
+    corruption: str = CLEAN
+    level: float = 0.0
+
+    @property
+    def condition(self) -> str:
+        """'none', or the corruption and its level: 'missing-0.1'."""
+        return CLEAN if self.corruption == CLEAN else f"{self.corruption}-{self.level:g}"
+
+    @property
+    def id(self) -> str:
+        """A path-safe unique name: dataset/condition/family-s<seed>."""
+        return f"{self.dataset}/{self.condition}/{self.family}-s{self.seed}"
+
+
+def variant(family: str) -> tuple[str, tuple[str, ...], tuple[str, ...] | None]:
+    """(base family, MLP encodings searched, numeric maps searched or None for the settings' own) of a family:
+    mlp-ple searches the PLE embedding only; mlp-robust the plain encodings with the robust map only."""
+    if family in ("mlp", "xgboost"):
+        return family, ENCODINGS, None
+    base, _, prep = family.partition("-")
+    if base != "mlp" or not prep:
+        raise ValueError(f"family {family!r} is not mlp, xgboost or mlp-<preprocessing>")
+    if prep == "ple":
+        return "mlp", ("ple",), ("standard",)
+    return "mlp", PLAIN_ENCODINGS, (prep,)
+
+
+def bases_of(family: str) -> tuple[str, ...]:
+    """The features variants a family's trials read."""
+    base, encodings, _ = variant(family)
+    if base == "xgboost":
+        return ("ordinal",)
+    return tuple(sorted({"onehot" if e in ("ple", "periodic") else e for e in encodings} & set(BASES)))
+
+
+def budget_label(b: BenchConfig) -> str:
+    """The budget as a file-name part: '300s' (CPU-seconds per family), '6s-3t', or '5t'."""
+    parts = []
+    if b.minutes:
+        parts.append(f"{b.minutes * 60:g}s")
+    if b.trials:
+        parts.append(f"{b.trials}t")
+    return "-".join(parts)
+
+
+def bench_name(suite: str, b: BenchConfig) -> str:
+    """bench-<suite>-<budget>[-corrupt]."""
+    return f"bench-{suite}-{budget_label(b)}" + ("-corrupt" if b.corrupt else "")
+
+
+def cell_search_config(cfg: Config, cell: Cell, threads: int) -> SearchConfig:
+    """The search settings of a cell: the bench's budget, the outer seed as the sampler's and models' seed, the
+    variant's numeric maps."""
+    _, _, numeric = variant(cell.family)
+    s = dataclasses.replace(cfg.search, study="cell", families=(variant(cell.family)[0],), trials=cfg.bench.trials,
+                            minutes=cfg.bench.minutes, seed=cell.seed, workers=1, threads=threads, runner="process",
+                            address="", storage="")
+    return dataclasses.replace(s, numeric=numeric) if numeric else s
+
+
+def run_trials(features_dir: str, specs: list[Any], with_test: bool = False) -> list[dict[str, Any]]:
+    """Train one group of trials (MLP population or one XGBoost) in this process."""
+    if hasattr(specs[0], "encoding"):
+        return run_mlp(features_dir, specs, with_test)
+    return [run_xgboost(features_dir, s, with_test) for s in specs]
+
+
+def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | Path, threads: int = 1
+             ) -> dict[str, Any]:
+    """Search the cell's family on its split's train/valid within the budget (resuming the cell's study when its
+    journal has one), refit the best config on the same split and score it once on test."""
+    family, encodings, _ = variant(cell.family)
+    s = cell_search_config(cfg, cell, threads)
+    storage = open_storage(str(journal))
+    import optuna
+
+    exists = f"cell-{family}" in optuna.get_all_study_names(storage)
+    study, budget = open_study(s, family, storage, resume=exists, more_trials=0)
+    wall = time.perf_counter()
+
+    def submit(label: str, base: str, specs: list[Any]) -> Inline:
+        return Inline(lambda: run_trials(features[base], specs))
+
+    loop = run_family(family, study, budget, s, 1, threads, submit, first_of, clock="cpu", encodings=encodings)
+    done = completed(study)
+    if not done:
+        raise RuntimeError(f"{cell.id}: no trial finished within the budget")
+    best = min(done, key=lambda t: t.value)
+    spec = rebuild(family, best.params, s, threads)
+    base = spec.encoding.base if family == "mlp" else "ordinal"
+    refit = run_trials(features[base], [spec], with_test=True)[0]
+    curve = sorted(((t.user_attrs.get(ELAPSED, math.nan), t.value) for t in done), key=lambda p: p[0])
+    counted = [t for t in study.trials if t.state.name in ("COMPLETE", "FAIL")]
+    return {"cell": dataclasses.asdict(cell), "id": cell.id, "trials": len(done), "trials_failed":
+            len(counted) - len(done), "cpu_seconds": loop.spent, "wall_seconds": time.perf_counter() - wall,
+            "budget_cpu_seconds": None if math.isinf(budget.seconds) else budget.seconds,
+            "budget_trials": None if math.isinf(budget.trials) else int(budget.trials),
+            "best_trial": best.number, "best_valid_mse": best.value, "best_params": best.params,
+            "refit_valid_mse": refit["valid_mse"], "refit_cpu_seconds": refit["cpu_seconds"],
+            **{k: refit[k] for k in ("test_mse", "test_r2", "test_rmse_orig", "test_r2_orig", "test_mse_orig")},
+            "features": {b: features[b] for b in bases_of(cell.family)}, "features_read": features[base],
+            "curve": [[float(x), float(v)] for x, v in curve], "worker": refit["worker"]}
+
+
+# ---- the numbers of a bench ---------------------------------------------------------------------------------------
+
+
+def _sd(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+def dataset_table(results: list[dict[str, Any]], seeds: list[int]) -> dict[str, dict[str, Any]]:
+    """{dataset: {family: per-seed lists and their means}} of the clean cells, plus each dataset's paired test of
+    mlp against xgboost over the outer seeds and its outcome at the 2% tolerance."""
+    out: dict[str, dict[str, Any]] = {}
+    clean = [r for r in results if r["cell"]["corruption"] == CLEAN]
+    for r in sorted(clean, key=lambda r: (r["cell"]["dataset"], r["cell"]["family"], r["cell"]["seed"])):
+        c = r["cell"]
+        fam = out.setdefault(c["dataset"], {}).setdefault(c["family"], {
+            "seeds": [], "test_mse": [], "test_r2": [], "test_r2_orig": [], "test_rmse_orig": [], "cpu_seconds": [],
+            "wall_seconds": [], "trials": []})
+        fam["seeds"].append(c["seed"])
+        for k in ("test_mse", "test_r2", "test_r2_orig", "test_rmse_orig", "cpu_seconds", "wall_seconds", "trials"):
+            fam[k].append(r[k])
+    for name, families in out.items():
+        for fam in families.values():
+            for k in ("test_mse", "test_r2", "test_r2_orig", "test_rmse_orig", "cpu_seconds"):
+                fam[f"{k}_mean"] = float(np.mean(fam[k]))
+            fam["test_mse_sd"] = _sd(fam["test_mse"])
+        if {"mlp", "xgboost"} <= set(families):
+            rows = [{"family": f, "seed": s, "test_mse": v} for f in ("mlp", "xgboost")
+                    for s, v in zip(families[f]["seeds"], families[f]["test_mse"])]
+            try:
+                families["paired"] = compare.paired_comparison(rows)
+            except ValueError:  # fewer than 2 seeds with both families finished
+                pass
+            families["outcome_mlp_vs_xgboost"] = bench_stats.outcome(families["mlp"]["test_mse_mean"],
+                                                                     families["xgboost"]["test_mse_mean"])
+    return out
+
+
+def loss_table(datasets: dict[str, dict[str, Any]], families: list[str]) -> pd.DataFrame:
+    """Datasets x families of mean test MSE over the outer seeds (datasets missing a family left out)."""
+    rows = {name: {f: fams[f]["test_mse_mean"] for f in families}
+            for name, fams in datasets.items() if all(f in fams for f in families)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=families)
+
+
+def corruption_table(results: list[dict[str, Any]], corruptions: list[str]) -> dict[str, Any]:
+    """Per corruption, level and MLP variant: the relative gap (mlp - xgboost) / xgboost of mean test MSE, averaged
+    over the datasets (each dataset's gap from its outer-seed means); level 0 is the clean cells."""
+    means: dict[tuple[str, str, float, str], list[float]] = {}
+    for r in results:
+        c = r["cell"]
+        means.setdefault((c["dataset"], c["corruption"], c["level"], c["family"]), []).append(r["test_mse"])
+    out: dict[str, Any] = {}
+    for corruption in corruptions:
+        gaps: dict[str, dict[str, list[float]]] = {}
+        for (dataset, corr, level, family), values in means.items():
+            if family == "xgboost" or corr not in (CLEAN, corruption):
+                continue
+            ref = means.get((dataset, corr, level, "xgboost"))
+            if not ref:
+                continue
+            gap = (float(np.mean(values)) - float(np.mean(ref))) / float(np.mean(ref))
+            gaps.setdefault(family, {}).setdefault(f"{level:g}", []).append(gap)
+        out[corruption] = {fam: {lvl: {"gap_mean": float(np.mean(v)), "datasets": len(v)}
+                                 for lvl, v in sorted(levels.items(), key=lambda kv: float(kv[0]))}
+                           for fam, levels in sorted(gaps.items())}
+    return out
+
+
+def result(suite: str, b: BenchConfig, seeds: list[int], results: list[dict[str, Any]], families: list[str]
+           ) -> dict[str, Any]:
+    """The bench's result document (the issue's keys and more)."""
+    datasets = dataset_table(results, seeds)
+    table = loss_table(datasets, families)
+    aggregate = bench_stats.summary(table) if len(table) else {}
+    if len(table):
+        aggregate["normalized"] = {d: {f: float(v) for f, v in row.items()}
+                                   for d, row in bench_stats.normalized(table).iterrows()}
+    doc = {"suite": suite, "budget": {"cpu_seconds_per_family": b.minutes * 60 if b.minutes else None,
+                                      "trials": b.trials or None},
+           "outer_seeds": seeds, "families": families, "datasets": datasets, "aggregate": aggregate,
+           "cells": len(results), "cpu_seconds_total": float(sum(r["cpu_seconds"] for r in results)),
+           "wall_seconds_cells_total": float(sum(r["wall_seconds"] for r in results))}
+    if b.corrupt:
+        doc["corruption"] = corruption_table(results, list(b.corrupt))
+    return doc
+
+
+def corrupted_features(table: pd.DataFrame, spec: Any, fcfg: Any, corruption: str, level: float
+                       ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The features of a table corrupted inside its outer split: the corruption touches the split's train and
+    valid rows (seeded by the split seed, so every family sees the same corruption), then the features step fits
+    its imputation, scaling and target transform on the corrupted train rows."""
+    from tabduel.corruptions import corrupt
+    from tabduel.features import make_features, split_indices
+
+    parts = split_indices(len(table), fcfg.split_seed, fcfg.train_frac, fcfg.valid_frac)
+    rows = np.sort(np.concatenate([parts["train"], parts["valid"]]))
+    bad, bad_spec = corrupt(corruption, table.reset_index(drop=True), spec, rows, level, fcfg.split_seed)
+    splits, manifest = make_features(bad, bad_spec, fcfg)
+    manifest["corruption"] = {"name": corruption, "level": level, "rows_corrupted": int(len(rows))}
+    return splits, manifest

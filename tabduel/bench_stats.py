@@ -1,0 +1,200 @@
+"""Statistics of a benchmark over datasets (Demšar 2006): ranks, Friedman's test, Nemenyi's critical difference,
+Wilcoxon-Holm pairwise tests, wins at a tolerance, normalized scores, and the critical-difference diagram.
+
+Tables are pandas frames with datasets as rows and families as columns, holding a loss (test MSE: lower is
+better).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+TOLERANCE = 0.02  # relative MSE within which two families tie
+
+
+def ranks(table: pd.DataFrame) -> pd.DataFrame:
+    """Rank of each family within each dataset: 1 for the lowest loss, ties share the mean of their ranks."""
+    return table.rank(axis=1, method="average", ascending=True)
+
+
+def mean_ranks(table: pd.DataFrame) -> pd.Series:
+    """Each family's rank averaged over the datasets."""
+    return ranks(table).mean(axis=0)
+
+
+def friedman(table: pd.DataFrame) -> dict[str, float]:
+    """Friedman's chi-square over N datasets and k families (Demšar 2006, eq. 1), with the Iman-Davenport F.
+
+    Without tie correction, as Demšar writes it; for k >= 3 and no ties it equals scipy's friedmanchisquare.
+    """
+    from scipy import stats
+
+    n, k = table.shape
+    if k < 2 or n < 2:
+        raise ValueError(f"Friedman's test needs at least 2 datasets and 2 families, got {n} and {k}")
+    r = mean_ranks(table).to_numpy()
+    chi2 = 12 * n / (k * (k + 1)) * (float(np.sum(r ** 2)) - k * (k + 1) ** 2 / 4)
+    p = float(stats.chi2.sf(chi2, k - 1))
+    denom = n * (k - 1) - chi2
+    f = (n - 1) * chi2 / denom if denom > 0 else math.inf
+    p_f = float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))) if math.isfinite(f) else 0.0
+    return {"statistic": float(chi2), "p": p, "iman_davenport_f": float(f), "iman_davenport_p": p_f,
+            "datasets": n, "families": k}
+
+
+def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
+    """Nemenyi's critical difference of mean ranks: q_alpha * sqrt(k (k + 1) / (6 n)), q from the studentized
+    range distribution over sqrt(2) (Demšar 2006, table 5a: 1.960 for k = 2, 2.343 for 3, 2.569 for 4)."""
+    from scipy import stats
+
+    if k < 2 or n < 1:
+        raise ValueError(f"a critical difference needs k >= 2 families and n >= 1 datasets, got {k} and {n}")
+    q = float(stats.studentized_range.ppf(1 - alpha, k, np.inf)) / math.sqrt(2)
+    return q * math.sqrt(k * (k + 1) / (6 * n))
+
+
+def holm(p_values: dict[Any, float]) -> dict[Any, float]:
+    """Holm's step-down adjustment: sorted p_i times (m - i), kept monotone and at most 1."""
+    items = sorted(p_values.items(), key=lambda kv: kv[1])
+    m = len(items)
+    out, running = {}, 0.0
+    for i, (key, p) in enumerate(items):
+        running = max(running, min(1.0, (m - i) * p))
+        out[key] = running
+    return out
+
+
+def wilcoxon_holm(table: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Pairwise Wilcoxon signed-rank tests over the datasets (two-sided), Holm-adjusted; NaN where every
+    difference is zero."""
+    from scipy import stats
+
+    raw: dict[tuple[str, str], float] = {}
+    for a, b in itertools.combinations(table.columns, 2):
+        diff = table[a] - table[b]
+        if np.allclose(diff, 0):
+            raw[(a, b)] = math.nan
+            continue
+        raw[(a, b)] = float(stats.wilcoxon(table[a], table[b]).pvalue)
+    finite = {k: v for k, v in raw.items() if math.isfinite(v)}
+    return {**raw, **holm(finite)}
+
+
+def outcome(a: float, b: float, tolerance: float = TOLERANCE) -> str:
+    """'win' when loss a is more than `tolerance` (relative to the smaller) below b, 'loss' when above, else
+    'tie'."""
+    lo = min(a, b)
+    if lo <= 0:
+        return "tie" if a == b else ("win" if a < b else "loss")
+    if abs(a - b) / lo <= tolerance:
+        return "tie"
+    return "win" if a < b else "loss"
+
+
+def wins(table: pd.DataFrame, tolerance: float = TOLERANCE) -> dict[str, dict[str, int]]:
+    """Per family: datasets where it is best by more than the tolerance over every other family (wins), within
+    the tolerance of the best (ties), or neither (losses)."""
+    out = {f: {"wins": 0, "ties": 0, "losses": 0} for f in table.columns}
+    for _, row in table.iterrows():
+        best = row.min()
+        for f in table.columns:
+            others = row.drop(f)
+            if all(outcome(row[f], v, tolerance) == "win" for v in others):
+                out[f]["wins"] += 1
+            elif outcome(row[f], best, tolerance) == "tie":
+                out[f]["ties"] += 1
+            else:
+                out[f]["losses"] += 1
+    return out
+
+
+def normalized(table: pd.DataFrame) -> pd.DataFrame:
+    """Each loss divided by the best (lowest) loss on its dataset: 1 for the best family, above 1 for others."""
+    return table.div(table.min(axis=1), axis=0)
+
+
+def cliques(mean: pd.Series, cd: float) -> list[list[str]]:
+    """Maximal groups of families whose mean ranks lie within cd of each other (the diagram's bars), as in
+    Demšar's figures: families sorted by rank, each bar from a family to the last one within cd of it."""
+    order = mean.sort_values()
+    names, values = list(order.index), order.to_numpy()
+    groups: list[list[str]] = []
+    for i in range(len(names)):
+        j = i
+        while j + 1 < len(names) and values[j + 1] - values[i] <= cd:
+            j += 1
+        if j > i and not any(set(names[i:j + 1]) <= set(g) for g in groups):
+            groups.append(names[i:j + 1])
+    return groups
+
+
+def cd_diagram(mean: pd.Series, cd: float, path: Path, dpi: int = 110, title: str = "") -> Path:
+    """Draw the critical-difference diagram: the rank axis (1 at left), each family's mean rank with its name,
+    the CD as a bar above the axis, and thick bars joining families not significantly different."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(mean)
+    order = mean.sort_values()
+    groups = cliques(mean, cd)
+    lo, hi = 1, max(k, 2)
+    height = 1.6 + 0.3 * (k + len(groups))
+    fig, ax = plt.subplots(figsize=(7, height))
+    ax.set_xlim(lo - 0.3, hi + 0.3)
+    ax.set_ylim(-(k / 2 + 1) * 0.35 - 0.3 * len(groups), 1.2)
+    ax.axis("off")
+    ax.hlines(0, lo, hi, color="black", lw=1)
+    for r in range(lo, hi + 1):
+        ax.vlines(r, 0, 0.1, color="black", lw=1)
+        ax.text(r, 0.18, str(r), ha="center", va="bottom", fontsize=9)
+    ax.hlines(0.75, lo, lo + cd, color="black", lw=1.5)  # the critical difference, to scale
+    ax.vlines([lo, lo + cd], 0.7, 0.8, color="black", lw=1.5)
+    ax.text(lo + cd / 2, 0.85, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
+    half = math.ceil(k / 2)
+    for i, (name, r) in enumerate(order.items()):
+        left = i < half
+        depth = -(i + 1 if left else k - i) * 0.35
+        end = lo - 0.2 if left else hi + 0.2
+        ax.plot([r, r, end], [0, depth, depth], color="black", lw=0.8)
+        ax.text(end + (-0.05 if left else 0.05), depth, f"{name} ({r:.2f})", ha="right" if left else "left",
+                va="center", fontsize=9)
+    for j, g in enumerate(groups):
+        y = -0.15 - 0.12 * j
+        ax.hlines(y, order[g[0]] - 0.03, order[g[-1]] + 0.03, color="black", lw=3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def summary(table: pd.DataFrame, alpha: float = 0.05, tolerance: float = TOLERANCE) -> dict[str, Any]:
+    """The across-datasets statistics of a loss table, as plain JSON-able values."""
+    mean = mean_ranks(table)
+    out: dict[str, Any] = {"mean_rank": {f: float(v) for f, v in mean.items()},
+                           "normalized_mean": {f: float(v) for f, v in normalized(table).mean(axis=0).items()},
+                           "tolerance": tolerance, "alpha": alpha, "datasets": list(map(str, table.index))}
+    record = wins(table, tolerance)
+    out["wins"] = {f: v["wins"] for f, v in record.items()}
+    out["ties"] = {f: v["ties"] for f, v in record.items()}
+    out["losses"] = {f: v["losses"] for f, v in record.items()}
+    n, k = table.shape
+    if n >= 2 and k >= 2:
+        fr = friedman(table)
+        out["friedman_statistic"], out["friedman_p"] = fr["statistic"], fr["p"]
+        out["iman_davenport_p"] = fr["iman_davenport_p"]
+        out["nemenyi_cd"] = nemenyi_cd(k, n, alpha)
+        out["cliques"] = cliques(mean, out["nemenyi_cd"])
+        out["wilcoxon_holm_p"] = {f"{a} vs {b}": p for (a, b), p in wilcoxon_holm(table).items()}
+    else:
+        out["friedman_p"] = None
+    return out

@@ -1,0 +1,248 @@
+"""The ask/tell loop of one family's search, shared by `tabduel search` and `tabduel bench`, without Prefect.
+
+The loop asks Optuna for trials while the budget allows, hands groups of them to `submit` (a Prefect task runner,
+a thread pool, or a plain call), tells Optuna each result, and reports every finished or failed trial to `record`
+(MLflow child runs in the search flow; a list in the bench). One failing trial does not end a search; five in a
+row do. The budget is counted on a clock: `wall` (seconds since the loop began, the search's default) or `cpu`
+(the CPU-seconds that the workers measured around each trial, the bench's: equal whatever the runner).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from tabduel.errors import TabduelError
+from tabduel.search_space import ENCODINGS, group_key, suggest_mlp, suggest_xgboost
+from tabduel.study import ELAPSED, SPENT, Budget, completed
+
+MAX_FAILURES_IN_ROW = 5
+CLOCKS = ("wall", "cpu")
+
+# (label, features base, trial specs) -> a future (anything `first_done` understands)
+Submit = Callable[[str, str, list[Any]], Any]
+# pending futures -> the first of them that is done
+FirstDone = Callable[[list[Any]], Any]
+# (family, trial, result or None, error or None, elapsed, best so far)
+Record = Callable[[str, Any, dict[str, Any] | None, BaseException | None, float, float], None]
+
+
+@dataclass
+class LoopResult:
+    """What one call of the loop did: trials told, failures, and the budget clock's seconds spent in total."""
+
+    told: int = 0
+    failed: int = 0
+    spent: float = 0.0
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    best: float = math.inf
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def suggest(family: str, trial: Any, s: Any, threads: int, encodings: Sequence[str] = ENCODINGS) -> Any:
+    """The family's trial spec from an Optuna trial (an MLP's encodings may be narrowed, e.g. to ple only)."""
+    if family == "mlp":
+        return suggest_mlp(trial, s, threads, tuple(encodings))
+    if family == "xgboost":
+        return suggest_xgboost(trial, s, threads)
+    raise ValueError(f"family {family!r} is not one of: mlp, xgboost")
+
+
+def groups(family: str, asked: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
+    """MLP trials of one encoding and shape go together (one population); every XGBoost trial alone."""
+    if family != "mlp":
+        return [[a] for a in asked]
+    grouped: dict[Any, list[tuple[Any, Any]]] = defaultdict(list)
+    for trial, spec in asked:
+        grouped[group_key(spec)].append((trial, spec))
+    return list(grouped.values())
+
+
+def fail_state() -> Any:
+    """Optuna's FAIL state."""
+    from optuna.trial import TrialState
+
+    return TrialState.FAIL
+
+
+def trial_attrs(family: str, result: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    """User attributes of a finished trial: its time, CPU time, where it ran, and its family's facts."""
+    attrs = {"seconds": result["seconds"], "cpu_seconds": result.get("cpu_seconds", math.nan), ELAPSED: elapsed,
+             "device": result["device"], "worker": result["worker"]}
+    if family == "mlp":
+        attrs.update(population_trials=result["group_trials"], population_members=result["group_members"],
+                     time_limited=result["time_limited"], epochs_run=max(result["epochs_run"]),
+                     member_valid_mse=result["member_valid_mse"])
+    else:
+        attrs.update(best_iteration=result["best_iteration"])
+    return attrs
+
+
+def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, threads: int, submit: Submit,
+               first_done: FirstDone, record: Record | None = None, log: Any = None, clock: str = "wall",
+               encodings: Sequence[str] = ENCODINGS) -> LoopResult:
+    """Ask, train and tell trials of one family until its budget is spent, `workers` groups at a time."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock {clock!r} is not one of: {', '.join(CLOCKS)}")
+    from tabduel.study import counted_trials
+
+    out = LoopResult(best=min((t.value for t in completed(study)), default=math.inf))
+    start = time.perf_counter()
+    started = counted_trials(study)
+    pending: dict[Any, list[Any]] = {}
+    failures_in_row = 0
+
+    def spent_now() -> float:
+        return budget.spent + (time.perf_counter() - start if clock == "wall" else out.cpu_seconds)
+
+    if log:
+        log.info(f"{family}: budget {budget_text(budget, clock)}; {started} trials done before; {workers} at a "
+                 f"time, {threads} thread(s) each")
+    while True:
+        asked: list[tuple[Any, Any]] = []
+        while len(pending) + len(asked) < workers and budget.allows(started, spent_now() - budget.spent):
+            trial = study.ask()
+            asked.append((trial, suggest(family, trial, s, threads, encodings)))
+            started += 1
+        for group in groups(family, asked):
+            trials = [t for t, _ in group]
+            specs = [spec for _, spec in group]
+            base = specs[0].encoding.base if family == "mlp" else "ordinal"
+            label = f"{family}-" + "+".join(str(t.number) for t in trials)
+            pending[submit(label, base, specs)] = trials
+        if not pending:
+            break
+        done = first_done(list(pending))
+        trials = pending.pop(done)
+        try:
+            results = done.result()
+        except Exception as exc:  # one failing trial does not end the search; many in a row do
+            failures_in_row += 1
+            out.failed += len(trials)
+            for t in trials:
+                study.tell(t, state=fail_state())
+                if record:
+                    record(family, t, None, exc, spent_now(), out.best)
+            if log:
+                log.warning(f"{family}: trial(s) {[t.number for t in trials]} failed: {exc}")
+            if failures_in_row >= MAX_FAILURES_IN_ROW:
+                raise TabduelError(f"{family}: {failures_in_row} trials in a row failed; the last: {exc}") from exc
+            continue
+        failures_in_row = 0
+        out.cpu_seconds += sum(r.get("cpu_seconds", 0.0) for r in results)
+        elapsed = spent_now()
+        for t, result in zip(trials, results):
+            out.best = tell(family, study, t, result, elapsed, out.best)
+            out.told += 1
+            out.results.append({"trial": t.number, **result, ELAPSED: elapsed})
+            if record:
+                record(family, t, result, None, elapsed, out.best)
+            if log:
+                log.info(trial_line(family, t.number, result, elapsed, out.best, clock))
+        study.set_user_attr(SPENT, elapsed)
+    out.wall_seconds = time.perf_counter() - start
+    out.spent = spent_now()
+    study.set_user_attr(SPENT, out.spent)
+    return out
+
+
+def tell(family: str, study: Any, trial: Any, result: dict[str, Any], elapsed: float, best: float) -> float:
+    """Record one finished trial in the study (a non-finite score as FAIL); return the best value so far."""
+    value = result["valid_mse"]
+    for k, v in trial_attrs(family, result, elapsed).items():
+        trial.set_user_attr(k, v)
+    if math.isfinite(value):
+        study.tell(trial, value)
+        return min(best, value)
+    study.tell(trial, state=fail_state())
+    return best
+
+
+def trial_line(family: str, number: int, result: dict[str, Any], elapsed: float, best: float, clock: str) -> str:
+    """One log line of a finished trial."""
+    value = result["valid_mse"]
+    shown = f"{value:.5f}" if math.isfinite(value) else "diverged (not finite)"
+    extra = f", population of {result['group_members']}" if family == "mlp" and result["group_members"] > 1 else ""
+    unit = "min" if clock == "wall" else "CPU-min"
+    return (f"{family} trial {number}: valid MSE {shown} in {result['seconds']:.1f}s{extra}; best {best:.5f}; "
+            f"{elapsed / 60:.1f} {unit}")
+
+
+def budget_text(b: Budget, clock: str = "wall") -> str:
+    """'40 trials and 5.0 min (1.2 min spent before)'."""
+    unit = "min" if clock == "wall" else "CPU-min"
+    parts = [] if math.isinf(b.trials) else [f"{int(b.trials)} trials"]
+    if not math.isinf(b.seconds):
+        parts.append(f"{b.seconds / 60:.1f} {unit}")
+    return " and ".join(parts) + (f" ({b.spent / 60:.1f} {unit} spent before)" if b.spent else "")
+
+
+def unlogged(study: Any, logged: set[str]) -> list[Any]:
+    """The complete trials whose number is not among `logged` (a kill between tell and logging leaves some)."""
+    return [t for t in completed(study) if str(t.number) not in logged]
+
+
+def backfill(family: str, study: Any, tracker: Any, parent: str) -> int:
+    """Record in MLflow the complete trials that have no run under parent; returns how many were added."""
+    if not completed(study):  # a fresh study: nothing to look up
+        return 0
+    logged = {r.data.tags.get("optuna.trial") for r in tracker.client.search_runs(
+        [tracker.experiment_id], f"tags.`optuna.study` = '{study.study_name}' and tags.`mlflow.parentRunId` = "
+                                 f"'{parent}'", max_results=50000)}
+    missing = unlogged(study, logged - {None})
+    for t in missing:
+        tags = {"tabduel.step": "search-trial", "family": family, "model": family, "optuna.study": study.study_name,
+                "optuna.trial": t.number, "tabduel.backfilled": "true"}
+        metrics = {"valid_mse": t.value, "seconds": t.user_attrs.get("seconds", math.nan),
+                   "elapsed_seconds": t.user_attrs.get(ELAPSED, math.nan)}
+        tracker.record_run(f"{family}-{t.number:03d}", parent, tags, t.params, metrics)
+    return len(missing)
+
+
+def mlflow_recorder(tracker: Any, parent: str, study_name: str) -> Record:
+    """A `record` that makes each trial an MLflow child run of parent (FAILED for a failed or diverged trial)."""
+    def record(family: str, trial: Any, result: dict[str, Any] | None, error: BaseException | None,
+               elapsed: float, best: float) -> None:
+        tags = {"tabduel.step": "search-trial", "family": family, "model": family, "optuna.study": study_name,
+                "optuna.trial": trial.number}
+        if result is None:
+            tracker.record_run(f"{family}-{trial.number:03d}", parent, {**tags, "error": str(error)[:5000]},
+                               trial.params, {}, "FAILED")
+            return
+        value = result["valid_mse"]
+        metrics = {"valid_mse": value, "seconds": result["seconds"], "elapsed_seconds": elapsed, "best_so_far": best}
+        if "cpu_seconds" in result:
+            metrics["cpu_seconds"] = result["cpu_seconds"]
+        if family == "mlp":
+            metrics.update(epochs_run=max(result["epochs_run"]), population_members=result["group_members"])
+        else:
+            metrics["best_iteration"] = result["best_iteration"]
+        tags.update(device=result["device"], worker=result["worker"], error=result.get("error", "")[:5000])
+        tracker.record_run(f"{family}-{trial.number:03d}", parent, tags, trial.params, metrics,
+                           "FINISHED" if math.isfinite(value) else "FAILED")
+    return record
+
+
+class Inline:
+    """A finished 'future' of a call run right here: the bench's cells run their trials one at a time."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        try:
+            self._value, self._error = fn(), None
+        except Exception as exc:  # kept, re-raised by result() as a pool's future would
+            self._value, self._error = None, exc
+
+    def result(self) -> Any:
+        """The call's value, or its exception raised again."""
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def first_of(futures: list[Any]) -> Any:
+    """first_done for Inline futures (all are done): the first."""
+    return futures[0]

@@ -1,0 +1,326 @@
+"""Bench building blocks without Prefect: statistics on small known tables, corruptions, suite files, the shared
+search loop (real Optuna, real trials on generated features), and cells."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+
+import messy
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from benchsuite import SPECS, write_suite
+
+from tabduel import bench_stats as st
+from tabduel.bench import Cell, bases_of, budget_label, corrupted_features, run_cell, variant
+from tabduel.config import BenchConfig, Config, FeaturesConfig, SearchConfig
+from tabduel.corruptions import CORRUPTIONS, corrupt
+from tabduel.dataset import load_spec
+from tabduel.errors import ConfigError, SourceError, TabduelError
+from tabduel.features import ROW, make_features, save_features, split_indices
+from tabduel.ingest import ingest
+from tabduel.numeric import fit_numeric, map_numeric
+from tabduel.search_loop import Inline, first_of, run_family
+from tabduel.search_space import features_config
+from tabduel.study import SPENT, open_storage, open_study
+from tabduel.suite import check_sources, load_suite
+from tabduel.trials import run_xgboost
+
+# ---- statistics -------------------------------------------------------------------------------------------------
+
+# A hand-checkable table: 4 datasets x 3 families of test MSE (lower is better).
+TABLE = pd.DataFrame({"a": [1.0, 2.0, 3.0, 1.0], "b": [2.0, 1.0, 4.0, 2.0], "c": [3.0, 3.0, 5.0, 3.0]},
+                     index=["d1", "d2", "d3", "d4"])
+
+
+def test_ranks_by_hand_and_ties_share_their_mean_rank():
+    assert st.ranks(TABLE).to_dict(orient="list") == {"a": [1, 2, 1, 1], "b": [2, 1, 2, 2], "c": [3, 3, 3, 3]}
+    assert st.mean_ranks(TABLE).to_dict() == {"a": 1.25, "b": 1.75, "c": 3.0}
+    tied = pd.DataFrame({"a": [1.0], "b": [1.0], "c": [2.0]})
+    assert st.ranks(tied).iloc[0].tolist() == [1.5, 1.5, 3.0]
+
+
+def test_friedman_matches_scipy_without_ties_and_demsar_by_hand():
+    from scipy import stats
+
+    out = st.friedman(TABLE)
+    expected = stats.friedmanchisquare(TABLE["a"], TABLE["b"], TABLE["c"])
+    assert out["statistic"] == pytest.approx(expected.statistic)
+    assert out["p"] == pytest.approx(expected.pvalue)
+    # Demšar eq. 1 by hand: 12*4/(3*4) * (1.25^2 + 1.75^2 + 3^2 - 3*16/4) = 4 * (13.625 - 12) = 6.5
+    assert out["statistic"] == pytest.approx(6.5)
+    with pytest.raises(ValueError, match="at least 2 datasets"):
+        st.friedman(TABLE.iloc[:1])
+
+
+def test_nemenyi_critical_difference_uses_demsars_q_values():
+    for k, q in ((2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728)):
+        assert st.nemenyi_cd(k, 10) == pytest.approx(q * math.sqrt(k * (k + 1) / 60), abs=2e-3)
+
+
+def test_holm_and_wilcoxon_holm():
+    from scipy import stats
+
+    assert st.holm({"x": 0.01, "y": 0.04, "z": 0.03}) == pytest.approx({"x": 0.03, "y": 0.06, "z": 0.06})
+    rng = np.random.default_rng(0)
+    t = pd.DataFrame(rng.uniform(1, 2, size=(8, 3)), columns=["a", "b", "c"])
+    t["c"] += 1  # c is worse everywhere
+    got = st.wilcoxon_holm(t)
+    raw = {(a, b): stats.wilcoxon(t[a], t[b]).pvalue for a, b in [("a", "b"), ("a", "c"), ("b", "c")]}
+    assert got == pytest.approx(st.holm(raw))
+    assert got[("a", "c")] < 0.05
+
+
+def test_outcomes_at_the_two_percent_tolerance_and_wins():
+    assert st.outcome(1.0, 1.019) == "tie" and st.outcome(1.0, 1.03) == "win" and st.outcome(1.03, 1.0) == "loss"
+    t = pd.DataFrame({"mlp": [1.0, 1.01, 2.0], "xgboost": [1.5, 1.0, 1.0]})
+    assert st.wins(t) == {"mlp": {"wins": 1, "ties": 1, "losses": 1}, "xgboost": {"wins": 1, "ties": 1, "losses": 1}}
+    assert st.normalized(t)["xgboost"].tolist() == pytest.approx([1.5, 1.0, 1.0])
+
+
+def test_cliques_and_the_cd_diagram(tmp_path):
+    mean = pd.Series({"a": 1.2, "b": 1.9, "c": 3.4, "d": 3.5})
+    assert st.cliques(mean, 1.0) == [["a", "b"], ["c", "d"]]
+    assert st.cliques(mean, 2.5) == [["a", "b", "c", "d"]]
+    path = st.cd_diagram(mean, 1.0, tmp_path / "cd.png")
+    assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
+    summary = st.summary(TABLE)
+    assert summary["mean_rank"]["a"] == 1.25 and summary["wins"]["a"] == 3 and 0 < summary["friedman_p"] < 0.05
+
+
+# ---- corruptions --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory):
+    """A generated wine table as ingested, its spec and the search rows (train + valid) of split seed 7."""
+    root = tmp_path_factory.mktemp("wine")
+    spec = load_spec(SPECS / "wine_red.toml")
+    df, _ = ingest(str(messy.wine(root / "w.csv", n=200)), spec)
+    parts = split_indices(len(df), 7, 0.6, 0.2)
+    return df, spec, np.sort(np.concatenate([parts["train"], parts["valid"]])), parts["test"]
+
+
+@pytest.mark.parametrize("name", ["missing", "outliers", "label_noise"])
+def test_row_corruptions_touch_only_the_search_rows(wine, name):
+    df, spec, rows, test = wine
+    bad, bad_spec = corrupt(name, df, spec, rows, CORRUPTIONS[name].levels[-1], seed=1)
+    changed = ~((bad == df) | (bad.isna() & df.isna())).all(axis=1).to_numpy()
+    assert changed.any() and set(np.flatnonzero(changed)) <= set(rows)
+    assert bad.iloc[test].equals(df.iloc[test].astype(bad.dtypes.to_dict()))
+    assert len(bad) == len(df) and not df.isna().any().any()  # the input is left as it was
+
+
+def test_missing_cells_are_imputed_by_the_features_step(wine):
+    df, spec, rows, _ = wine
+    bad, bad_spec = corrupt("missing", df, spec, rows, 0.3, seed=1)
+    share = bad.loc[rows, list(spec.inputs)].isna().to_numpy().mean()
+    assert 0.2 < share < 0.4
+    splits, manifest = make_features(bad, bad_spec, FeaturesConfig(split_seed=7))
+    assert set(manifest["imputed"]) == set(spec.inputs) and "alcohol_missing" in manifest["features"]
+
+
+def test_outliers_scale_values_ten_to_a_hundredfold(wine):
+    df, spec, rows, _ = wine
+    bad, _ = corrupt("outliers", df, spec, rows, 0.05, seed=2)
+    col = "alcohol"
+    med = df.loc[rows, col].median()
+    hit = bad[col] != df[col]
+    ratio = ((bad[col] - med) / (df[col] - med))[hit]
+    assert 0.02 < hit.mean() < 0.08 and ratio.between(10, 100).all()
+
+
+def test_extra_features_are_uninformative_copies_in_every_row(wine):
+    df, spec, rows, _ = wine
+    bad, bad_spec = corrupt("extra", df, spec, rows, 0.5, seed=3)
+    added = [n for n in bad_spec.inputs if n.startswith("noise_")]
+    assert len(added) == round(0.5 * len(spec.inputs)) and bad[added].notna().all().all()
+    first = spec.inputs[0]  # noise_1 is first's values shuffled within the search rows and within the rest
+    assert sorted(bad.loc[rows, "noise_1"]) == sorted(df.loc[rows, first])
+    assert abs(np.corrcoef(bad["noise_1"], df["quality"])[0, 1]) < 0.25
+
+
+def test_exp_is_monotone_and_heavy_tailed(wine):
+    df, spec, rows, _ = wine
+    bad, _ = corrupt("exp", df, spec, rows, 1.0, seed=4)
+    for name in spec.inputs:
+        assert (np.argsort(bad[name].to_numpy(), kind="stable") == np.argsort(df[name].to_numpy(),
+                                                                              kind="stable")).all()
+        assert (bad[name] > 0).all()
+    assert corrupt("exp", df, spec, rows, 0.0, seed=4)[0] is df  # level 0: the clean table
+
+
+def test_corruption_validators_name_the_fault(wine):
+    df, spec, rows, _ = wine
+    with pytest.raises(ConfigError, match="corruption 'noise' is not one of: missing, outliers"):
+        corrupt("noise", df, spec, rows, 0.1, seed=0)
+    with pytest.raises(ConfigError, match="corruption missing: level = 1.5 must be between 0 and 1"):
+        corrupt("missing", df, spec, rows, 1.5, seed=0)
+
+
+def test_corrupted_features_keep_the_outer_test_rows_clean(wine):
+    df, spec, _, _ = wine
+    fc = FeaturesConfig(split_seed=7)
+    clean, _ = make_features(df, spec, fc)
+    bad, manifest = corrupted_features(df, spec, fc, "label_noise", 0.3)
+    assert manifest["corruption"]["name"] == "label_noise"
+    assert set(bad["test"][ROW]) == set(clean["test"][ROW])
+    assert set(bad["test"][ROW]).isdisjoint(set(bad["train"][ROW]) | set(bad["valid"][ROW]))
+    # the test targets are the published ones (same transform "none"); train's are not all
+    assert bad["test"]["quality"].tolist() == clean["test"]["quality"].tolist()
+    assert bad["train"]["quality"].tolist() != clean["train"]["quality"].tolist()
+
+
+def test_the_robust_map_is_median_and_iqr_of_train():
+    x = np.array([[1.0], [2.0], [3.0], [4.0], [1000.0]])
+    m = fit_numeric(x, (0,), "robust")
+    assert m.center[0] == 3.0 and m.scale[0] == 2.0
+    assert map_numeric(m, np.array([[5.0]]))[0, 0] == pytest.approx(1.0)
+
+
+# ---- suite files ---------------------------------------------------------------------------------------------------
+
+
+def test_a_generated_suite_loads_and_its_sources_check(tmp_path):
+    suite = load_suite(write_suite(tmp_path))
+    assert [d.name for d in suite.datasets] == ["airfoil", "wine_red", "auto_mpg"]
+    check_sources(suite.datasets)
+    assert len(suite.pick(quick=True)) == 3
+    (tmp_path / "raw" / "airfoil.dat").write_text("changed\n")
+    with pytest.raises(SourceError, match="airfoil: source .*airfoil.dat has sha256 .*, the suite expects"):
+        check_sources(suite.datasets)
+
+
+def test_the_dev_suite_lists_every_shipped_spec():
+    suite = load_suite(Path(__file__).resolve().parents[1] / "benchmarks" / "suites" / "dev.toml")
+    assert {Path(d.spec).name for d in suite.datasets} == {f"{n}" for n in messy.SUITE} | {"seoul_bike.toml"}
+    assert {Path(d.source).name for d in suite.datasets if "suite" in d.source} == {
+        Path(f).name for f, _ in messy.SUITE.values()}
+    assert len(suite.pick(quick=True)) == 3
+
+
+@pytest.mark.parametrize("body, message", [
+    ('name = "x"\n', "no \\[\\[datasets\\]\\]"),
+    ('colour = 1\n[[datasets]]\nname = "a"\n', "unknown key\\(s\\) colour"),
+    ('[[datasets]]\nname = "a"\nspec = "nope.toml"\nsource = "a"\nsha256 = "' + "0" * 64 + '"\n',
+     "datasets\\[1\\] \\(a\\): spec = 'nope.toml': no such file"),
+    ('[[datasets]]\nname = "a"\nspec = "SPEC"\nsource = "a"\nsha256 = "abc"\n',
+     "sha256 = 'abc' is not 64 lowercase hex digits"),
+    ('[[datasets]]\nname = "a"\nspec = "SPEC"\nsource = "a"\n', "datasets\\[1\\]: missing key 'sha256'"),
+    ('[[datasets]]\nname = "a"\nspec = "SPEC"\nsource = "a"\nsha256 = "' + "0" * 64 + '"\nextra = 1\n',
+     "datasets\\[1\\]: unknown key\\(s\\) extra"),
+    ('[[datasets]]\nname = "a"\nspec = "SPEC"\nsource = "a"\nsha256 = "' + "0" * 64 + '"\n'
+     '[datasets.overrides]\nmlp = { lr = 1 }\n', "overrides may hold only the sections features, search"),
+    ('[[datasets]]\nname = "a"\nspec = "SPEC"\nsource = "a"\nsha256 = "' + "0" * 64 + '"\n'
+     '[datasets.overrides]\nsearch = { max_width = 4 }\n', "overrides: search.max_width = 4"),
+    ('quick = ["b"]\n[[datasets]]\nname = "a"\nspec = "SPEC"\nsource = "a"\nsha256 = "' + "0" * 64 + '"\n',
+     "quick = \\['b'\\] must list names of the suite's datasets"),
+    ('name = "has space"\n[[datasets]]\nname = "a"\n', "name = 'has space'"),
+])
+def test_suite_validators_name_the_fault(tmp_path, body, message):
+    path = tmp_path / "s.toml"
+    path.write_text(body.replace("SPEC", str(SPECS / "airfoil.toml")))
+    with pytest.raises(ConfigError, match=message):
+        load_suite(path)
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"outer_seeds": 1}, "bench.outer_seeds = 1: must be at least 2"),
+    ({"minutes": 0, "trials": 0}, "bench.trials = 0: with no trial limit, set bench.minutes"),
+    ({"runner": "dask"}, "bench.address = '': runner = dask needs the scheduler's address"),
+    ({"preprocessing": "standard,zscore"}, "bench.preprocessing = 'zscore' is not one of"),
+    ({"minutes": -1}, "bench.minutes = -1.0: must not be negative"),
+])
+def test_bench_settings_validators_name_the_fault(section, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict({"bench": section})
+
+
+# ---- the shared search loop -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def features_dir(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("loop")
+    spec = load_spec(SPECS / "airfoil.toml")
+    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=150)), spec)
+    return str(save_features(root / "f", *make_features(df, spec, features_config("ordinal", spec,
+                                                                                  FeaturesConfig()))))
+
+
+def _space() -> SearchConfig:
+    return SearchConfig(trials=4, xgb_rounds=30, xgb_early_stopping=5, max_width=32, max_depth=2, max_ensemble=1,
+                        mlp_epochs=5, mlp_patience=2)
+
+
+def test_the_loop_runs_trials_on_a_pool_to_the_trial_budget(tmp_path, features_dir):
+    s = _space()
+    study, budget = open_study(s, "xgboost", open_storage(str(tmp_path / "j.log")), False, 0)
+    seen = []
+    with ThreadPoolExecutor(2) as pool:
+        out = run_family("xgboost", study, budget, s, 2, 1,
+                         lambda label, base, specs: pool.submit(lambda: [run_xgboost(features_dir, specs[0])]),
+                         lambda pending: next(iter(wait(pending, return_when=FIRST_COMPLETED).done)),
+                         record=lambda fam, t, r, e, elapsed, best: seen.append((t.number, r is not None)))
+    assert out.told == 4 and sorted(seen) == [(i, True) for i in range(4)]
+    assert study.best_value == out.best and study.user_attrs[SPENT] == pytest.approx(out.spent)
+    assert all(t.user_attrs["cpu_seconds"] > 0 for t in study.trials)
+
+
+def test_the_cpu_clock_stops_once_the_trials_cpu_seconds_reach_the_budget(tmp_path, features_dir):
+    s = dataclasses.replace(_space(), trials=0, minutes=0.3 / 60, xgb_rounds=200)  # 0.3 CPU-seconds
+    study, budget = open_study(s, "xgboost", open_storage(str(tmp_path / "j.log")), False, 0)
+    out = run_family("xgboost", study, budget, s, 1, 1,
+                     lambda label, base, specs: Inline(lambda: [run_xgboost(features_dir, specs[0])]), first_of,
+                     clock="cpu")
+    cpu = [r["cpu_seconds"] for r in out.results]
+    assert out.spent == pytest.approx(sum(cpu)) and out.spent >= 0.3 and sum(cpu[:-1]) < 0.3
+    with pytest.raises(ValueError, match="clock 'gpu'"):
+        run_family("xgboost", study, budget, s, 1, 1, None, first_of, clock="gpu")
+
+
+def test_one_failure_is_survived_and_five_in_a_row_end_the_search(tmp_path, features_dir):
+    s = dataclasses.replace(_space(), trials=8)
+    calls = []
+
+    def flaky(label, base, specs):
+        calls.append(label)
+        if len(calls) == 2 or len(calls) > 3:
+            return Inline(lambda: [run_xgboost(features_dir + "-missing", specs[0])])
+        return Inline(lambda: [run_xgboost(features_dir, specs[0])])
+
+    study, budget = open_study(s, "xgboost", open_storage(str(tmp_path / "j.log")), False, 0)
+    with pytest.raises(TabduelError, match="xgboost: 5 trials in a row failed"):
+        run_family("xgboost", study, budget, s, 1, 1, flaky, first_of)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"] + ["FAIL"] * 5
+
+
+# ---- cells -----------------------------------------------------------------------------------------------------------
+
+
+def test_family_variants_and_budget_labels():
+    assert variant("mlp-ple") == ("mlp", ("ple",), ("standard",))
+    assert variant("mlp-robust")[2] == ("robust",) and "ple" not in variant("mlp-robust")[1]
+    assert bases_of("xgboost") == ("ordinal",) and bases_of("mlp-ple") == ("onehot",)
+    assert budget_label(BenchConfig(minutes=5)) == "300s" and budget_label(BenchConfig(minutes=0.1, trials=3)) == \
+        "6s-3t"
+    with pytest.raises(ValueError, match="family 'svm'"):
+        variant("svm")
+
+
+def test_a_cell_searches_on_train_valid_and_scores_test_once(tmp_path, features_dir):
+    cfg = Config.from_dict({"bench": {"trials": 2, "minutes": 0}, "search": {"xgb_rounds": 30,
+                                                                            "xgb_early_stopping": 5}})
+    cell = Cell("airfoil", "xgboost", 4751)
+    r = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")
+    assert r["trials"] == 2 and r["refit_valid_mse"] == pytest.approx(r["best_valid_mse"], rel=1e-6)
+    assert r["test_mse"] > 0 and r["test_rmse_orig"] == pytest.approx(math.sqrt(r["test_mse_orig"]))
+    again = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")  # the stored study: nothing to add
+    assert again["trials"] == 2 and again["test_mse"] == pytest.approx(r["test_mse"])
+    assert len(optuna.load_study(study_name="cell-xgboost", storage=open_storage(str(tmp_path / "j.log"))).trials) \
+        == 2
