@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from tabduel.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
-from tabduel.errors import TabduelError
+from tabduel.checks import Parser, preflight
+from tabduel.config import (MODEL_KINDS, Config, ConfigError, check_settings_file, field_type, load_toml, merge,
+                            section_fields)
+from tabduel.errors import TabduelError, one_line
 from tabduel.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
 from tabduel.tracking import (
     SERVER_RETRIES,
@@ -102,7 +104,7 @@ def add_settings(parser: argparse.ArgumentParser, sections: Sequence[str], skip:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tabduel",
         description="tabduel: can a well-found MLP match XGBoost on tabular data? Prefect pipeline, MLflow runs.",
         epilog="Run `tabduel COMMAND --help` for the settings of a command.")
@@ -143,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> Config:
     """Defaults < --config file < flags, checked into one frozen Config with the tracking URI resolved."""
     data: dict[str, Any] = load_toml(args.config) if args.config else {}
+    check_settings_file(data, args.config)  # unknown names and wrong types, naming the file
     if getattr(args, "quick", False):
         data = merge(QUICK, data)
     flags: dict[str, dict[str, Any]] = {}
@@ -229,8 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         cfg = resolve_config(args)
+        preflight(args, cfg)  # files, devices, the cron: refused here, before the API server starts
     except ConfigError as exc:
-        print(f"tabduel: error: {exc}", file=sys.stderr)
+        print(f"tabduel: error: {one_line(exc)}", file=sys.stderr)
         return 2
     api = LocalAPI()
     api.start()  # boots while the next import loads Prefect, MLflow and torch
@@ -242,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api.wait_ready()
         summary = _dispatch(flows, args, cfg.to_dict())
     except TabduelError as exc:
-        print(f"tabduel: error: {exc}", file=sys.stderr)
+        print(f"tabduel: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:
         if status := prefect_refused(exc):
@@ -311,8 +315,6 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
         from tabduel.search_space import workers_of
 
         s = Config.from_dict(config).search
-        if args.more_trials < 0:
-            raise ConfigError(f"--more-trials = {args.more_trials}: must not be negative")
         runner = task_runner(s, workers_of(s))
         return search_flow.with_options(task_runner=runner)(config=config, resume=args.resume,
                                                             more_trials=args.more_trials, force=args.force)
