@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -113,34 +113,30 @@ def check_devices(settings: dict[str, Any], cfg: Config, trains_mlp: bool) -> No
             raise ConfigError(f"mlp.device: {exc}") from None
 
 
+CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_CHARS = re.compile(r"[0-9A-Za-z*?/,#-]+")
+
+
 def check_cron(expr: str) -> None:
-    """Raise ConfigError unless expr is a cron expression that Prefect's schedules accept."""
-    croniter = _vendored_croniter()
-    if croniter is None:  # Prefect moved it: the serve command's own check (after start-up) still refuses it
-        return
+    """Raise ConfigError for what is surely no cron expression: a wrong count of fields, a stray character, a number
+    outside its field's range. (Prefect checks the expression again when serving starts, and has the last word.)"""
     fields = expr.split()
-    if not croniter.croniter.is_valid(expr) or any(f.casefold() in ("r", "h") for f in fields):
-        raise ConfigError(f"--cron {expr!r} is not a valid cron expression (five fields: minute hour day month "
-                          "weekday, e.g. \"0 3 * * *\")")
-
-
-def _vendored_croniter() -> Any:
-    """Prefect's own croniter, loaded from its file: importing Prefect itself here would fix its settings before
-    the local API's URL is set."""
-    found = importlib.util.find_spec("prefect")
-    locations = list(found.submodule_search_locations or []) if found else []
-    if not locations:
-        return None
-    path = Path(locations[0]) / "_vendor" / "croniter" / "croniter.py"
-    spec = importlib.util.spec_from_file_location("tabduel_vendored_croniter", path)
-    if not path.is_file() or spec is None or spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception:  # a changed vendored copy: leave the check to Prefect
-        return None
-    return module
+    if len(fields) == 1 and fields[0].lower() in CRON_ALIASES:
+        return
+    why = ""
+    if not 5 <= len(fields) <= 6:
+        why = f"{len(fields)} field(s)"
+    for text, (name, low, high) in zip(fields if len(fields) == 5 else [], CRON_FIELDS):
+        if not _CRON_CHARS.fullmatch(text):
+            why = why or f"{name} {text!r}"
+        for part in text.split(","):
+            bounds = re.split(r"[/#]", part)[0].split("-")  # a range's ends, not a step's size
+            if any(b.isdigit() and not low <= int(b) <= high for b in bounds):
+                why = why or f"{name} {part!r} is outside {low}-{high}"
+    if why:
+        raise ConfigError(f"--cron {expr!r} is not a valid cron expression ({why}; five fields: minute hour "
+                          "day-of-month month day-of-week, e.g. \"0 3 * * *\")")
 
 
 def preflight(args: argparse.Namespace, cfg: Config) -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tabduel.checks import Parser, preflight
-from tabduel.config import (MODEL_KINDS, Config, ConfigError, check_settings_file, field_type, load_toml, merge,
-                            section_fields)
+from tabduel.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
 from tabduel.errors import TabduelError, one_line
 from tabduel.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
 from tabduel.tracking import (
@@ -145,7 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> Config:
     """Defaults < --config file < flags, checked into one frozen Config with the tracking URI resolved."""
     data: dict[str, Any] = load_toml(args.config) if args.config else {}
-    check_settings_file(data, args.config)  # unknown names and wrong types, naming the file
     if getattr(args, "quick", False):
         data = merge(QUICK, data)
     flags: dict[str, dict[str, Any]] = {}

@@ -24,6 +24,8 @@ def resolve_source(source: str, spec: DatasetSpec, data_dir: str | Path,
         path = Path(source)
         if not path.exists():
             raise SourceError(f"{path}: file not found (given as the source)")
+        if not path.is_file():
+            raise SourceError(f"{path}: not a file (given as the source)")
         return path
     target = Path(data_dir) / "raw" / spec.source.member
     if target.is_file() and sha256_file(target) == spec.source.sha256:
