@@ -79,6 +79,8 @@ VIOLATIONS = [
     (["run", "--config", "{unknown_section}"],
      "{unknown_section}: unknown section [xgb] (did you mean 'xgboost'?); the sections are: " + SECTIONS),
     (["run", "--config", "{dir}"], "config file {dir} is a directory, not a file"),
+    (["features", "--data-dir", "{spec}"], "pipeline.data_dir = '{spec}': is a file, not a directory"),
+    (["run", "stray"], "unrecognized argument 'stray' for `tabduel run` (see `tabduel run --help`)"),
     (["serve", "--cron", "every night"],
      "--cron 'every night' is not a valid cron expression (2 field(s); five fields: minute hour day-of-month month "
      "day-of-week, e.g. \"0 3 * * *\")"),
