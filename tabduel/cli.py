@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from tabduel.checks import Parser, preflight
 from tabduel.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
-from tabduel.errors import TabduelError
+from tabduel.errors import TabduelError, one_line
 from tabduel.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
 from tabduel.tracking import (
     SERVER_RETRIES,
@@ -115,7 +116,7 @@ def add_settings(parser: argparse.ArgumentParser, sections: Sequence[str], skip:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tabduel",
         description="tabduel: can a well-found MLP match XGBoost on tabular data? Prefect pipeline, MLflow runs.",
         epilog="Run `tabduel COMMAND --help` for the settings of a command.")
@@ -273,10 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         cfg = resolve_config(args)
+        preflight(args, cfg)  # files, devices, the cron: refused here, before the API server starts
         if args.command == "bench":
             check_bench(cfg, args.quick)
     except ConfigError as exc:
-        print(f"tabduel: error: {exc}", file=sys.stderr)
+        print(f"tabduel: error: {one_line(exc)}", file=sys.stderr)
         return 2
     api = LocalAPI()
     api.start()  # boots while the next import loads Prefect, MLflow and torch
@@ -288,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api.wait_ready()
         summary = _dispatch(flows, args, cfg.to_dict())
     except TabduelError as exc:
-        print(f"tabduel: error: {exc}", file=sys.stderr)
+        print(f"tabduel: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:
         if status := prefect_refused(exc):
@@ -363,8 +365,6 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
         from tabduel.search_space import workers_of
 
         s = Config.from_dict(config).search
-        if args.more_trials < 0:
-            raise ConfigError(f"--more-trials = {args.more_trials}: must not be negative")
         runner = task_runner(s, workers_of(s))
         return search_flow.with_options(task_runner=runner)(config=config, resume=args.resume,
                                                             more_trials=args.more_trials, force=args.force)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -12,6 +14,10 @@ from typing import Any, Mapping
 from tabduel.errors import ConfigError
 
 MODEL_KINDS = ("mlp", "xgboost", "linear")
+TORCH_DEVICES = "auto, cpu, cuda, cuda:N, mps"
+XGBOOST_DEVICES = "auto, cpu, cuda, cuda:N"
+_TORCH_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+_XGBOOST_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -107,6 +113,8 @@ class MLPConfig:
         _check(self.batch_size >= 1, "mlp.batch_size", self.batch_size, "must be at least 1")
         _check(self.epochs >= 1, "mlp.epochs", self.epochs, "must be at least 1")
         _check(self.patience >= 0, "mlp.patience", self.patience, "must not be negative")
+        _check(bool(_TORCH_DEVICE.fullmatch(self.device)), "mlp.device", self.device,
+               f"is not one of: {TORCH_DEVICES}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,8 @@ class XGBoostConfig:
         _check(self.early_stopping_rounds >= 0, "xgboost.early_stopping_rounds", self.early_stopping_rounds,
                "must not be negative (0: off)")
         _check(self.n_jobs >= 0, "xgboost.n_jobs", self.n_jobs, "must not be negative (0: all free cores)")
+        _check(bool(_XGBOOST_DEVICE.fullmatch(self.device)), "xgboost.device", self.device,
+               f"is not one of: {XGBOOST_DEVICES}")
 
 
 @dataclass(frozen=True)
@@ -341,21 +351,26 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def build(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
     """Instantiate dataclass cls from data, checking names, types and choices."""
+    return cls(**typed(cls, data, where))
+
+
+def typed(cls: type, data: Mapping[str, Any] | None, where: str, construct: bool = True) -> dict[str, Any]:
+    """data's values as cls's field types, names and choices checked; sub-sections built (construct) or only
+    checked, recursively."""
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        known = ", ".join(fields)
-        names = ", ".join(f"'{where}{k}'" for k in unknown)
-        raise ConfigError(f"unknown setting {names}; known in this section: {known}")
-    kwargs = {}
+        raise ConfigError(unknown_message(where, unknown, list(fields)))
+    kwargs: dict[str, Any] = {}
     for name, value in data.items():
         typ = hints[name]
         if dataclasses.is_dataclass(typ):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"'{where}{name}' must be a section (table), got {value!r}")
-            kwargs[name] = build(typ, value, f"{where}{name}.")
+            sub = typed(typ, value, f"{where}{name}.", construct)
+            kwargs[name] = typ(**sub) if construct else sub
         else:
             kwargs[name] = coerce(value, typ, f"{where}{name}")
             choices = fields[name].metadata.get("choices")
@@ -363,7 +378,31 @@ def build(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
                 values = kwargs[name] if isinstance(kwargs[name], tuple) else (kwargs[name],)
                 for v in values:
                     check_choice(f"{where}{name}", v, choices)
-    return cls(**kwargs)
+    return kwargs
+
+
+def unknown_message(where: str, unknown: list[str], known: list[str]) -> str:
+    """'unknown section [x]' at the top level, else "unknown setting 'mlp.x' in [mlp]", each with its closest
+    known name, and the names allowed there."""
+    def named(key: str) -> str:
+        close = difflib.get_close_matches(key, known, n=1)
+        shown = f"[{key}]" if not where else f"'{where}{key}'"
+        return shown + (f" (did you mean {close[0]!r}?)" if close else "")
+
+    names = ", ".join(named(k) for k in unknown)
+    if not where:
+        return f"unknown section {names}; the sections are: {', '.join(known)}"
+    section = where.rstrip(".")
+    return f"unknown setting {names} in [{section}]; allowed in [{section}]: {', '.join(known)}"
+
+
+def check_settings_file(data: Mapping[str, Any], path: str | Path) -> None:
+    """Raise ConfigError naming the settings file for an unknown section or setting, or a value of the wrong type
+    or choice, in its data (ranges are checked once flags are merged in)."""
+    try:
+        typed(Config, data, "", construct=False)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def coerce(value: Any, typ: Any, name: str) -> Any:
@@ -406,15 +445,21 @@ def coerce(value: Any, typ: Any, name: str) -> Any:
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file, naming the file and position of a syntax error."""
+    """Read a TOML settings file, naming the file (and position) of a syntax error, an unknown name or a bad type."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    check_settings_file(data, path)
+    return data
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

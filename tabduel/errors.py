@@ -34,6 +34,18 @@ class DivergedError(TrainingError):
     """A model's loss or predictions became NaN or infinite (too high a learning rate, most often)."""
 
 
+def one_line(exc: BaseException) -> str:
+    """The error in one line, as the CLI prints it after 'tabduel: error: ' and as a failed MLflow run records it.
+
+    A TabduelError is its message; anything else is 'TypeName: first line of its message'.
+    """
+    text = str(exc).strip()
+    if not isinstance(exc, TabduelError):
+        first = text.splitlines()[0].strip() if text else ""
+        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return " ".join(line.strip() for line in text.splitlines())
+
+
 def exception_chain(exc: BaseException | None, limit: int = 10) -> Iterator[BaseException]:
     """exc, then what caused it, and so on (at most limit of them)."""
     while exc is not None and limit > 0:

@@ -24,6 +24,8 @@ def resolve_source(source: str, spec: DatasetSpec, data_dir: str | Path,
         path = Path(source)
         if not path.exists():
             raise SourceError(f"{path}: file not found (given as the source)")
+        if not path.is_file():
+            raise SourceError(f"{path}: not a file (given as the source)")
         return path
     if not spec.source.url:
         raise SourceError(f"the dataset spec {spec.path} gives no [source] url; pass the raw file with --source PATH")

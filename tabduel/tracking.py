@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from tabduel.config import TrackingConfig
-from tabduel.errors import exception_chain, status_in_chain
+from tabduel.errors import exception_chain, one_line, status_in_chain
 from tabduel.store import file_lock
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -24,6 +24,9 @@ OWNER_TAG = "tabduel.owner"  # host:pid:start-time of the process that opened a 
 MODEL_KEY_TAG = "tabduel.model_key"
 # MLflow 3's UI opens an experiment without this tag on its GenAI overview, not on its runs.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+ERROR_TAG = "tabduel.error"  # the one-line error of a FAILED run
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
+MAX_TAG = 5000  # characters of a tag value kept (MLflow refuses longer ones)
 BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 
 
@@ -258,22 +261,31 @@ class Tracker:
             self.finish(run.info.run_id, "KILLED")
         return [r.info.run_id for r in stale]
 
-    def fail_open_children(self, parent: str) -> None:
-        """Mark every still-RUNNING child of parent FAILED."""
+    def fail_open_children(self, parent: str, error: str = "") -> None:
+        """Mark every still-RUNNING child of parent FAILED (with error, the parent's, as why)."""
         query = f"tags.`{PARENT_TAG}` = '{parent}' and attributes.status = 'RUNNING'"
         runs = self.client.search_runs([self.experiment_id], filter_string=query)
         for run in runs:
+            if error:
+                self.record_error(run.info.run_id, f"its parent run failed: {error}")
             self.client.set_terminated(run.info.run_id, "FAILED")
+
+    def record_error(self, run_id: str, error: str) -> None:
+        """Put a failed run's one-line error on it: as a tag and as its description in the MLflow UI."""
+        self.set_tags(run_id, {ERROR_TAG: error[:MAX_TAG], NOTE_TAG: error[:MAX_TAG]})
 
     @contextlib.contextmanager
     def failing(self, run_id: str, children: bool = False) -> Iterator[str]:
-        """Yield run_id; if the body raises, mark the run (and its open children) FAILED."""
+        """Yield run_id; if the body raises, mark the run (and its open children) FAILED, with the error's line."""
         try:
             yield run_id
-        except BaseException:
+        except BaseException as exc:
+            error = one_line(exc)
+            with contextlib.suppress(Exception):
+                self.record_error(run_id, error)
             with contextlib.suppress(Exception):
                 if children:
-                    self.fail_open_children(run_id)
+                    self.fail_open_children(run_id, error)
                 self.finish(run_id, "FAILED")
             raise
 

@@ -59,7 +59,7 @@ def test_serve_runs_the_pipeline_as_a_cron_deployment(tmp_path, raw_csv, prefect
 
 
 def test_serve_refuses_a_bad_cron_expression(tmp_path, prefect_api, capsys):
-    assert run_cli("serve", "--cron", "every night") == 1
+    assert run_cli("serve", "--cron", "every night") == 2  # a setting: refused before the API server starts
     assert "--cron 'every night' is not a valid cron expression" in capsys.readouterr().err
 
 

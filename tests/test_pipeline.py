@@ -185,6 +185,10 @@ def test_failing_step_marks_runs_failed(tmp_path, raw_csv, prefect_api, monkeypa
     runs = client.search_runs([client.get_experiment_by_name("seoul-bike").experiment_id])
     status = {r.data.tags.get("model", "parent"): r.info.status for r in runs}
     assert status == {"parent": "FAILED", "mlp": "FAILED", "xgboost": "FAILED"}
+    why = {r.data.tags.get("model", "parent"): r.data.tags.get("tabduel.error") for r in runs}
+    assert why["parent"] == why["xgboost"] == "RuntimeError: injected failure"
+    assert why["mlp"] == "its parent run failed: RuntimeError: injected failure"
+    assert all(r.data.tags["mlflow.note.content"] == r.data.tags["tabduel.error"] for r in runs)
     assert not list((tmp_path / "data" / "models").glob("xgboost/*/model.json"))
 
 

@@ -100,3 +100,8 @@ def test_no_network_points_to_source(tmp_path, archive_server):
 def test_given_source_must_exist(tmp_path):
     with pytest.raises(SourceError, match="nope.csv: file not found"):
         resolve_source(str(tmp_path / "nope.csv"), load_spec(), tmp_path)
+
+
+def test_given_source_must_be_a_file(tmp_path):
+    with pytest.raises(SourceError, match=f"{tmp_path}: not a file"):
+        resolve_source(str(tmp_path), load_spec(), tmp_path)

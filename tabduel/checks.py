@@ -1,0 +1,156 @@
+"""Checks of a command line before anything slow starts: flags, files and devices, each refused in one line."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+from tabduel.config import Config
+from tabduel.errors import ConfigError, one_line
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse taking no abbreviated flags, whose every error is one line (with the closest flag for a typo)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--mlp-l -1` must not pass for `--mlp-lr -1`
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: Any = None) -> argparse.Namespace:
+        """Parse args; an unknown flag is refused by the (sub)command it was given to, naming its closest flag."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            leaf = leaf_parser(self, parsed)
+            leaf.error(unrecognized(extras, leaf))
+        return parsed
+
+    def error(self, message: str) -> NoReturn:
+        """Print `tabduel: error: MESSAGE` (one line, no usage) and exit 2."""
+        print(f"tabduel: error: {' '.join(message.split())}", file=sys.stderr)
+        sys.exit(2)
+
+
+def leaf_parser(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that parsed names: `train mlp` -> the parser of `tabduel train mlp`."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(parsed, subs[0].dest, None) if subs else None
+        if not subs or name not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[name]
+
+
+def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """What to say of arguments parser does not know: the first unknown flag and the closest known one."""
+    flags = [e for e in extras if e.startswith("-") and not _is_number(e)]
+    if not flags:
+        return f"unrecognized argument {extras[0]!r} for `{parser.prog}` (see `{parser.prog} --help`)"
+    given = flags[0].split("=", 1)[0]
+    known = [s for s in parser._option_string_actions if s.startswith("--")]
+    close = difflib.get_close_matches(given, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"see `{parser.prog} --help`"
+    return f"unrecognized argument {given} for `{parser.prog}` ({hint})"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_file(name: str, value: str) -> Path:
+    """The path a setting names, or ConfigError unless it is an existing, readable file."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ConfigError(f"{name} = {value!r}: file not found")
+    if path.is_dir():
+        raise ConfigError(f"{name} = {value!r}: is a directory, not a file")
+    if not path.is_file():
+        raise ConfigError(f"{name} = {value!r}: is not a regular file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{name} = {value!r}: cannot be read ({exc.strerror or exc})") from None
+    return path
+
+
+def check_dataset_spec(value: str) -> None:
+    """Load the dataset spec a setting names (load_spec checks it), or raise ConfigError."""
+    from tabduel.dataset import load_spec
+
+    path = check_file("ingest.dataset", value)
+    try:
+        load_spec(path)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a spec that load_spec's checks let through
+        raise ConfigError(f"{path}: invalid dataset spec: {one_line(exc)}") from None
+
+
+def check_data_dir(value: str) -> None:
+    """Raise ConfigError if the data directory's path is taken by something that is not a directory."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"pipeline.data_dir = {value!r}: is a file, not a directory")
+
+
+def check_devices(settings: dict[str, Any], cfg: Config, trains_mlp: bool) -> None:
+    """An explicit MLP device must exist here (auto and cpu always do; torch is imported only for the others)."""
+    if trains_mlp and "mlp.device" in settings and cfg.mlp.device not in ("auto", "cpu"):
+        from tabduel.runtime import resolve_torch_device
+
+        try:
+            resolve_torch_device(cfg.mlp.device)
+        except ConfigError as exc:
+            raise ConfigError(f"mlp.device: {exc}") from None
+
+
+CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_CHARS = re.compile(r"[0-9A-Za-z*?/,#-]+")
+
+
+def check_cron(expr: str) -> None:
+    """Raise ConfigError for what is surely no cron expression: a wrong count of fields, a stray character, a number
+    outside its field's range. (Prefect checks the expression again when serving starts, and has the last word.)"""
+    fields = expr.split()
+    if len(fields) == 1 and fields[0].lower() in CRON_ALIASES:
+        return
+    why = ""
+    if not 5 <= len(fields) <= 6:
+        why = f"{len(fields)} field(s)"
+    for text, (name, low, high) in zip(fields if len(fields) == 5 else [], CRON_FIELDS):
+        if not _CRON_CHARS.fullmatch(text):
+            why = why or f"{name} {text!r}"
+        for part in text.split(","):
+            bounds = re.split(r"[/#]", part)[0].split("-")  # a range's ends, not a step's size
+            if any(b.isdigit() and not low <= int(b) <= high for b in bounds):
+                why = why or f"{name} {part!r} is outside {low}-{high}"
+    if why:
+        raise ConfigError(f"--cron {expr!r} is not a valid cron expression ({why}; five fields: minute hour "
+                          "day-of-month month day-of-week, e.g. \"0 3 * * *\")")
+
+
+def preflight(args: argparse.Namespace, cfg: Config) -> None:
+    """Check, before Prefect's API or any flow starts, what the settings name on this machine; raise ConfigError."""
+    settings = vars(args)
+    check_data_dir(cfg.pipeline.data_dir)
+    if "ingest.source" in settings:  # the commands that ingest
+        if cfg.ingest.source:
+            check_file("ingest.source", cfg.ingest.source)
+        if cfg.ingest.dataset:
+            check_dataset_spec(cfg.ingest.dataset)
+    trains_mlp = getattr(args, "kind", "mlp") == "mlp" and "mlp" in cfg.pipeline.models
+    check_devices(settings, cfg, trains_mlp)
+    if getattr(args, "more_trials", 0) < 0:
+        raise ConfigError(f"--more-trials = {args.more_trials}: must not be negative")
+    if args.command == "serve":
+        check_cron(args.cron)
