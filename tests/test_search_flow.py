@@ -93,7 +93,10 @@ def test_a_killed_search_resumes_where_it_stopped(tmp_path, raw_csv, prefect_api
     journal = tmp_path / "data" / "search" / "k" / "journal.log"
 
     def finished_and_running() -> bool:
-        states = [t.state.name for t in _study(tmp_path, "k-mlp").trials] if journal.is_file() else []
+        try:  # the journal file exists a moment before the study is written to it
+            states = [t.state.name for t in _study(tmp_path, "k-mlp").trials] if journal.is_file() else []
+        except KeyError:
+            return False
         return "COMPLETE" in states and "RUNNING" in states
 
     kill_when(proc, finished_and_running, "a finished and a running trial at once")
