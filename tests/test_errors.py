@@ -60,14 +60,14 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 MLP_KEYS = ("hidden, activation, optimizer, lr, weight_decay, dropout, batch_size, epochs, patience, seed, device, "
             "population, batch_order, threads, max_seconds")
-SECTIONS = "pipeline, tracking, ingest, features, mlp, xgboost, linear, evaluate, search"
+SECTIONS = "pipeline, tracking, ingest, features, mlp, xgboost, linear, evaluate, search, bench"
 
 # (command line, the one line expected on stderr); {name} is a path from files().
 VIOLATIONS = [
     (["run", "--source", "{dir}"], "ingest.source = '{dir}': is a directory, not a file"),
     (["ingest", "--source", "{missing}"], "ingest.source = '{missing}': file not found"),
-    (["run", "--dataset", "{missing}"], "ingest.dataset = '{missing}': file not found"),
-    (["ingest", "--dataset", "{dir}"], "ingest.dataset = '{dir}': is a directory, not a file"),
+    (["run", "--dataset", "{missing}"], "dataset spec not found: {missing}"),
+    (["ingest", "--dataset", "{dir}"], "dataset spec {dir} is a directory, not a TOML file"),
     (["run", "--mlp-device", "gpu"], "mlp.device = 'gpu': is not one of: auto, cpu, cuda, cuda:N, mps"),
     (["train", "xgboost", "--device", "mps"], "xgboost.device = 'mps': is not one of: auto, cpu, cuda, cuda:N"),
     (["search", "--more-trials", "-1"], "--more-trials = -1: must not be negative"),
@@ -117,7 +117,8 @@ def test_the_probe_sees_the_server_of_a_command_that_gets_that_far(tmp_path):
     """The control of the tests above: an error met inside a flow comes after the API server ran."""
     left, stderr = probe(tmp_path, "features")
     assert [e for e in stderr if e.startswith("tabduel: error: ")] == [
-        f"tabduel: error: no ingest output under {Path('data') / 'ingest'}; run `tabduel ingest` first"]
+        f"tabduel: error: no ingest output of dataset 'seoul-bike' under {Path('data') / 'ingest'}; run `tabduel "
+        "ingest` first"]
     assert left["code"] == 1 and left["children_rss"] > 0 and left["prefect"]
 
 
