@@ -77,7 +77,7 @@ class Stack:
             "MLFLOW_TRACKING_USERNAME": self.user, "MLFLOW_TRACKING_PASSWORD": self.password,
             "MLFLOW_SECRET_KEY": secrets.token_hex(16), "PREFECT_AUTH_STRING": self.prefect_auth,
             "MLFLOW_PORT": str(self.mlflow_port), "PREFECT_PORT": str(self.prefect_port), "TORCH_VARIANT": "cpu",
-            "TABDUEL_IMAGE": TABDUEL_IMAGE, "POSTGRES_IMAGE": POSTGRES_IMAGE,
+            "TABDUEL_IMAGE": TABDUEL_IMAGE, "POSTGRES_IMAGE": POSTGRES_IMAGE, "MLFLOW_WORKERS": "1",
         }
         self.env_file = self.root / ".env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))

@@ -150,9 +150,10 @@ def test_compose_file_is_valid(tmp_path):
     assert "127.0.0.1:5000:5000" in out.stdout.replace('"', "") or "host_ip: 127.0.0.1" in out.stdout
 
 
-def test_dockerfile_passes_hadolint():
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "postgres.Dockerfile"])
+def test_dockerfile_passes_hadolint(dockerfile):
     hadolint = shutil.which("hadolint") or str(BIN / "hadolint")
     if not Path(hadolint).exists():
         pytest.skip("hadolint not installed")
-    out = subprocess.run([hadolint, str(REPO / "docker" / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([hadolint, str(REPO / "docker" / dockerfile)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
