@@ -96,7 +96,7 @@ class Stack:
 
     def logs(self) -> str:
         return subprocess.run(["docker-compose", "-p", self.project, "-f", str(COMPOSE_FILE), "--env-file",
-                               str(self.env_file), "logs", "--tail", "40"], capture_output=True, text=True).stdout
+                               str(self.env_file), "logs", "--tail", "150"], capture_output=True, text=True).stdout
 
     def up(self, timeout: float = 300) -> None:
         """`up -d` with the built images, then wait until every service's health check passes."""
@@ -153,7 +153,7 @@ def pipeline_run(stack, tmp_path_factory) -> str:
                               json.dumps({"config": config}), "--watch", "--watch-timeout", "600"],
                              env=stack.env, capture_output=True, text=True, timeout=650, cwd=stack.root)
     assert started.returncode == 0 and "Completed" in started.stdout, (
-        started.stdout[-3000:] + started.stderr[-3000:] + stack.logs()[-6000:])
+        started.stdout[-3000:] + started.stderr[-3000:] + stack.logs()[-12000:])
     client = MlflowClient(tracking_uri=stack.mlflow_url)
     exp = client.get_experiment_by_name("seoul-bike")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`tabduel.step` = 'pipeline'")
