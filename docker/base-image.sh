@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A Debian bookworm base image from Debian's packages alone (no registry): debootstrap, then `docker import`.
-# The tag is a hash of this script and of the host's local CA certificates, so an unchanged script reuses the image
-# it built before. Prints the tag on stdout; progress goes to stderr.
+# The tag is a hash of what goes in (suite, mirror, packages, RECIPE and the host's local CA certificates), so the
+# image built before is reused until one of them changes; bump RECIPE when the steps below change. Prints the tag on stdout; progress goes to stderr.
 #   docker/base-image.sh            # -> tabduel/bookworm-base:<hash>
 # Needs root, debootstrap and a running Docker engine.
 set -euo pipefail
@@ -9,11 +9,12 @@ SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # python3 (3.11 in bookworm) and its venv module for the tabduel image; ca-certificates for pip and apt over TLS.
 PACKAGES=python3,python3-venv,ca-certificates
+RECIPE=1
 # The host's local CAs (e.g. a TLS-intercepting egress proxy's): the image trusts what the host trusts.
 LOCAL_CAS=(/usr/local/share/ca-certificates/*.crt)
 [ -e "${LOCAL_CAS[0]}" ] || LOCAL_CAS=()
 
-hash=$(cat "$0" ${LOCAL_CAS[@]+"${LOCAL_CAS[@]}"} | sha256sum | cut -c1-12)
+hash=$( (echo "$SUITE $MIRROR $PACKAGES $RECIPE"; cat ${LOCAL_CAS[@]+"${LOCAL_CAS[@]}"}) | sha256sum | cut -c1-12)
 TAG=${BASE_TAG:-tabduel/bookworm-base:$hash}
 if docker image inspect "$TAG" >/dev/null 2>&1; then
     echo "$TAG"
@@ -36,7 +37,7 @@ if [ ${#LOCAL_CAS[@]} -gt 0 ]; then
     chroot "$root" update-ca-certificates >&2
 fi
 # Keep the image small: no package lists or cached .debs (image builds run apt-get update first).
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb "$root"/tmp/* "$root"/dev/*
+rm -rf "${root:?}"/var/lib/apt/lists/* "${root:?}"/var/cache/apt/archives/*.deb "${root:?}"/tmp/* "${root:?}"/dev/*
 tar -C "$root" --numeric-owner -c . \
     | docker import --change 'ENV LANG=C.UTF-8' --change 'CMD ["/bin/bash"]' - "$TAG" >&2
 echo "base-image.sh: built $TAG in $(( $(date +%s) - start )) s" >&2

@@ -19,6 +19,7 @@ if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
         psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres -c "CREATE DATABASE \"$POSTGRES_DB\";"
     fi
     for f in /docker-entrypoint-initdb.d/*; do
+        # shellcheck source=/dev/null
         case "$f" in
             *.sh) echo "postgres-entrypoint.sh: running $f"; . "$f" ;;
             *.sql) echo "postgres-entrypoint.sh: running $f"

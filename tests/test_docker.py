@@ -154,9 +154,12 @@ def pipeline_run(stack, tmp_path_factory) -> str:
                              env=stack.env, capture_output=True, text=True, timeout=650, cwd=stack.root)
     assert started.returncode == 0 and "Completed" in started.stdout, (
         started.stdout[-3000:] + started.stderr[-3000:] + stack.logs()[-12000:])
-    client = MlflowClient(tracking_uri=stack.mlflow_url)
-    exp = client.get_experiment_by_name("seoul-bike")
-    (parent,) = client.search_runs([exp.experiment_id], "tags.`tabduel.step` = 'pipeline'")
+    with pytest.MonkeyPatch.context() as mp:  # log in as the stack's admin
+        mp.setenv("MLFLOW_TRACKING_USERNAME", stack.user)
+        mp.setenv("MLFLOW_TRACKING_PASSWORD", stack.password)
+        client = MlflowClient(tracking_uri=stack.mlflow_url)
+        exp = client.get_experiment_by_name("seoul-bike")
+        (parent,) = client.search_runs([exp.experiment_id], "tags.`tabduel.step` = 'pipeline'")
     return parent.info.run_id
 
 
