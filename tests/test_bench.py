@@ -253,8 +253,8 @@ def features_dir(tmp_path_factory) -> str:
 
 
 def _space() -> SearchConfig:
-    return SearchConfig(trials=4, xgb_rounds=30, xgb_early_stopping=5, max_width=32, max_depth=2, max_ensemble=1,
-                        mlp_epochs=5, mlp_patience=2)
+    return SearchConfig(study="t", trials=4, xgb_rounds=30, xgb_early_stopping=5, max_width=32, max_depth=2,
+                        max_ensemble=1, mlp_epochs=5, mlp_patience=2)
 
 
 def test_the_loop_runs_trials_on_a_pool_to_the_trial_budget(tmp_path, features_dir):
