@@ -5,19 +5,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from tabduel.config import TrackingConfig
 from tabduel.errors import exception_chain, status_in_chain
 from tabduel.store import file_lock
+
+if TYPE_CHECKING:  # numpy is not imported at run time: the CLI imports this module before parsing its flags
+    import numpy as np
 
 PARENT_TAG = "mlflow.parentRunId"
 OWNER_TAG = "tabduel.owner"  # host:pid:start-time of the process that opened a run, to find runs left by a kill
@@ -196,7 +198,7 @@ class Tracker:
 
         now = int(time.time() * 1000)
         items = [Metric(name, float(v), now, first_step + i)
-                 for name, values in series.items() for i, v in enumerate(values) if np.isfinite(v)]
+                 for name, values in series.items() for i, v in enumerate(values) if math.isfinite(v)]
         for i in range(0, len(items), BATCH):
             self.client.log_batch(run_id, metrics=items[i:i + BATCH], synchronous=True)
 
@@ -216,7 +218,7 @@ class Tracker:
         run_id = self.start_run(name, parent=parent, tags=tags)
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
-                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)],
+                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)],
                               synchronous=True)
         self.finish(run_id, status)
         return run_id
