@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from tabduel.errors import TabduelError, status_in_chain
@@ -52,6 +51,8 @@ class LocalAPI:
         """Wait until the server answers /health, or raise TabduelError."""
         if self.process is None:
             return
+        import urllib.request  # here, not at the top: `tabduel --help` imports this module
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.process.poll() is None:
             try:

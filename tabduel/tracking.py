@@ -5,19 +5,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
+import shutil
 import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from tabduel.config import TrackingConfig
 from tabduel.errors import exception_chain, one_line, status_in_chain
 from tabduel.store import file_lock
+
+if TYPE_CHECKING:  # numpy is not imported at run time: the CLI imports this module before parsing its flags
+    import numpy as np
 
 PARENT_TAG = "mlflow.parentRunId"
 OWNER_TAG = "tabduel.owner"  # host:pid:start-time of the process that opened a run, to find runs left by a kill
@@ -126,6 +129,62 @@ def sqlite_init_lock(uri: str) -> Iterator[None]:
         yield
 
 
+def store_template_path() -> Path:
+    """Where the blank SQLite store of this MLflow version is kept: $XDG_CACHE_HOME (or ~/.cache)/tabduel/."""
+    import importlib.metadata
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "tabduel" / f"mlflow-{importlib.metadata.version('mlflow')}-blank.db"
+
+
+def _make_store_template(template: Path) -> None:
+    """A store as MLflow creates it (tables, then every migration), without its Default experiment."""
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    template.parent.mkdir(parents=True, exist_ok=True)
+    tmp = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()  # creates and migrates the tables
+        with contextlib.closing(sqlite3.connect(tmp)) as db, db:
+            db.execute("DELETE FROM experiments")  # MLflow makes the Default experiment when it opens a copy
+        os.replace(tmp, template)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def seed_sqlite_store(uri: str) -> bool:
+    """Create a missing local SQLite store as a copy of a blank one made once per MLflow version.
+
+    MLflow creates a store by running its ~60 migrations one by one (about 2 CPU-seconds); a copy takes
+    milliseconds, and MLflow adds the Default experiment (with this directory's artifact root) when it opens it.
+    Returns False, leaving MLflow to create the store itself, when uri is no missing SQLite file or seeding fails.
+    Call it under sqlite_init_lock(uri).
+    """
+    if not uri.startswith("sqlite:///") or "?" in uri or uri.startswith("sqlite:///:memory:"):
+        return False
+    target = Path(uri[len("sqlite:///"):])
+    if target.exists():
+        return False
+    try:
+        template = store_template_path()
+        with file_lock(template.with_name(template.name + ".lock")):
+            if not template.is_file():
+                _make_store_template(template)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(template, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except Exception as exc:  # an unwritable cache or a failed copy: MLflow creates the store as usual
+        logging.getLogger(__name__).debug("no store template (%s); MLflow creates %s", exc, target)
+        return False
+    return True
+
+
 _SHARED: dict[tuple[str, str], "Tracker"] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -143,6 +202,7 @@ class Tracker:
         bound_server_retries(self.uri)
         mlflow.set_tracking_uri(self.uri)  # flavours' log_model resolve the store from here
         with sqlite_init_lock(self.uri):  # a fresh store is created (migrated) by its first user only
+            seed_sqlite_store(self.uri)
             self.client = MlflowClient(tracking_uri=self.uri)  # opens the store: creates its tables if new
             self.experiment_id = self._experiment(cfg.experiment)
 
@@ -207,7 +267,7 @@ class Tracker:
 
         now = int(time.time() * 1000)
         items = [Metric(name, float(v), now, first_step + i)
-                 for name, values in series.items() for i, v in enumerate(values) if np.isfinite(v)]
+                 for name, values in series.items() for i, v in enumerate(values) if math.isfinite(v)]
         for i in range(0, len(items), BATCH):
             self.client.log_batch(run_id, metrics=items[i:i + BATCH], synchronous=True)
 
@@ -227,7 +287,7 @@ class Tracker:
         run_id = self.start_run(name, parent=parent, tags=tags)
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
-                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)],
+                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)],
                               synchronous=True)
         self.finish(run_id, status)
         return run_id
