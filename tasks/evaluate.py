@@ -8,7 +8,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tabduel.config import EvaluateConfig, PipelineConfig, TrackingConfig, to_plain
+from tabduel.config import TORCH_KINDS, EvaluateConfig, PipelineConfig, TrackingConfig, to_plain
 from tabduel.dataset import load_spec
 from tabduel.evaluate import comparison, run_evaluation, to_markdown
 from tabduel.reporting import log_evaluation
@@ -46,7 +46,7 @@ def draw_plots(out: Path, ingested: StepResult, predictions: pd.DataFrame, model
         plots.predicted_vs_observed(predictions, kind, folder / f"predicted_vs_observed_{kind}.png", cfg.dpi)
         history = read_json(Path(model.path) / "history.json")
         if history:
-            per_epoch = kind == "mlp"
+            per_epoch = kind in TORCH_KINDS
             plots.loss_history(history, folder / f"loss_history_{kind}.png", cfg.dpi, title=f"{kind}: training history",
                                xlabel="epoch" if per_epoch else "boosting round", ylabel="MSE" if per_epoch else "RMSE")
 
