@@ -1,10 +1,11 @@
-"""The MLP families side by side on the Seoul features: one default fit each of realmlp, tabm, the MLP (NN5) and
-XGBoost per split seed, with test MSE and training seconds; writes benchmarks/results/families-<host>.json.
+"""The MLP families side by side on the Seoul features: one default fit each of realmlp, the MLP (NN5), XGBoost and
+tabm per split seed, with test MSE and training seconds; writes benchmarks/results/families-<host>.json.
 
 Features are the features step's defaults with the built-in Seoul spec (`tabduel features`), for split seeds 4751 and
 4752; every model is loaded as tabduel.training.load_data gives it to its family and fitted on train with early
 stopping (or best-epoch selection) on valid; test MSE is on the model's (transformed) target scale. Each model's seed
 is its split seed. Settings can be overridden per family with --set KIND.NAME=VALUE (e.g. --set tabm.k=16).
+Seconds are wall time of the fit on a machine that may be shared: the results record the load average.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import socket
 import sys
@@ -20,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "SeoulBikeData.csv"
-KINDS = ("realmlp", "tabm", "mlp", "xgboost")
+KINDS = ("realmlp", "mlp", "xgboost", "tabm")
 
 
 def main() -> None:
@@ -49,6 +51,16 @@ def main() -> None:
         key, _, value = item.partition("=")
         kind, _, name = key.partition(".")
         overrides.setdefault(kind, {})[name] = value
+    path = ROOT / "benchmarks" / "results" / f"families-{args.label}.json"
+
+    def write(rows: list[dict], wall: float) -> None:
+        out = {"benchmark": "families", "host": args.label, "hostname": socket.gethostname(),
+               "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+               "threads": free_cores(), "load_average_1min": os.getloadavg()[0],
+               "date": time.strftime("%Y-%m-%d %H:%M"),
+               "command": "python benchmarks/families.py " + " ".join(sys.argv[1:]), "wall_seconds": wall, "rows": rows}
+        path.write_text(json.dumps(out, indent=2) + "\n")
+
     spec = load_spec("")
     df, _ = ingest(args.source, spec)
     rows = []
@@ -76,13 +88,7 @@ def main() -> None:
                    "device": result.info.get("device"), "settings": dataclasses.asdict(cfg)}
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "settings"}), flush=True)
-    out = {"benchmark": "families", "host": args.label, "hostname": socket.gethostname(),
-           "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-           "threads": free_cores(), "date": time.strftime("%Y-%m-%d %H:%M"),
-           "command": "python benchmarks/families.py " + " ".join(sys.argv[1:]),
-           "wall_seconds": time.perf_counter() - start, "rows": rows}
-    path = ROOT / "benchmarks" / "results" / f"families-{args.label}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
+            write(rows, time.perf_counter() - start)  # after every row: a long run that is stopped keeps its rows
     print(f"\n{'family':10} " + " ".join(f"{'seed ' + str(s):>22}" for s in sorted({r['seed'] for r in rows})))
     for kind in kinds:
         cells = [f"{r['test_mse']:.5f} ({r['seconds']:6.1f} s)" for r in rows if r["family"] == kind]
