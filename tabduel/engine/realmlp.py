@@ -178,6 +178,11 @@ def initialize(net: RealMLPNet, x: np.ndarray, y: np.ndarray, gen: torch.Generat
             h = net.activate(i, z + b)
 
 
+def macs_per_step(net: RealMLPNet, batch: int) -> int:
+    """Multiply-adds of one forward pass of a batch through the linear layers."""
+    return batch * sum(w.shape[0] * w.shape[1] for w in net.weights)
+
+
 def parameter_groups(net: RealMLPNet) -> list[Group]:
     """Optimizer groups with RealMLP-TD's learning-rate and weight-decay factors."""
     kinds = {"weight": list(net.weights), "bias": list(net.biases),
@@ -195,7 +200,7 @@ def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None) -> TorchFit:
     arch = architecture(data, cfg)
     net = RealMLPNet(arch, gen)
     initialize(net, data.x_train, data.y_train, gen)
-    threads = torch_threads(cfg.threads, 10 ** 9)  # never a small step: use the free cores
+    threads = torch_threads(cfg.threads, macs_per_step(net, cfg.batch_size))
     with using_threads(threads):
         net = net.to(device)
         xtr, ytr, xva, yva = to_device(data, device)

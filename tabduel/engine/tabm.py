@@ -221,7 +221,7 @@ def fit(data: Arrays, cfg: TabMConfig, on_epoch: Any = None) -> TorchFit:
     seed_everything(cfg.seed)
     device = torch.device(resolve_torch_device(cfg.device))
     net = build(data, cfg)
-    threads = torch_threads(cfg.threads, 10 ** 9)
+    threads = torch_threads(cfg.threads, cfg.batch_size * cfg.k * sum(b.weight.numel() for b in net.blocks))
     with using_threads(threads):
         net = net.to(device)
         xtr, ytr, xva, yva = to_device(data, device)
