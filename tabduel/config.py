@@ -179,7 +179,7 @@ class RealMLPConfig:
                          "epoch's weights are kept either way)")
     seed: int = _opt(4751, "torch seed for init, batch order and dropout")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    threads: int = _opt(0, "CPU threads (0: the cores free to this process)")
+    threads: int = _opt(0, "CPU threads (0: one, measured fastest on a 2-core VM; N: at most the free cores)")
     max_seconds: float = _opt(0.0, "stop training after this many seconds, keeping the best weights (0: no limit)")
 
     def __post_init__(self) -> None:
@@ -225,7 +225,7 @@ class TabMConfig:
                          "epoch's weights are kept")
     seed: int = _opt(4751, "torch seed for init, batch order and dropout")
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    threads: int = _opt(0, "CPU threads (0: the cores free to this process)")
+    threads: int = _opt(0, "CPU threads (0: one, measured fastest on a 2-core VM; N: at most the free cores)")
     max_seconds: float = _opt(0.0, "stop training after this many seconds, keeping the best weights (0: no limit)")
 
     def __post_init__(self) -> None:

@@ -28,9 +28,19 @@ from torch import nn
 from torch.nn import functional as F
 
 from tabduel.config import RealMLPConfig
-from tabduel.engine.torchfit import Arrays, Group, Plan, TorchFit, numeric_columns, schedule, shared_batches, to_device
+from tabduel.engine.torchfit import (
+    ONE_THREAD,
+    Arrays,
+    Group,
+    Plan,
+    TorchFit,
+    numeric_columns,
+    schedule,
+    shared_batches,
+    to_device,
+)
 from tabduel.engine.torchfit import train as train_loop
-from tabduel.runtime import resolve_torch_device, seed_everything, torch_threads, using_threads
+from tabduel.runtime import cpu_threads, resolve_torch_device, seed_everything, using_threads
 
 Tensor = torch.Tensor
 ACTIVATIONS = {"mish": F.mish, "selu": torch.selu, "relu": torch.relu, "silu": F.silu, "gelu": F.gelu}
@@ -178,11 +188,6 @@ def initialize(net: RealMLPNet, x: np.ndarray, y: np.ndarray, gen: torch.Generat
             h = net.activate(i, z + b)
 
 
-def macs_per_step(net: RealMLPNet, batch: int) -> int:
-    """Multiply-adds of one forward pass of a batch through the linear layers."""
-    return batch * sum(w.shape[0] * w.shape[1] for w in net.weights)
-
-
 def parameter_groups(net: RealMLPNet) -> list[Group]:
     """Optimizer groups with RealMLP-TD's learning-rate and weight-decay factors."""
     kinds = {"weight": list(net.weights), "bias": list(net.biases),
@@ -200,7 +205,7 @@ def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None) -> TorchFit:
     arch = architecture(data, cfg)
     net = RealMLPNet(arch, gen)
     initialize(net, data.x_train, data.y_train, gen)
-    threads = torch_threads(cfg.threads, macs_per_step(net, cfg.batch_size))
+    threads = cpu_threads(cfg.threads) if cfg.threads > 0 else ONE_THREAD
     with using_threads(threads):
         net = net.to(device)
         xtr, ytr, xva, yva = to_device(data, device)

@@ -23,9 +23,9 @@ from torch.nn import functional as F
 
 from tabduel.config import TabMConfig
 from tabduel.engine.realmlp import PeriodicEmbedding
-from tabduel.engine.torchfit import Arrays, Group, Plan, TorchFit, numeric_columns, shared_batches, to_device
+from tabduel.engine.torchfit import ONE_THREAD, Arrays, Group, Plan, TorchFit, numeric_columns, shared_batches, to_device
 from tabduel.engine.torchfit import train as train_loop
-from tabduel.runtime import resolve_torch_device, seed_everything, torch_threads, using_threads
+from tabduel.runtime import cpu_threads, resolve_torch_device, seed_everything, using_threads
 
 Tensor = torch.Tensor
 EVAL_ROWS = 2048  # rows per chunk when predicting, so that k members of a large split fit in memory
@@ -221,7 +221,7 @@ def fit(data: Arrays, cfg: TabMConfig, on_epoch: Any = None) -> TorchFit:
     seed_everything(cfg.seed)
     device = torch.device(resolve_torch_device(cfg.device))
     net = build(data, cfg)
-    threads = torch_threads(cfg.threads, cfg.batch_size * cfg.k * sum(b.weight.numel() for b in net.blocks))
+    threads = cpu_threads(cfg.threads) if cfg.threads > 0 else ONE_THREAD
     with using_threads(threads):
         net = net.to(device)
         xtr, ytr, xva, yva = to_device(data, device)

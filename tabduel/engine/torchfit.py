@@ -23,6 +23,10 @@ from tabduel.config import SCHEDULES
 from tabduel.errors import TabduelError
 
 Tensor = torch.Tensor
+# Automatic threads (threads = 0) are one for these families: on the 2-core VM, one thread ran an epoch of RealMLP's
+# defaults 7-14x faster than two, and of TabM k=16 3x faster (benchmarks/results/families-vm.json's notes); set
+# threads to use more.
+ONE_THREAD = 1
 EpochCallback = Callable[[int, int, float, float], None]  # (epoch, epochs, train_loss, valid_loss)
 
 
