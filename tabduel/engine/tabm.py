@@ -23,7 +23,16 @@ from torch.nn import functional as F
 
 from tabduel.config import TabMConfig
 from tabduel.engine.realmlp import PeriodicEmbedding
-from tabduel.engine.torchfit import ONE_THREAD, Arrays, Group, Plan, TorchFit, numeric_columns, shared_batches, to_device
+from tabduel.engine.torchfit import (
+    ONE_THREAD,
+    Arrays,
+    Group,
+    Plan,
+    TorchFit,
+    numeric_columns,
+    shared_batches,
+    to_device,
+)
 from tabduel.engine.torchfit import train as train_loop
 from tabduel.runtime import cpu_threads, resolve_torch_device, seed_everything, using_threads
 
