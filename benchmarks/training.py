@@ -6,6 +6,8 @@ Rows (each runs in its own child process, so its peak RSS is its own):
   batch_order            K=64 members with their own permutations vs one shared permutation: speed and quality
   compile_k64            the population step through torch.compile vs eager (full runs only: compiling is slow)
   wide_mlp               3 x 256 ReLU AdamW: one model, and K=16 at once vs 16 sequential
+  autograd_families      the cost of autograd: a 3 x 256 ReLU AdamW epoch in the autograd loop of the realmlp and
+                         tabm families vs the engine's hand-written backward; and an epoch of each family's defaults
   xgboost                hist trees at 1 thread, at the free cores (tabduel's setting), and oversubscribed
   pipeline_overhead      `tabduel run` wall time vs the sum of its steps' pure compute (same process, warm imports)
 
@@ -251,6 +253,34 @@ def row_wide_mlp(data, device: str, quick: bool, repeats: int) -> dict[str, Any]
     return result
 
 
+def row_autograd_families(data, device: str, quick: bool, repeats: int) -> dict[str, Any]:
+    from tabduel.config import RealMLPConfig, TabMConfig
+    from tabduel.engine import realmlp, single, tabm
+
+    epochs = 2 if quick else 5
+    wide = nn5(device, hidden=(256, 256, 256), activation="relu", optimizer="adamw", lr=1e-3, weight_decay=1e-4,
+               batch_size=256, epochs=epochs)
+    # The realmlp family's network with its extras off is the same 3 x 256 ReLU MLP (NTK-scaled weights).
+    plain = RealMLPConfig(device=device, hidden=(256, 256, 256), activation="relu", parametric_activation=False,
+                          embedding="none", front_scale=False, lr=1e-3, lr_schedule="constant", weight_decay=1e-4,
+                          wd_schedule="constant", dropout=0.0, batch_size=256, epochs=epochs)
+    runs = {"engine": lambda: single.fit(data, wide), "autograd": lambda: realmlp.fit(data, plain),
+            "realmlp_defaults": lambda: realmlp.fit(data, RealMLPConfig(device=device, epochs=epochs)),
+            "tabm_defaults": lambda: tabm.fit(data, TabMConfig(device=device, epochs=epochs, patience=0))}
+    per_epoch: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            fit = run()
+            per_epoch[name].append(fit.info["train_seconds"] / fit.info["epochs_run"])
+    epoch = {name: _median(v) for name, v in per_epoch.items()}
+    return {"figures": {f"{name}_epoch_s": round(v, 4) for name, v in epoch.items()}
+            | {"epochs": epochs, "batch_size": 256, "tabm_k": TabMConfig().k,
+               "realmlp_defaults_vs_engine": round(epoch["realmlp_defaults"] / epoch["engine"], 2),
+               "tabm_defaults_vs_engine": round(epoch["tabm_defaults"] / epoch["engine"], 2)},
+            "ratio": round(epoch["autograd"] / epoch["engine"], 2),
+            "ratio_means": "autograd-loop epoch / hand-written-backward epoch, same 3 x 256 MLP"}
+
+
 def row_xgboost(data, device: str, quick: bool, repeats: int) -> dict[str, Any]:
     import torch
 
@@ -378,6 +408,7 @@ ROWS: dict[str, Callable[..., dict[str, Any]]] = {
     "batch_order": row_batch_order,
     "compile_k64": row_compile_k64,
     "wide_mlp": row_wide_mlp,
+    "autograd_families": row_autograd_families,
     "xgboost": row_xgboost,
     "pipeline_compute": row_pipeline_compute,
 }
@@ -443,7 +474,8 @@ def main() -> None:
 
     ks = GPU_KS if args.device.startswith("cuda") else CPU_KS
     names = ["dataloader_vs_engine", *(f"population_k{k}" for k in ks), "batch_order",
-             *([] if args.quick else ["compile_k64"]), "wide_mlp", "xgboost", "pipeline_overhead"]
+             *([] if args.quick else ["compile_k64"]), "wide_mlp", "autograd_families", "xgboost",
+             "pipeline_overhead"]
     if args.rows:
         names = [n for n in names if n in args.rows.split(",")]
     started = time.perf_counter()

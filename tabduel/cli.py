@@ -26,14 +26,15 @@ from tabduel.tracking import (
 # Sections whose flags carry no prefix: --data-dir, --source, --experiment ...
 UNPREFIXED = ("pipeline", "tracking", "ingest")
 SECTIONS = {
-    "run": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "evaluate"),
+    "run": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "realmlp", "tabm", "evaluate"),
     "ingest": ("pipeline", "ingest"),
     "features": ("pipeline", "ingest", "features"),  # ingest: --dataset picks whose latest outputs a step reads
     "evaluate": ("pipeline", "tracking", "ingest", "evaluate"),
     **{f"train-{kind}": ("pipeline", "tracking", "ingest", kind) for kind in MODEL_KINDS},
     "search": ("pipeline", "tracking", "ingest", "features", "search"),
     "bench": ("pipeline", "tracking", "features", "search", "bench"),
-    "serve": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "evaluate"),
+    "serve": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "realmlp", "tabm",
+              "evaluate"),
 }
 DESCRIPTIONS = {
     "run": "Run the whole pipeline: ingest -> features -> train mlp, xgboost, linear -> evaluate. "
@@ -45,6 +46,10 @@ DESCRIPTIONS = {
                  "--population N, train N seeds at once and keep their ensemble mean as the model.",
     "train-xgboost": "Train XGBoost (hist trees, early stopping on valid) on the latest features.",
     "train-linear": "Fit the ordinary least squares baseline on the latest features.",
+    "train-realmlp": "Train a RealMLP-style MLP (robust scaling and smooth clipping, periodic embeddings, a front "
+                     "scaling layer, NTK parametrization; defaults: pytabkit's RealMLP-TD) on the latest features.",
+    "train-tabm": "Train a TabM-style ensemble (k MLPs sharing their weights through BatchEnsemble adapters, "
+                  "piecewise-linear embeddings; the prediction is the mean of the k heads) on the latest features.",
     "search": "Tune the MLP and XGBoost with the same budget (Optuna TPE, seeded) on train/valid, every trial an "
               "MLflow child run; then refit the best config of each family on several split seeds and compare "
               "their test MSE with paired tests. The study is stored (a journal file by default), so a search can "
@@ -329,7 +334,8 @@ def _warm_up(args: argparse.Namespace, cfg: Config) -> None:
 
                 Tracker.shared(cfg.tracking)
             kinds = cfg.pipeline.models if args.command in ("run", "evaluate") else [getattr(args, "kind", "")]
-            if "mlp" in kinds:  # only torch: importing xgboost too, beside MLP training, measured slower
+            if set(kinds) & {"mlp", "realmlp", "tabm"}:  # only torch: importing xgboost too, beside MLP training,
+                # measured slower
                 import torch  # noqa: F401
         except Exception:  # the flow opens the same store and reports what went wrong
             pass

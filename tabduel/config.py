@@ -13,7 +13,11 @@ from typing import Any, Mapping
 
 from tabduel.errors import ConfigError
 
-MODEL_KINDS = ("mlp", "xgboost", "linear")
+MODEL_KINDS = ("mlp", "xgboost", "linear", "realmlp", "tabm")
+# What `tabduel run` trains unless told otherwise: the original analysis's three models.
+DEFAULT_MODELS = ("mlp", "xgboost", "linear")
+# Families trained by torch (per-epoch histories, torch devices, the MLflow pytorch flavour).
+TORCH_KINDS = ("mlp", "realmlp", "tabm")
 TORCH_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 XGBOOST_DEVICES = "auto, cpu, cuda, cuda:N"
 _TORCH_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
@@ -39,7 +43,7 @@ class PipelineConfig:
     """Where outputs go and which models the pipeline trains."""
 
     data_dir: str = _opt("data", "directory for step outputs (relative to the working directory)")
-    models: tuple[str, ...] = _opt(MODEL_KINDS, "models to train, comma-separated", MODEL_KINDS)
+    models: tuple[str, ...] = _opt(DEFAULT_MODELS, "models to train, comma-separated", MODEL_KINDS)
 
     def __post_init__(self) -> None:
         _check(len(self.models) > 0, "pipeline.models", self.models, "name at least one model")
@@ -155,6 +159,107 @@ class LinearConfig:
     """Ordinary least squares, the original analysis's baseline."""
 
     fit_intercept: bool = _opt(True, "fit an intercept")
+
+
+SCHEDULES = ("constant", "cos", "flat_cos", "coslog4")
+
+
+@dataclass(frozen=True)
+class RealMLPConfig:
+    """A RealMLP-style MLP (Holzmüller et al. 2024); defaults are pytabkit's RealMLP-TD regressor's."""
+
+    hidden: tuple[int, ...] = _opt((256, 256, 256), "hidden layer widths, comma-separated")
+    activation: str = _opt("mish", "hidden activation", ("mish", "selu", "relu", "silu", "gelu"))
+    parametric_activation: bool = _opt(True, "learn a per-unit mix of the activation and the identity")
+    embedding: str = _opt("pbld", "numeric embedding: periodic-bias-linear-densenet, or none", ("pbld", "none"))
+    frequencies: int = _opt(16, "periodic terms per numeric column")
+    embedding_dim: int = _opt(4, "values per numeric column after the embedding (the column itself included)")
+    embedding_scale: float = _opt(0.1, "sd of the initial frequencies")
+    front_scale: bool = _opt(True, "a learned diagonal scaling layer in front of the first linear layer")
+    lr: float = _opt(0.2, "base learning rate (times each parameter kind's factor and the schedule)")
+    lr_schedule: str = _opt("coslog4", "learning-rate schedule over the training steps", SCHEDULES)
+    weight_decay: float = _opt(0.02, "decoupled weight decay (times the learning rate, as AdamW)")
+    wd_schedule: str = _opt("flat_cos", "weight-decay schedule", SCHEDULES)
+    dropout: float = _opt(0.15, "dropout after each hidden layer")
+    dropout_schedule: str = _opt("flat_cos", "dropout schedule", SCHEDULES)
+    beta2: float = _opt(0.95, "Adam's second-moment decay")
+    batch_size: int = _opt(256, "minibatch size")
+    epochs: int = _opt(256, "epochs (the schedules span them all)")
+    patience: int = _opt(0, "stop after this many epochs without a better valid MSE (0: run every epoch; the best "
+                         "epoch's weights are kept either way)")
+    seed: int = _opt(4751, "torch seed for init, batch order and dropout")
+    device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    threads: int = _opt(0, "CPU threads (0: one, measured fastest on a 2-core VM; N: at most the free cores)")
+    max_seconds: float = _opt(0.0, "stop training after this many seconds, keeping the best weights (0: no limit)")
+
+    def __post_init__(self) -> None:
+        _check(bool(_TORCH_DEVICE.fullmatch(self.device)), "realmlp.device", self.device,
+               f"is not one of: {TORCH_DEVICES}")
+        _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "realmlp.hidden", self.hidden,
+               "name at least one width, each at least 1")
+        _check(self.frequencies >= 1, "realmlp.frequencies", self.frequencies, "must be at least 1")
+        _check(self.embedding_dim >= 2, "realmlp.embedding_dim", self.embedding_dim,
+               "must be at least 2 (the column itself and one learned value)")
+        _check(self.embedding_scale > 0, "realmlp.embedding_scale", self.embedding_scale, "must be positive")
+        _check(self.lr > 0, "realmlp.lr", self.lr, "must be positive")
+        _check(self.weight_decay >= 0, "realmlp.weight_decay", self.weight_decay, "must not be negative")
+        _check(0 <= self.dropout < 1, "realmlp.dropout", self.dropout, "must be in [0, 1)")
+        _check(0 <= self.beta2 < 1, "realmlp.beta2", self.beta2, "must be in [0, 1)")
+        _check(self.batch_size >= 1, "realmlp.batch_size", self.batch_size, "must be at least 1")
+        _check(self.epochs >= 1, "realmlp.epochs", self.epochs, "must be at least 1")
+        _check(self.patience >= 0, "realmlp.patience", self.patience, "must not be negative (0: off)")
+        _check(self.threads >= 0, "realmlp.threads", self.threads, "must not be negative (0: automatic)")
+        _check(self.max_seconds >= 0, "realmlp.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
+
+
+@dataclass(frozen=True)
+class TabMConfig:
+    """A TabM-style ensemble of k MLPs sharing their weights (Gorishniy et al. 2024), trained as one model."""
+
+    k: int = _opt(32, "ensemble members")
+    variant: str = _opt("tabm", "tabm: every layer has per-member adapters (BatchEnsemble); tabm-mini: only the "
+                        "input adapter is per member", ("tabm", "tabm-mini"))
+    d_block: int = _opt(512, "width of the hidden layers")
+    n_blocks: int = _opt(0, "hidden layers (0: 3 without a numeric embedding, 2 with one)")
+    dropout: float = _opt(0.1, "dropout after each hidden layer")
+    embedding: str = _opt("ple", "numeric embedding: piecewise-linear (quantile bins), periodic, or none",
+                          ("ple", "periodic", "none"))
+    bins: int = _opt(48, "PLE: quantile bins per numeric column (fewer where quantiles coincide)")
+    embedding_dim: int = _opt(16, "values per numeric column after the embedding")
+    frequencies: int = _opt(16, "periodic: terms per numeric column")
+    embedding_scale: float = _opt(0.1, "periodic: sd of the initial frequencies")
+    lr: float = _opt(0.002, "AdamW learning rate")
+    weight_decay: float = _opt(0.0, "AdamW weight decay (not on biases and adapters)")
+    batch_size: int = _opt(256, "minibatch size (per member)")
+    share_batches: bool = _opt(False, "all members see the same batches (default: each its own permutation)")
+    epochs: int = _opt(1000, "maximum number of epochs")
+    patience: int = _opt(16, "stop after this many epochs without a better valid MSE (0: run every epoch); the best "
+                         "epoch's weights are kept")
+    seed: int = _opt(4751, "torch seed for init, batch order and dropout")
+    device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    threads: int = _opt(0, "CPU threads (0: one, measured fastest on a 2-core VM; N: at most the free cores)")
+    max_seconds: float = _opt(0.0, "stop training after this many seconds, keeping the best weights (0: no limit)")
+
+    def __post_init__(self) -> None:
+        _check(bool(_TORCH_DEVICE.fullmatch(self.device)), "tabm.device", self.device,
+               f"is not one of: {TORCH_DEVICES}")
+        _check(self.k >= 1, "tabm.k", self.k, "must be at least 1")
+        _check(self.d_block >= 1, "tabm.d_block", self.d_block, "must be at least 1")
+        _check(self.n_blocks >= 0, "tabm.n_blocks", self.n_blocks, "must not be negative (0: automatic)")
+        _check(0 <= self.dropout < 1, "tabm.dropout", self.dropout, "must be in [0, 1)")
+        _check(self.bins >= 2, "tabm.bins", self.bins, "must be at least 2")
+        _check(self.embedding_dim >= 1, "tabm.embedding_dim", self.embedding_dim, "must be at least 1")
+        _check(self.embedding != "periodic" or self.embedding_dim >= 2, "tabm.embedding_dim", self.embedding_dim,
+               "must be at least 2 with the periodic embedding (the column itself and one learned value)")
+        _check(self.frequencies >= 1, "tabm.frequencies", self.frequencies, "must be at least 1")
+        _check(self.embedding_scale > 0, "tabm.embedding_scale", self.embedding_scale, "must be positive")
+        _check(self.lr > 0, "tabm.lr", self.lr, "must be positive")
+        _check(self.weight_decay >= 0, "tabm.weight_decay", self.weight_decay, "must not be negative")
+        _check(self.batch_size >= 1, "tabm.batch_size", self.batch_size, "must be at least 1")
+        _check(self.epochs >= 1, "tabm.epochs", self.epochs, "must be at least 1")
+        _check(self.patience >= 0, "tabm.patience", self.patience, "must not be negative (0: off)")
+        _check(self.threads >= 0, "tabm.threads", self.threads, "must not be negative (0: automatic)")
+        _check(self.max_seconds >= 0, "tabm.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
 
 
 @dataclass(frozen=True)
@@ -276,6 +381,8 @@ class Config:
     mlp: MLPConfig = field(default_factory=MLPConfig)
     xgboost: XGBoostConfig = field(default_factory=XGBoostConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
+    realmlp: RealMLPConfig = field(default_factory=RealMLPConfig)
+    tabm: TabMConfig = field(default_factory=TabMConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
@@ -295,7 +402,7 @@ class Config:
         return getattr(self, kind)
 
 
-ModelConfig = MLPConfig | XGBoostConfig | LinearConfig
+ModelConfig = MLPConfig | XGBoostConfig | LinearConfig | RealMLPConfig | TabMConfig
 
 
 def dataset_name(cfg: Config) -> str:

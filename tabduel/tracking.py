@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from tabduel.config import TrackingConfig
+from tabduel.config import TORCH_KINDS, TrackingConfig
 from tabduel.errors import exception_chain, one_line, status_in_chain
 from tabduel.store import file_lock
 
@@ -378,7 +378,7 @@ class Tracker:
                   "model_id": logged.model_id}
         # Serialisation formats are chosen for the pipeline's wall time: MLflow's default pt2 format for torch runs
         # torch.export (importing torch._dynamo costs ~2 s), and skops for sklearn imports ~2.8 s of type scans.
-        if kind == "mlp":
+        if kind in TORCH_KINDS:
             import mlflow.pytorch
 
             torch_version = version("torch").split("+")[0]

@@ -15,7 +15,8 @@ from tabduel.features import feature_names, load_xy
 from tabduel.models import Data
 from tabduel.store import read_json
 
-MODULES = {"mlp": "tabduel.models.mlp", "xgboost": "tabduel.models.xgb", "linear": "tabduel.models.linear"}
+MODULES = {"mlp": "tabduel.models.mlp", "xgboost": "tabduel.models.xgb", "linear": "tabduel.models.linear",
+           "realmlp": "tabduel.models.realmlp", "tabm": "tabduel.models.tabm"}
 # Families that take missing values as NaN (the others get the imputed value and a missing indicator).
 NATIVE_MISSING = {"xgboost"}
 # Library code each family's output depends on (for cache keys), and its third-party packages.
@@ -25,6 +26,10 @@ CODE = {
             ["torch", "numpy"]),
     "xgboost": ([MODULES["xgboost"], "tabduel.training", "tabduel.runtime"], ["xgboost", "numpy"]),
     "linear": ([MODULES["linear"], "tabduel.training"], ["scikit-learn", "numpy"]),
+    "realmlp": ([MODULES["realmlp"], "tabduel.models.torchnets", "tabduel.engine.realmlp", "tabduel.engine.torchfit",
+                 "tabduel.training", "tabduel.runtime"], ["torch", "numpy"]),
+    "tabm": ([MODULES["tabm"], "tabduel.models.torchnets", "tabduel.engine.tabm", "tabduel.engine.realmlp",
+              "tabduel.engine.torchfit", "tabduel.training", "tabduel.runtime"], ["torch", "numpy"]),
 }
 
 
@@ -40,7 +45,8 @@ def load_data(features_dir: str | Path, kind: str = "") -> tuple[Data, dict[str,
     native = kind in NATIVE_MISSING
     x_train, y_train = load_xy(str(features_dir / "train.parquet"), manifest, native)
     x_valid, y_valid = load_xy(str(features_dir / "valid.parquet"), manifest, native)
-    return Data(x_train, y_train, x_valid, y_valid, tuple(feature_names(manifest, native))), manifest
+    numeric = tuple(manifest.get("scaler", {}).get("mean", {}))
+    return Data(x_train, y_train, x_valid, y_valid, tuple(feature_names(manifest, native)), numeric), manifest
 
 
 def fit(kind: str, data: Data, cfg: ModelConfig, progress: Callable[..., None] | None = None) -> Any:

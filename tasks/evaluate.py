@@ -8,7 +8,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tabduel.config import EvaluateConfig, PipelineConfig, TrackingConfig, to_plain
+from tabduel.config import TORCH_KINDS, EvaluateConfig, PipelineConfig, TrackingConfig, to_plain
 from tabduel.dataset import load_spec
 from tabduel.evaluate import comparison, run_evaluation, to_markdown
 from tabduel.features import ROW
@@ -57,7 +57,7 @@ def draw_plots(out: Path, ingested: StepResult, features: StepResult, prediction
         plots.predicted_vs_observed(predictions, kind, folder / f"predicted_vs_observed_{kind}.png", cfg.dpi, scale)
         history = read_json(Path(model.path) / "history.json")
         if history:
-            per_epoch = kind == "mlp"
+            per_epoch = kind in TORCH_KINDS
             plots.loss_history(history, folder / f"loss_history_{kind}.png", cfg.dpi, title=f"{kind}: training history",
                                xlabel="epoch" if per_epoch else "boosting round",
                                ylabel=f"{'MSE' if per_epoch else 'RMSE'}, {scale}")

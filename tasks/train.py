@@ -9,7 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from tabduel.config import ModelConfig, PipelineConfig, TrackingConfig, to_plain
+from tabduel.config import TORCH_KINDS, ModelConfig, PipelineConfig, TrackingConfig, to_plain
 from tabduel.dataset import load_spec
 from tabduel.labels import scale_label
 from tabduel.reporting import log_model_run
@@ -31,7 +31,7 @@ from tabduel.training import CODE, family, fit, load_data
 def _resolved(kind: str, cfg: ModelConfig) -> dict[str, Any]:
     """The settings as they take effect: 'auto' devices resolved (a GPU model is another model)."""
     settings = to_plain(cfg)
-    if kind == "mlp":
+    if kind in TORCH_KINDS:
         settings["device"] = resolve_torch_device(cfg.device)
     elif kind == "xgboost":
         settings["device"] = resolve_xgboost_device(cfg.device)
@@ -41,10 +41,11 @@ def _resolved(kind: str, cfg: ModelConfig) -> dict[str, Any]:
 def _progress(kind: str, log: Any) -> Callable[..., None]:
     """A callback that logs about ten progress lines per fit."""
     def report(step: int, total: int, *values: float) -> None:
-        every = max(1, total // 10) if kind == "mlp" else 100
+        per_epoch = kind in TORCH_KINDS
+        every = max(1, total // 10) if per_epoch else 100
         if step == 1 or step % every == 0 or step == total:
-            unit = "epoch" if kind == "mlp" else "round"
-            names = ("train_loss", "valid_loss") if kind == "mlp" else ("valid_rmse",)
+            unit = "epoch" if per_epoch else "round"
+            names = ("train_loss", "valid_loss") if per_epoch else ("valid_rmse",)
             shown = " ".join(f"{n}={v:.5f}" for n, v in zip(names, values))
             log.info(f"{kind} {unit} {step}/{total} {shown}")
     return report

@@ -16,3 +16,4 @@ class Data:
     x_valid: np.ndarray
     y_valid: np.ndarray
     features: tuple[str, ...]
+    numeric: tuple[str, ...] = ()  # the numeric columns the features step standardized (its manifest's scaler keys)

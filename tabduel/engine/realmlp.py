@@ -1,0 +1,228 @@
+"""A RealMLP-style MLP (Holzmüller et al. 2024, "Better by Default"), trained with autograd.
+
+The recipe, as pytabkit's RealMLP-TD regressor defines it (written here from the paper and that code's behaviour):
+
+- numeric inputs: centred on the train median, divided by the train inter-quartile range (half the range where that
+  is 0), then smoothly clipped, x / sqrt(1 + x^2 / 9); the other inputs (one-hot columns, indicators) pass through;
+- PBLD embeddings of each numeric input: cos(2 pi w x + b) with 16 frequencies w ~ N(0, 0.1^2) and phases
+  b ~ U(-pi, pi), a per-feature linear map to 3 values, and the input itself appended ("densenet"): 4 values each;
+- a diagonal scaling layer in front of the first linear layer (learning rate x6);
+- the NTK parametrization: weights ~ N(0, 1), multiplied by 1/sqrt(fan_in) in the forward pass; at init each
+  layer's weights are rescaled so that its pre-activations have unit sd on the train rows, and each bias is minus a
+  random convex combination (Dirichlet(1)) of 5 train rows' pre-activations ("he+5"); biases learn at x0.1;
+- a parametric activation z + alpha (f(z) - z), alpha initialised at 1 and learning at x0.1, f Mish (or SELU ...);
+- dropout 0.15 and weight decay 0.02, both on a flat_cos schedule; the learning rate 0.2 on a coslog4 schedule;
+  Adam with betas (0.9, 0.95) and decoupled weight decay (AdamW); 256 epochs of batches of 256;
+- the target standardised for training; predictions clamped to the train target's range; the weights of the epoch
+  with the best valid MSE are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tabduel.config import RealMLPConfig
+from tabduel.engine.torchfit import (
+    ONE_THREAD,
+    Arrays,
+    Group,
+    Plan,
+    TorchFit,
+    numeric_columns,
+    schedule,
+    shared_batches,
+    to_device,
+)
+from tabduel.engine.torchfit import train as train_loop
+from tabduel.runtime import cpu_threads, resolve_torch_device, seed_everything, using_threads
+
+Tensor = torch.Tensor
+ACTIVATIONS = {"mish": F.mish, "selu": torch.selu, "relu": torch.relu, "silu": F.silu, "gelu": F.gelu}
+INIT_ROWS = 8192  # at most this many train rows set the data-dependent initialisation
+# Learning-rate and weight-decay factors per kind of parameter (pytabkit's RealMLP-TD).
+FACTORS = {"weight": (1.0, 1.0), "bias": (0.1, 0.0), "alpha": (0.1, 1.0), "scale": (6.0, 1.0), "embedding": (0.1, 1.0)}
+
+
+def smooth_clip(x: Tensor) -> Tensor:
+    """x / sqrt(1 + x^2 / 9): about x near 0, tending to +-3."""
+    return x / torch.sqrt(1 + x.square() / 9)
+
+
+def robust_scaling(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of x (rows, columns): the median, and 1 / IQR (1 / half the range where the IQR is 0; 0 if
+    constant)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[1] == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    median = np.median(x, axis=0)
+    spread = np.quantile(x, 0.75, axis=0) - np.quantile(x, 0.25, axis=0)
+    half_range = 0.5 * (x.max(axis=0) - x.min(axis=0))
+    spread = np.where(spread > 0, spread, half_range)
+    inv = np.where(spread > 0, 1.0 / np.where(spread > 0, spread, 1.0), 0.0)
+    return median.astype(np.float32), inv.astype(np.float32)
+
+
+class PeriodicEmbedding(nn.Module):
+    """PBLD: per numeric column, cos(2 pi w x + b) with `frequencies` terms, a linear map to dim - 1 values, and x."""
+
+    def __init__(self, n: int, frequencies: int, dim: int, scale: float, gen: torch.Generator | None = None):
+        super().__init__()
+        self.w1 = nn.Parameter(scale * torch.randn(n, frequencies, generator=gen))
+        self.b1 = nn.Parameter(math.pi * (2 * torch.rand(n, frequencies, generator=gen) - 1))
+        bound = 1 / math.sqrt(frequencies)
+        self.w2 = nn.Parameter(bound * (2 * torch.rand(n, frequencies, dim - 1, generator=gen) - 1))
+        self.b2 = nn.Parameter(bound * (2 * torch.rand(n, dim - 1, generator=gen) - 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., n) -> (..., n * (dim - 1) + n): the embeddings of every column, then the columns themselves."""
+        z = torch.cos(2 * math.pi * x.unsqueeze(-1) * self.w1 + self.b1)  # (..., n, frequencies)
+        e = torch.einsum("...nf,nfo->...no", z, self.w2) + self.b2  # (..., n, dim - 1)
+        return torch.cat([e.flatten(-2), x], dim=-1)
+
+
+class RealMLPNet(nn.Module):
+    """The network; forward(x) takes the features step's columns (rows, features) and predicts (rows, 1)."""
+
+    def __init__(self, arch: dict[str, Any], gen: torch.Generator | None = None):
+        super().__init__()
+        self.arch = dict(arch)
+        n_in, numeric = arch["n_in"], list(arch["numeric"])
+        other = [i for i in range(n_in) if i not in set(numeric)]
+        self.register_buffer("num_idx", torch.tensor(numeric, dtype=torch.long))
+        self.register_buffer("other_idx", torch.tensor(other, dtype=torch.long))
+        n_num = len(numeric)
+        self.register_buffer("center", torch.zeros(n_num))
+        self.register_buffer("inv_scale", torch.ones(n_num))
+        self.register_buffer("y_mean", torch.zeros(()))
+        self.register_buffer("y_std", torch.ones(()))
+        self.register_buffer("y_low", torch.tensor(-math.inf))
+        self.register_buffer("y_high", torch.tensor(math.inf))
+        self.embedding = (PeriodicEmbedding(n_num, arch["frequencies"], arch["embedding_dim"], arch["embedding_scale"],
+                                            gen) if arch["embedding"] == "pbld" and n_num else None)
+        width = (n_num * arch["embedding_dim"] if self.embedding is not None else n_num) + len(other)
+        self.scale = nn.Parameter(torch.ones(width)) if arch["front_scale"] else None
+        sizes = (width, *arch["hidden"], 1)
+        self.weights = nn.ParameterList(nn.Parameter(torch.randn(a, b, generator=gen))
+                                        for a, b in zip(sizes[:-1], sizes[1:]))  # (in, out), NTK: N(0, 1)
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(b)) for b in sizes[1:])
+        self.alphas = nn.ParameterList(nn.Parameter(torch.ones(b)) for b in arch["hidden"]) \
+            if arch["parametric"] else None
+        self.p_drop = 0.0
+
+    def inputs(self, x: Tensor) -> Tensor:
+        """The first linear layer's input: scaled, clipped, embedded numeric columns, the others, front scaling."""
+        xn = smooth_clip((x[..., self.num_idx] - self.center) * self.inv_scale)
+        parts = [self.embedding(xn) if self.embedding is not None else xn, x[..., self.other_idx]]
+        h = torch.cat(parts, dim=-1)
+        return h * self.scale if self.scale is not None else h
+
+    def layer(self, i: int, h: Tensor) -> Tensor:
+        """Pre-activations of layer i: h @ W / sqrt(fan_in) + b."""
+        w = self.weights[i]
+        return torch.addmm(self.biases[i], h, w, alpha=1 / math.sqrt(w.shape[0]))
+
+    def activate(self, i: int, z: Tensor) -> Tensor:
+        """The (parametric) activation of hidden layer i."""
+        f = ACTIVATIONS[self.arch["activation"]](z)
+        return z + (f - z) * self.alphas[i] if self.alphas is not None else f
+
+    def normalized(self, x: Tensor) -> Tensor:
+        """(rows, features) -> (rows,) predictions of the standardised target."""
+        h = self.inputs(x)
+        last = len(self.weights) - 1
+        for i in range(last):
+            h = self.activate(i, self.layer(i, h))
+            if self.p_drop > 0:
+                h = F.dropout(h, self.p_drop, training=self.training)
+        return self.layer(last, h).squeeze(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(rows, features) -> (rows, 1) predictions on the target's scale; clamped to the train range in eval."""
+        y = self.normalized(x) * self.y_std + self.y_mean
+        if not self.training:
+            y = torch.minimum(torch.maximum(y, self.y_low), self.y_high)
+        return y.unsqueeze(1)
+
+
+def architecture(data: Arrays, cfg: RealMLPConfig) -> dict[str, Any]:
+    """The settings that define the network's shape (saved beside its weights)."""
+    return {"n_in": int(data.x_train.shape[1]), "numeric": numeric_columns(data), "hidden": list(cfg.hidden),
+            "activation": cfg.activation, "parametric": cfg.parametric_activation, "embedding": cfg.embedding,
+            "frequencies": cfg.frequencies, "embedding_dim": cfg.embedding_dim, "embedding_scale": cfg.embedding_scale,
+            "front_scale": cfg.front_scale}
+
+
+@torch.no_grad()
+def initialize(net: RealMLPNet, x: np.ndarray, y: np.ndarray, gen: torch.Generator) -> None:
+    """Data-dependent init on the CPU: robust scaling, target standardisation, unit-sd pre-activations, he+5 biases."""
+    center, inv = robust_scaling(x[:, net.num_idx.numpy()])
+    net.center.copy_(torch.from_numpy(center))
+    net.inv_scale.copy_(torch.from_numpy(inv))
+    y64 = np.asarray(y, dtype=np.float64)
+    net.y_mean.fill_(float(y64.mean()))
+    net.y_std.fill_(float(y64.std()) if y64.std() > 0 else 1.0)
+    net.y_low.fill_(float(y64.min()))
+    net.y_high.fill_(float(y64.max()))
+    rows = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if len(rows) > INIT_ROWS:
+        rows = rows[torch.randperm(len(rows), generator=gen)[:INIT_ROWS]]
+    h = net.inputs(rows)
+    last = len(net.weights) - 1
+    for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+        z = h @ w / math.sqrt(w.shape[0])
+        sd = z.std(dim=0, correction=0)
+        w.div_(torch.where(sd > 0, sd, torch.ones_like(sd)))
+        z = h @ w / math.sqrt(w.shape[0])
+        picks = torch.randint(0, len(z), (z.shape[1], 5), generator=gen)  # 5 rows per unit
+        mix = torch.empty(z.shape[1], 5).exponential_(1.0, generator=gen)
+        mix /= mix.sum(dim=1, keepdim=True)
+        chosen = z.t().gather(1, picks)  # (units, 5)
+        b.copy_(-(chosen * mix).sum(dim=1))
+        if i < last:
+            h = net.activate(i, z + b)
+
+
+def parameter_groups(net: RealMLPNet) -> list[Group]:
+    """Optimizer groups with RealMLP-TD's learning-rate and weight-decay factors."""
+    kinds = {"weight": list(net.weights), "bias": list(net.biases),
+             "alpha": list(net.alphas) if net.alphas is not None else [],
+             "scale": [net.scale] if net.scale is not None else [],
+             "embedding": list(net.embedding.parameters()) if net.embedding is not None else []}
+    return [Group(params, *FACTORS[kind]) for kind, params in kinds.items()]
+
+
+def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None) -> TorchFit:
+    """Train a RealMLP-style net on data's train split; keep the weights of the epoch with the best valid MSE."""
+    seed_everything(cfg.seed)
+    device = torch.device(resolve_torch_device(cfg.device))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    arch = architecture(data, cfg)
+    net = RealMLPNet(arch, gen)
+    initialize(net, data.x_train, data.y_train, gen)
+    threads = cpu_threads(cfg.threads) if cfg.threads > 0 else ONE_THREAD
+    with using_threads(threads):
+        net = net.to(device)
+        xtr, ytr, xva, yva = to_device(data, device)
+        y_mean, y_std = net.y_mean, net.y_std
+
+        def set_dropout(t: float) -> None:
+            net.p_drop = cfg.dropout * schedule(cfg.dropout_schedule, t)
+
+        def loss(model: nn.Module, idx: Tensor) -> Tensor:
+            return F.mse_loss(model.normalized(xtr[idx]), (ytr[idx] - y_mean) / y_std)
+
+        plan = Plan(parameter_groups(net), cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.lr_schedule,
+                    cfg.wd_schedule, set_dropout)
+        result = train_loop(net, plan, xtr, ytr, xva, yva, batches=shared_batches(len(xtr), cfg.batch_size, device),
+                            loss=loss, predict=lambda m, x: m(x).squeeze(1), epochs=cfg.epochs,
+                            patience=cfg.patience, seed=cfg.seed, max_seconds=cfg.max_seconds,
+                            loss_scale=float(y_std) ** 2, on_epoch=on_epoch)
+    result.model.p_drop = 0.0
+    result.info["threads"] = threads
+    return result

@@ -1,0 +1,45 @@
+"""Save, load and predict for the autograd families (realmlp, tabm): a state dict and its architecture."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+EpochCallback = Callable[[int, int, float, float], None]  # (epoch, epochs, train_loss, valid_loss)
+
+
+@dataclass
+class NetFit:
+    """A trained network (on the CPU, eval mode), its architecture, per-epoch losses and facts about the run."""
+
+    model: nn.Module
+    architecture: dict[str, Any]
+    history: dict[str, list[float]]
+    info: dict[str, Any]
+
+
+def save(result: NetFit, directory: Path) -> None:
+    """Write the weights (model.pt) and the architecture (architecture.json) into directory."""
+    torch.save(result.model.state_dict(), directory / "model.pt")
+    (directory / "architecture.json").write_text(json.dumps(result.architecture, indent=2))
+
+
+def load(directory: str | Path, build: Callable[[dict[str, Any]], nn.Module]) -> nn.Module:
+    """Rebuild a saved network on the CPU in eval mode."""
+    directory = Path(directory)
+    arch = json.loads((directory / "architecture.json").read_text())
+    model = build(arch)
+    model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """(rows, features) float32 -> (rows,) predictions."""
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).squeeze(1).numpy()
