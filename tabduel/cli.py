@@ -262,7 +262,8 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
         if uri.startswith("sqlite:"):
             mlflow_bin = Path(sys.executable).parent / "mlflow"
             command = str(mlflow_bin) if mlflow_bin.exists() else "mlflow"
-            print(f"  open the UI: {command} ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
+            print(f"  open the UI: {command} ui --backend-store-uri {uri}")
+            print(f"  then its runs: http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}/runs")
     print(f"done in {seconds:.1f}s")
 
 
