@@ -23,7 +23,7 @@ from tabduel.config import BenchConfig, Config, SearchConfig
 from tabduel.search_loop import Inline, first_of, run_family
 from tabduel.search_report import rebuild
 from tabduel.search_space import BASES, ENCODINGS
-from tabduel.study import ELAPSED, completed, open_storage, open_study
+from tabduel.study import ELAPSED, completed, counted_trials, open_storage, open_study
 from tabduel.trials import run_mlp, run_xgboost
 
 CLEAN = "none"
@@ -129,9 +129,9 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     base = spec.encoding.base if family == "mlp" else "ordinal"
     refit = run_trials(features[base], [spec], with_test=True)[0]
     curve = sorted(((t.user_attrs.get(ELAPSED, math.nan), t.value) for t in done), key=lambda p: p[0])
-    counted = [t for t in study.trials if t.state.name in ("COMPLETE", "FAIL")]
-    return {"cell": dataclasses.asdict(cell), "id": cell.id, "trials": len(done), "trials_failed":
-            len(counted) - len(done), "cpu_seconds": loop.spent, "wall_seconds": time.perf_counter() - wall,
+    counted = counted_trials(study)  # diverged or failed trials cost budget; ones a kill interrupted do not
+    return {"cell": dataclasses.asdict(cell), "id": cell.id, "trials": counted, "trials_failed": counted - len(done),
+            "cpu_seconds": loop.spent, "wall_seconds": time.perf_counter() - wall,
             "budget_cpu_seconds": None if math.isinf(budget.seconds) else budget.seconds,
             "budget_trials": None if math.isinf(budget.trials) else int(budget.trials),
             "best_trial": best.number, "best_valid_mse": best.value, "best_params": best.params,
