@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from netutil import free_port, http_status
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[1]
@@ -44,19 +45,6 @@ def _engine_problem() -> str | None:
     return None
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _status(url: str, data: bytes | None = None, **headers: str) -> int:
-    """The HTTP status a request gets (urllib raises on 4xx: its code is the answer)."""
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=10) as r:
-            return r.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 class Stack:
@@ -67,7 +55,7 @@ class Stack:
         self.project = f"tabduel-test-{secrets.token_hex(3)}"
         self.user, self.password = "admin", secrets.token_urlsafe(16)
         self.prefect_auth = f"admin:{secrets.token_urlsafe(16)}"
-        self.mlflow_port, self.prefect_port = _port(), _port()
+        self.mlflow_port, self.prefect_port = free_port(), free_port()
         self.mlflow_url = f"http://127.0.0.1:{self.mlflow_port}"
         self.prefect_url = f"http://127.0.0.1:{self.prefect_port}/api"
         settings = {
@@ -238,14 +226,14 @@ def test_the_ports_answer_on_loopback_only(stack):
 def test_requests_without_credentials_get_401(stack):
     basic = "Basic " + base64.b64encode(f"{stack.user}:{stack.password}".encode()).decode()
     api = f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
-    assert _status(api) == 401
-    assert _status(api, Authorization="Basic " + base64.b64encode(b"admin:wrong").decode()) == 401
-    assert _status(api, Authorization=basic) == 200
-    assert _status(api, Authorization=basic, Host="evil.example") == 403  # not in MLFLOW_ALLOWED_HOSTS
+    assert http_status(api) == 401
+    assert http_status(api, Authorization="Basic " + base64.b64encode(b"admin:wrong").decode()) == 401
+    assert http_status(api, Authorization=basic) == 200
+    assert http_status(api, Authorization=basic, Host="evil.example") == 403  # not in MLFLOW_ALLOWED_HOSTS
     flows = f"{stack.prefect_url}/flows/filter"
     auth = "Basic " + base64.b64encode(stack.prefect_auth.encode()).decode()
-    assert _status(flows, b"{}", **{"Content-Type": "application/json"}) == 401
-    assert _status(flows, b"{}", **{"Content-Type": "application/json", "Authorization": auth}) == 200
+    assert http_status(flows, b"{}", **{"Content-Type": "application/json"}) == 401
+    assert http_status(flows, b"{}", **{"Content-Type": "application/json", "Authorization": auth}) == 200
 
 
 def _flow_runs(stack) -> list[dict]:

@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,17 +21,13 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from netutil import free_port, http_status
 
 pytestmark = pytest.mark.servers
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(url: str, proc: subprocess.Popen, what: str, log: Path, timeout: float = 120) -> None:
@@ -91,7 +86,7 @@ def stack(prefect_api):
         shutil.chown(data, "postgres", "postgres")
     subprocess.run(_as_postgres([str(pg / "initdb"), "-D", str(data), "-U", "tabduel", "--auth=trust"]),
                    check=True, capture_output=True)
-    port = _port()
+    port = free_port()
     st.spawn(_as_postgres([str(pg / "postgres"), "-D", str(data), "-p", str(port), "-k", str(data),
                            "-c", "listen_addresses=127.0.0.1"]), "postgres.log")
     deadline = time.time() + 60
@@ -105,7 +100,7 @@ def stack(prefect_api):
 
     # As docker/compose.yaml runs them with MLFLOW_BASIC_AUTH=1: MLflow's basic-auth app (its users in the
     # backend's database), the host allow-list on, and Prefect's API auth string required.
-    mlflow_port = _port()
+    mlflow_port = free_port()
     st.mlflow_url = f"http://127.0.0.1:{mlflow_port}"
     st.user, st.password = "admin", secrets.token_urlsafe(16)
     st.prefect_auth = f"admin:{secrets.token_urlsafe(16)}"
@@ -120,7 +115,7 @@ def stack(prefect_api):
                        str(mlflow_port), "--workers", "1", "--backend-store-uri", f"postgresql://tabduel@{pg_url}/mlflow",
                        "--artifacts-destination", str(st.root / "mlartifacts"), "--serve-artifacts"], "mlflow.log",
                       env=mlflow_env)
-    prefect_port = _port()
+    prefect_port = free_port()
     st.prefect_url = f"http://127.0.0.1:{prefect_port}/api"
     st.env = {**os.environ, "PREFECT_HOME": str(st.root / "prefect-home"), "PREFECT_API_URL": st.prefect_url,
               "PREFECT_API_AUTH_STRING": st.prefect_auth, "MLFLOW_TRACKING_URI": st.mlflow_url,
@@ -178,26 +173,18 @@ def test_a_deployment_triggered_pipeline_lands_in_the_tracking_server(stack, raw
     assert (local / "MLmodel").is_file()
 
 
-def _status(url: str, data: bytes | None = None, **headers: str) -> int:
-    """The HTTP status a request gets (urllib raises on 4xx: its code is the answer)."""
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=10) as r:
-            return r.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
 
 def test_the_stack_turns_away_requests_without_credentials(stack, raw_csv, tmp_path):
     """Basic auth and the host allow-list on MLflow, the auth string on Prefect; tabduel names what to set."""
     basic = "Basic " + base64.b64encode(f"{stack.user}:{stack.password}".encode()).decode()
     api = f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
-    assert _status(api) == 401
-    assert _status(api, Authorization=basic) == 200
-    assert _status(api, Authorization=basic, Host="evil.example") == 403  # not in MLFLOW_SERVER_ALLOWED_HOSTS
+    assert http_status(api) == 401
+    assert http_status(api, Authorization=basic) == 200
+    assert http_status(api, Authorization=basic, Host="evil.example") == 403  # not in MLFLOW_SERVER_ALLOWED_HOSTS
     flows = f"{stack.prefect_url}/flows/filter"
     auth = "Basic " + base64.b64encode(stack.prefect_auth.encode()).decode()
-    assert _status(flows, b"{}", **{"Content-Type": "application/json"}) == 401
-    assert _status(flows, b"{}", **{"Content-Type": "application/json", "Authorization": auth}) == 200
+    assert http_status(flows, b"{}", **{"Content-Type": "application/json"}) == 401
+    assert http_status(flows, b"{}", **{"Content-Type": "application/json", "Authorization": auth}) == 200
 
     def tabduel_run(**env: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "tabduel", "run", "--source", str(raw_csv), "--experiment",
