@@ -190,9 +190,10 @@ def backfill(family: str, study: Any, tracker: Any, parent: str) -> int:
     """Record in MLflow the complete trials that have no run under parent; returns how many were added."""
     if not completed(study):  # a fresh study: nothing to look up
         return 0
+    # Only finished runs count as logged: a kill while a run was being recorded leaves it RUNNING (then KILLED).
     logged = {r.data.tags.get("optuna.trial") for r in tracker.client.search_runs(
         [tracker.experiment_id], f"tags.`optuna.study` = '{study.study_name}' and tags.`mlflow.parentRunId` = "
-                                 f"'{parent}'", max_results=50000)}
+                                 f"'{parent}' and attributes.status = 'FINISHED'", max_results=50000)}
     missing = unlogged(study, logged - {None})
     for t in missing:
         tags = {"tabduel.step": "search-trial", "family": family, "model": family, "optuna.study": study.study_name,
