@@ -25,7 +25,7 @@ def test_the_pipeline_trains_all_five_kinds_and_logs_them(tmp_path, raw_csv, pre
     runs = client.search_runs([exp.experiment_id])
     children = {r.data.tags["model"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
     assert set(children) == {"mlp", "realmlp", "tabm", "xgboost", "linear"}
-    eval_dir = next((tmp_path / "data" / "evaluate").glob("*/"))
+    eval_dir = next((tmp_path / "data" / "evaluate").glob("*/metrics.json")).parent
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     for kind in ("realmlp", "tabm"):
         run = children[kind]
@@ -40,7 +40,7 @@ def test_the_pipeline_trains_all_five_kinds_and_logs_them(tmp_path, raw_csv, pre
     # The MLflow models predict what tabduel's own evaluation predicted.
     import mlflow.pyfunc
 
-    features_dir = next((tmp_path / "data" / "features").glob("*/"))
+    features_dir = next((tmp_path / "data" / "features").glob("*/manifest.json")).parent
     manifest = json.loads((features_dir / "manifest.json").read_text())
     test = pd.read_parquet(features_dir / "test.parquet")
     ours = pd.read_parquet(eval_dir / "predictions.parquet").query("split == 'test'")
