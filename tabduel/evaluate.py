@@ -37,9 +37,9 @@ def predict_all(features_dir: str | Path, models: dict[str, str]) -> pd.DataFram
         path = features_dir / f"{split}.parquet"
         x, y = load_xy(str(path), manifest)
         frame = pd.DataFrame({ROW: pd.read_parquet(path, columns=[ROW])[ROW], "split": split, "observed": y})
+        x_native = load_xy(str(path), manifest, True)[0] if NATIVE_MISSING & set(predict) else None
         for kind, fn in predict.items():
-            x_kind = load_xy(str(path), manifest, True)[0] if kind in NATIVE_MISSING else x
-            frame[f"pred_{kind}"] = fn(x_kind)
+            frame[f"pred_{kind}"] = fn(x_native if kind in NATIVE_MISSING else x)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -247,7 +247,8 @@ class _Column:
                     pass
         else:
             text = self.values
-        known = np.array([t in set(levels) for t in text], dtype=bool)
+        allowed = set(levels)
+        known = np.array([t in allowed for t in text], dtype=bool)
         unknown = ~self.missing & ~known
         if unknown.any():
             if self.col.unknown == "reject":
