@@ -203,6 +203,15 @@ def test_the_dev_suite_lists_every_shipped_spec():
     assert len(suite.pick(quick=True)) == 3
 
 
+def test_the_mess_suite_is_the_dev_suites_small_datasets_as_they_are_there():
+    suites = Path(__file__).resolve().parents[1] / "benchmarks" / "suites"
+    dev = {d.name: d for d in load_suite(suites / "dev.toml").datasets}
+    mess = load_suite(suites / "mess.toml")
+    assert mess.name == "mess" and [d.name for d in mess.pick(quick=True)] == [d.name for d in mess.datasets]
+    for d in mess.datasets:  # same spec, source and checksum: the corruption bench reads the dev suite's data
+        assert (d.spec, d.source, d.sha256) == (dev[d.name].spec, dev[d.name].source, dev[d.name].sha256)
+
+
 @pytest.mark.parametrize("body, message", [
     ('name = "x"\n', "no \\[\\[datasets\\]\\]"),
     ('colour = 1\n[[datasets]]\nname = "a"\n', "unknown key\\(s\\) colour"),
