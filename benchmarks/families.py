@@ -2,7 +2,7 @@
 tabm per split seed, with test MSE and training seconds; writes benchmarks/results/families-<host>.json.
 
 Features are the features step's defaults with the built-in Seoul spec (`tabduel features`), for split seeds 4751 and
-4752; every model is loaded as tabduel.training.load_data gives it to its family and fitted on train with early
+4752; every model is loaded as tabduel.models.training.load_data gives it to its family and fitted on train with early
 stopping (or best-epoch selection) on valid; test MSE is on the model's (transformed) target scale. Each model's seed
 is its split seed. Settings can be overridden per family with --set KIND.NAME=VALUE (e.g. --set tabm.k=16).
 Seconds are wall time of the fit on a machine that may be shared: the results record the load average.
@@ -38,12 +38,12 @@ def main() -> None:
 
     import numpy as np
 
-    from tabduel.config import Config, FeaturesConfig, build
-    from tabduel.dataset import load_spec
-    from tabduel.features import load_xy, make_features, save_features
-    from tabduel.ingest import ingest
-    from tabduel.runtime import free_cores
-    from tabduel.training import NATIVE_MISSING, family, fit, load_data
+    from tabduel.data.dataset import load_spec
+    from tabduel.data.features import load_xy, make_features, save_features
+    from tabduel.data.ingest import ingest
+    from tabduel.infra.config import Config, FeaturesConfig, build
+    from tabduel.infra.runtime import free_cores
+    from tabduel.models.training import NATIVE_MISSING, family, fit, load_data
 
     kinds = [k for k in args.kinds.split(",") if k]
     overrides: dict[str, dict[str, str]] = {}

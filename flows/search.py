@@ -9,20 +9,20 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
-from tabduel.config import Config, SearchConfig, flatten, load_config
-from tabduel.dataset import load_spec
-from tabduel.errors import TabduelError
+from tabduel.data.dataset import load_spec
+from tabduel.data.labels import scale_label
 from tabduel.flows.pipeline import close_stale_runs
-from tabduel.labels import scale_label
-from tabduel.search_loop import backfill, mlflow_recorder, run_family
-from tabduel.search_report import final_comparison, refit_plan, write_evidence
-from tabduel.search_space import BASES, features_config, trial_threads, workers_of
-from tabduel.store import StepResult
-from tabduel.study import PARENT_RUN, Budget, open_storage, open_study, storage_url, study_dir, study_name
+from tabduel.infra.config import Config, SearchConfig, flatten, load_config
+from tabduel.infra.errors import TabduelError
+from tabduel.infra.store import StepResult
+from tabduel.infra.tracking import Tracker, git_commit
+from tabduel.search.loop import backfill, mlflow_recorder, run_family
+from tabduel.search.report import final_comparison, refit_plan, write_evidence
+from tabduel.search.space import BASES, features_config, trial_threads, workers_of
+from tabduel.search.study import PARENT_RUN, Budget, open_storage, open_study, storage_url, study_dir, study_name
 from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task
 from tabduel.tasks.search import trial_task
-from tabduel.tracking import Tracker, git_commit
 
 
 def search_dir(cfg: Config) -> Path:

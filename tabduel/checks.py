@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from tabduel.config import Config
-from tabduel.errors import ConfigError, one_line
+from tabduel.infra.config import Config
+from tabduel.infra.errors import ConfigError, one_line
 
 
 class Parser(argparse.ArgumentParser):
@@ -84,7 +84,7 @@ def check_file(name: str, value: str) -> Path:
 
 def check_dataset_spec(value: str) -> None:
     """Load the dataset spec a setting names (load_spec checks it), or raise ConfigError."""
-    from tabduel.dataset import load_spec
+    from tabduel.data.dataset import load_spec
 
     path = check_file("ingest.dataset", value)
     try:
@@ -105,7 +105,7 @@ def check_data_dir(value: str) -> None:
 def check_devices(settings: dict[str, Any], cfg: Config, trains_mlp: bool) -> None:
     """An explicit MLP device must exist here (auto and cpu always do; torch is imported only for the others)."""
     if trains_mlp and "mlp.device" in settings and cfg.mlp.device not in ("auto", "cpu"):
-        from tabduel.runtime import resolve_torch_device
+        from tabduel.infra.runtime import resolve_torch_device
 
         try:
             resolve_torch_device(cfg.mlp.device)

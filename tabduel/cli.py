@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tabduel.checks import Parser, preflight
-from tabduel.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
-from tabduel.errors import TabduelError, one_line
-from tabduel.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
-from tabduel.tracking import (
+from tabduel.infra.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
+from tabduel.infra.errors import TabduelError, one_line
+from tabduel.infra.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
+from tabduel.infra.tracking import (
     SERVER_RETRIES,
     refusal_message,
     resolve_tracking_uri,
@@ -191,7 +191,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
         if "." in dest and value is not None:
             section, name = dest.split(".", 1)
             flags.setdefault(section, {})[name] = value
-    from tabduel.config import with_dataset_names  # empty experiment and study: the dataset spec's name
+    from tabduel.infra.config import with_dataset_names  # empty experiment and study: the dataset spec's name
 
     cfg = with_dataset_names(Config.from_dict(merge(data, flags)))
     # Resolved here, once: MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI to the process later.
@@ -253,7 +253,7 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
         shown = f" ({', '.join(reused)})" if reused else ""
         print(f"  reused {len(reused)} of {len(summary['steps'])} steps{shown}")
     if "metrics" in summary:
-        from tabduel.evaluate import comparison, to_markdown
+        from tabduel.models.evaluate import comparison, to_markdown
 
         print("\n" + to_markdown(comparison(summary["metrics"])))
     if summary.get("parent_run_id"):
@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "spec":  # fast: no Prefect API, no MLflow, no torch
-        from tabduel.draft import draft_command
+        from tabduel.data.draft import draft_command
 
         return draft_command(args.file, args.target, args.ignore, args.output)
     start = time.perf_counter()
@@ -331,7 +331,7 @@ def _warm_up(args: argparse.Namespace, cfg: Config) -> None:
     def work() -> None:
         try:
             if args.command not in ("ingest", "features"):
-                from tabduel.tracking import Tracker
+                from tabduel.infra.tracking import Tracker
 
                 Tracker.shared(cfg.tracking)
             kinds = cfg.pipeline.models if args.command in ("run", "evaluate") else [getattr(args, "kind", "")]
@@ -361,15 +361,15 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
                                   description=f"tabduel run on cron {args.cron!r}")
         return {"steps": []}
     if args.command == "bench":
-        from tabduel.config import Config as Settings
         from tabduel.flows.bench import bench_flow
+        from tabduel.infra.config import Config as Settings
 
         return bench_flow.with_options(task_runner=bench_runner(Settings.from_dict(config)))(
             config=config, quick=args.quick, resume=args.resume, force=args.force)
     if args.command == "search":
-        from tabduel.config import Config
         from tabduel.flows.search import search_flow, task_runner
-        from tabduel.search_space import workers_of
+        from tabduel.infra.config import Config
+        from tabduel.search.space import workers_of
 
         s = Config.from_dict(config).search
         runner = task_runner(s, workers_of(s))
@@ -381,9 +381,9 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
 def check_bench(cfg: Config, quick: bool) -> None:
     """The bench's suite file, its datasets' specs and local sources (with their sha256) and corruptions, checked
     before anything slow starts; ConfigError names the fault."""
-    from tabduel.corruptions import check
-    from tabduel.errors import SourceError
-    from tabduel.suite import check_sources, load_suite
+    from tabduel.bench.suite import check_sources, load_suite
+    from tabduel.data.corruptions import check
+    from tabduel.infra.errors import SourceError
 
     b = cfg.bench
     if not b.suite:
@@ -401,7 +401,7 @@ def check_bench(cfg: Config, quick: bool) -> None:
 
 def bench_runner(cfg: Config) -> Any:
     """The task runner of a bench's cells: a process pool of bench.workers (the free cores), or a Dask cluster."""
-    from tabduel.runtime import free_cores
+    from tabduel.infra.runtime import free_cores
 
     b = cfg.bench
     if b.runner == "dask":

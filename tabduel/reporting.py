@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tabduel.config import flatten
-from tabduel.features import load_xy
-from tabduel.store import read_json
-from tabduel.tracking import MODEL_KEY_TAG, Tracker
-from tabduel.training import NATIVE_MISSING, family
+from tabduel.data.features import load_xy
+from tabduel.infra.config import flatten
+from tabduel.infra.store import read_json
+from tabduel.infra.tracking import MODEL_KEY_TAG, Tracker
+from tabduel.models.training import NATIVE_MISSING, family
 
 SERIES_NAMES = {"train_loss", "valid_loss", "round_train_rmse", "round_valid_rmse"}
 

@@ -7,9 +7,9 @@ from typing import Any, Sequence
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tabduel.config import XGBoostConfig
-from tabduel.search_space import MLPTrial
-from tabduel.trials import run_mlp, run_xgboost
+from tabduel.infra.config import XGBoostConfig
+from tabduel.search.space import MLPTrial
+from tabduel.search.trials import run_mlp, run_xgboost
 
 
 @task(name="trial", task_run_name="{label}", cache_policy=NO_CACHE)

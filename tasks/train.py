@@ -9,12 +9,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from tabduel.config import TORCH_KINDS, ModelConfig, PipelineConfig, TrackingConfig, to_plain
-from tabduel.dataset import load_spec
-from tabduel.labels import scale_label
-from tabduel.reporting import log_model_run
-from tabduel.runtime import resolve_torch_device, resolve_xgboost_device
-from tabduel.store import (
+from tabduel.data.dataset import load_spec
+from tabduel.data.labels import scale_label
+from tabduel.infra.config import TORCH_KINDS, ModelConfig, PipelineConfig, TrackingConfig, to_plain
+from tabduel.infra.runtime import resolve_torch_device, resolve_xgboost_device
+from tabduel.infra.store import (
     StepResult,
     atomic_write_json,
     code_fingerprint,
@@ -24,8 +23,9 @@ from tabduel.store import (
     sha256_tree,
     step_key,
 )
-from tabduel.tracking import Tracker, git_commit
-from tabduel.training import CODE, family, fit, load_data
+from tabduel.infra.tracking import Tracker, git_commit
+from tabduel.models.training import CODE, family, fit, load_data
+from tabduel.reporting import log_model_run
 
 
 def _resolved(kind: str, cfg: ModelConfig) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def model_key(kind: str, features: StepResult, cfg: ModelConfig) -> str:
     """Cache key of a model: the features' bytes, the settings in effect and the training code."""
     modules, packages = CODE[kind]
     return step_key(f"train-{kind}", {"features": sha256_tree(features.path)}, _resolved(kind, cfg),
-                    code_fingerprint(modules + ["tabduel.features", __name__], packages))
+                    code_fingerprint(modules + ["tabduel.data.features", __name__], packages))
 
 
 def target_title(manifest: dict[str, Any]) -> str:
@@ -89,7 +89,7 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
             atomic_write_json(tmp / "meta.json", meta)
             log.info(f"{kind}: trained in {result.info['train_seconds']:.2f}s")
             if getattr(result, "members", None):  # a population: members.csv is saved with the model; plot it
-                from tabduel.plots import population_members
+                from tabduel.infra.plots import population_members
 
                 info = result.info
                 population_members(result.members, info["ensemble_valid_mse"], tmp / "members.png", 110,

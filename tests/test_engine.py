@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tabduel.config import MLPConfig
 from tabduel.engine import memory, net, population, single
 from tabduel.engine.optim import Optimizer
-from tabduel.errors import CapacityError
+from tabduel.infra.config import MLPConfig
+from tabduel.infra.errors import CapacityError
+from tabduel.infra.runtime import _cgroup_cores, free_cores, torch_threads, using_threads
 from tabduel.models import Data, mlp
-from tabduel.runtime import _cgroup_cores, free_cores, torch_threads, using_threads
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_memory_estimate_is_linear_in_members():
 MEASURE_PEAK = """
 import sys
 import numpy as np
-from tabduel.config import MLPConfig
+from tabduel.infra.config import MLPConfig
 from tabduel.engine import population
 from tabduel.models import Data
 rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tabduel.config import LinearConfig, MLPConfig, XGBoostConfig
+from tabduel.infra.config import LinearConfig, MLPConfig, XGBoostConfig
 from tabduel.models import Data, linear, mlp, xgb
 
 
@@ -84,6 +84,6 @@ def test_linear_is_least_squares(tmp_path, data):
 def test_explicit_cuda_without_a_gpu_is_a_clear_error(data):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    from tabduel.errors import ConfigError
+    from tabduel.infra.errors import ConfigError
     with pytest.raises(ConfigError, match="no CUDA device"):
         mlp.fit(data, MLPConfig(epochs=1, device="cuda"))

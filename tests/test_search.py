@@ -13,16 +13,16 @@ import pandas as pd
 import pytest
 
 from rawdata import write_raw
-from tabduel import compare
-from tabduel.config import Config, FeaturesConfig, MLPConfig, SearchConfig
-from tabduel.dataset import load_spec
-from tabduel.embeddings import Embedding, apply, fit_periodic, fit_ple, ple
-from tabduel.errors import ConfigError, TabduelError
-from tabduel.features import make_features, save_features
-from tabduel.ingest import ingest
-from tabduel.numeric import fit_numeric, map_numeric
-from tabduel.search_report import rebuild
-from tabduel.search_space import (
+from tabduel.data.dataset import load_spec
+from tabduel.data.embeddings import Embedding, apply, fit_periodic, fit_ple, ple
+from tabduel.data.features import make_features, save_features
+from tabduel.data.ingest import ingest
+from tabduel.data.numeric import fit_numeric, map_numeric
+from tabduel.infra.config import Config, FeaturesConfig, MLPConfig, SearchConfig
+from tabduel.infra.errors import ConfigError, TabduelError
+from tabduel.search import compare
+from tabduel.search.report import rebuild
+from tabduel.search.space import (
     Encoding,
     MLPTrial,
     categorical_inputs,
@@ -31,8 +31,8 @@ from tabduel.search_space import (
     suggest_xgboost,
     trial_threads,
 )
-from tabduel.study import RETRY_OF, counted_trials, open_storage, open_study, storage_url
-from tabduel.trials import run_mlp, run_xgboost
+from tabduel.search.study import RETRY_OF, counted_trials, open_storage, open_study, storage_url
+from tabduel.search.trials import run_mlp, run_xgboost
 
 # ---- embeddings ------------------------------------------------------------------------------------------------
 
@@ -181,8 +181,8 @@ def test_a_refit_keeps_the_trials_numeric_map():
 
 
 def test_threads_per_trial_never_exceed_the_free_cores(monkeypatch):
-    import tabduel.runtime as runtime
-    import tabduel.search_space as space
+    import tabduel.infra.runtime as runtime
+    import tabduel.search.space as space
 
     for module in (runtime, space):
         monkeypatch.setattr(module, "free_cores", lambda: 4)
@@ -252,7 +252,7 @@ def test_embedded_trials_train_on_wider_inputs(variants, encoding):
 
 
 def test_a_clipped_trial_sees_no_input_past_the_train_range(variants):
-    from tabduel.trials import embedded_columns, load_inputs
+    from tabduel.search.trials import embedded_columns, load_inputs
 
     plain = load_inputs(variants["onehot"], Encoding("onehot"), True, 0)
     clipped = load_inputs(variants["onehot"], Encoding("onehot", numeric="clip"), True, 0)

@@ -126,7 +126,7 @@ def test_installed_wheel_runs_the_pipeline_and_a_quick_search_outside_the_repo(w
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
 
     proc = subprocess.run(
-        [str(python), "-c", "import tabduel, tabduel.engine.net, tabduel.models.mlp, tabduel.dataset as d; "
+        [str(python), "-c", "import tabduel, tabduel.engine.net, tabduel.models.mlp, tabduel.data.dataset as d; "
          "print(tabduel.__file__); print(d.builtin_spec_path())"],
         cwd=work, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"the installed package does not import:\n{proc.stderr[-3000:]}"

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LinearRegression
 
-from tabduel.config import LinearConfig
+from tabduel.infra.config import LinearConfig
 from tabduel.models import Data
 
 

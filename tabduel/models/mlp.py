@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from tabduel.config import MLPConfig
 from tabduel.engine import population, single
 from tabduel.engine.net import Params, forward, to_sequential
+from tabduel.infra.config import MLPConfig
 from tabduel.models import Data
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tabduel.config import SearchConfig
-from tabduel.errors import ConfigError, TabduelError
+from tabduel.infra.config import SearchConfig
+from tabduel.infra.errors import ConfigError, TabduelError
 
 BUDGET_TRIALS = "tabduel.trials_budget"  # study user attributes
 BUDGET_SECONDS = "tabduel.seconds_budget"

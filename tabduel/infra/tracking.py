@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from tabduel.config import TORCH_KINDS, TrackingConfig
-from tabduel.errors import exception_chain, one_line, status_in_chain
-from tabduel.store import file_lock
+from tabduel.infra.config import TORCH_KINDS, TrackingConfig
+from tabduel.infra.errors import exception_chain, one_line, status_in_chain
+from tabduel.infra.store import file_lock
 
 if TYPE_CHECKING:  # numpy is not imported at run time: the CLI imports this module before parsing its flags
     import numpy as np

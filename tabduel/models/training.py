@@ -9,11 +9,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tabduel.config import ModelConfig
-from tabduel.errors import DivergedError, TabduelError
-from tabduel.features import feature_names, load_xy
+from tabduel.data.features import feature_names, load_xy
+from tabduel.infra.config import ModelConfig
+from tabduel.infra.errors import DivergedError, TabduelError
+from tabduel.infra.store import read_json
 from tabduel.models import Data
-from tabduel.store import read_json
 
 MODULES = {"mlp": "tabduel.models.mlp", "xgboost": "tabduel.models.xgb", "linear": "tabduel.models.linear",
            "realmlp": "tabduel.models.realmlp", "tabm": "tabduel.models.tabm"}
@@ -22,14 +22,14 @@ NATIVE_MISSING = {"xgboost"}
 # Library code each family's output depends on (for cache keys), and its third-party packages.
 CODE = {
     "mlp": ([MODULES["mlp"], "tabduel.engine.net", "tabduel.engine.optim", "tabduel.engine.single",
-             "tabduel.engine.population", "tabduel.engine.memory", "tabduel.training", "tabduel.runtime"],
+             "tabduel.engine.population", "tabduel.engine.memory", "tabduel.models.training", "tabduel.infra.runtime"],
             ["torch", "numpy"]),
-    "xgboost": ([MODULES["xgboost"], "tabduel.training", "tabduel.runtime"], ["xgboost", "numpy"]),
-    "linear": ([MODULES["linear"], "tabduel.training"], ["scikit-learn", "numpy"]),
+    "xgboost": ([MODULES["xgboost"], "tabduel.models.training", "tabduel.infra.runtime"], ["xgboost", "numpy"]),
+    "linear": ([MODULES["linear"], "tabduel.models.training"], ["scikit-learn", "numpy"]),
     "realmlp": ([MODULES["realmlp"], "tabduel.models.torchnets", "tabduel.engine.realmlp", "tabduel.engine.torchfit",
-                 "tabduel.training", "tabduel.runtime"], ["torch", "numpy"]),
+                 "tabduel.models.training", "tabduel.infra.runtime"], ["torch", "numpy"]),
     "tabm": ([MODULES["tabm"], "tabduel.models.torchnets", "tabduel.engine.tabm", "tabduel.engine.realmlp",
-              "tabduel.engine.torchfit", "tabduel.training", "tabduel.runtime"], ["torch", "numpy"]),
+              "tabduel.engine.torchfit", "tabduel.models.training", "tabduel.infra.runtime"], ["torch", "numpy"]),
 }
 
 

@@ -12,14 +12,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tabduel.config import XGBoostConfig
-from tabduel.embeddings import apply, fit_periodic, fit_ple
-from tabduel.errors import DivergedError
-from tabduel.features import load_xy
+from tabduel.data.embeddings import apply, fit_periodic, fit_ple
+from tabduel.data.features import load_xy
+from tabduel.data.numeric import fit_numeric, map_numeric
+from tabduel.infra.config import XGBoostConfig
+from tabduel.infra.errors import DivergedError
 from tabduel.models import Data
-from tabduel.numeric import fit_numeric, map_numeric
-from tabduel.search_space import Encoding, MLPTrial, group_key
-from tabduel.training import NATIVE_MISSING, load_data
+from tabduel.models.training import NATIVE_MISSING, load_data
+from tabduel.search.space import Encoding, MLPTrial, group_key
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ def _mse(pred: np.ndarray, y: np.ndarray) -> float:
 def scores_on_test(pred: np.ndarray, y: np.ndarray, manifest: dict[str, Any]) -> dict[str, float]:
     """test_mse on the model's (transformed) scale; test_r2 there; test_rmse_orig and test_r2_orig on the target's
     original scale (the inverse of the transform fitted on train)."""
-    from tabduel import target
-    from tabduel.evaluate import regression_metrics
+    from tabduel.data import target
+    from tabduel.models.evaluate import regression_metrics
 
     on_model = regression_metrics(y, pred)
     name, params = manifest.get("target_transform", "none"), manifest.get("target_params")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from tabduel.errors import ConfigError
+from tabduel.infra.errors import ConfigError
 
 MODEL_KINDS = ("mlp", "xgboost", "linear", "realmlp", "tabm")
 # What `tabduel run` trains unless told otherwise: the original analysis's three models.
@@ -407,7 +407,7 @@ ModelConfig = MLPConfig | XGBoostConfig | LinearConfig | RealMLPConfig | TabMCon
 
 def dataset_name(cfg: Config) -> str:
     """The name of the dataset spec that cfg.ingest.dataset names (the built-in one when empty)."""
-    from tabduel.dataset import load_spec
+    from tabduel.data.dataset import load_spec
 
     return load_spec(cfg.ingest.dataset).name
 

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabduel import bench_stats, compare
-from tabduel.config import BenchConfig, Config, SearchConfig
-from tabduel.search_loop import Inline, first_of, run_family
-from tabduel.search_report import rebuild
-from tabduel.search_space import BASES, ENCODINGS
-from tabduel.study import ELAPSED, completed, counted_trials, open_storage, open_study
-from tabduel.trials import run_mlp, run_xgboost
+from tabduel.bench import stats as bench_stats
+from tabduel.infra.config import BenchConfig, Config, SearchConfig
+from tabduel.search import compare
+from tabduel.search.loop import Inline, first_of, run_family
+from tabduel.search.report import rebuild
+from tabduel.search.space import BASES, ENCODINGS
+from tabduel.search.study import ELAPSED, completed, counted_trials, open_storage, open_study
+from tabduel.search.trials import run_mlp, run_xgboost
 
 CLEAN = "none"
 PLAIN_ENCODINGS = tuple(e for e in ENCODINGS if e not in ("ple", "periodic"))
@@ -233,8 +234,8 @@ def corrupted_features(table: pd.DataFrame, spec: Any, fcfg: Any, corruption: st
     """The features of a table corrupted inside its outer split: the corruption touches the split's train and
     valid rows (seeded by the split seed, so every family sees the same corruption), then the features step fits
     its imputation, scaling and target transform on the corrupted train rows."""
-    from tabduel.corruptions import corrupt
-    from tabduel.features import make_features, split_indices
+    from tabduel.data.corruptions import corrupt
+    from tabduel.data.features import make_features, split_indices
 
     parts = split_indices(len(table), fcfg.split_seed, fcfg.train_frac, fcfg.valid_frac)
     rows = np.sort(np.concatenate([parts["train"], parts["valid"]]))

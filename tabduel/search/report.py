@@ -12,13 +12,14 @@ from typing import Any, Callable
 import numpy as np
 import optuna
 
-from tabduel import compare, plots
-from tabduel.config import NUMERIC_MAPS
-from tabduel.evaluate import to_markdown
-from tabduel.search_space import suggest_mlp, suggest_xgboost, trial_threads, workers_of
-from tabduel.store import atomic_write_bytes, atomic_write_json
-from tabduel.study import completed
-from tabduel.tracking import Tracker
+from tabduel.infra import plots
+from tabduel.infra.config import NUMERIC_MAPS
+from tabduel.infra.store import atomic_write_bytes, atomic_write_json
+from tabduel.infra.tracking import Tracker
+from tabduel.models.evaluate import to_markdown
+from tabduel.search import compare
+from tabduel.search.space import suggest_mlp, suggest_xgboost, trial_threads, workers_of
+from tabduel.search.study import completed
 
 DPI = 110
 

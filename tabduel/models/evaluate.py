@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabduel import target
-from tabduel.features import ROW, SPLITS, load_xy
-from tabduel.training import NATIVE_MISSING, predictor
+from tabduel.data import target
+from tabduel.data.features import ROW, SPLITS, load_xy
+from tabduel.models.training import NATIVE_MISSING, predictor
 
 METRICS = ("mse", "rmse", "mae", "r2")
 ORIGINAL = "_orig"  # suffix of a metric on the target's original scale

@@ -15,9 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from tabduel.errors import TabduelError
-from tabduel.search_space import ENCODINGS, group_key, suggest_mlp, suggest_xgboost
-from tabduel.study import ELAPSED, SPENT, Budget, completed
+from tabduel.infra.errors import TabduelError
+from tabduel.search.space import ENCODINGS, group_key, suggest_mlp, suggest_xgboost
+from tabduel.search.study import ELAPSED, SPENT, Budget, completed
 
 MAX_FAILURES_IN_ROW = 5
 CLOCKS = ("wall", "cpu")
@@ -88,7 +88,7 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
     """Ask, train and tell trials of one family until its budget is spent, `workers` groups at a time."""
     if clock not in CLOCKS:
         raise ValueError(f"clock {clock!r} is not one of: {', '.join(CLOCKS)}")
-    from tabduel.study import counted_trials
+    from tabduel.search.study import counted_trials
 
     out = LoopResult(best=min((t.value for t in completed(study)), default=math.inf))
     start = time.perf_counter()

@@ -6,11 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from tabduel.config import FeaturesConfig, MLPConfig, SearchConfig, XGBoostConfig
-from tabduel.dataset import DatasetSpec
-from tabduel.errors import ConfigError
-from tabduel.numeric import NUMERIC
-from tabduel.runtime import cpu_threads, free_cores
+from tabduel.data.dataset import DatasetSpec
+from tabduel.data.numeric import NUMERIC
+from tabduel.infra.config import FeaturesConfig, MLPConfig, SearchConfig, XGBoostConfig
+from tabduel.infra.errors import ConfigError
+from tabduel.infra.runtime import cpu_threads, free_cores
 
 # ordinal: the original analysis's codes; onehot: one-hot calendar columns; cyclic: ordinal + sin/cos of each
 # periodic column (hour, day, month); ple / periodic: the onehot inputs with their numeric columns embedded.
