@@ -95,7 +95,7 @@ def dataloader_fit(data, cfg, threads: int) -> tuple[float, float]:
     import torch
     import torch.nn.functional as F
 
-    from tabduel.models.mlp import build_mlp
+    from tabduel.engine.net import build_mlp
 
     torch.set_num_threads(threads)
     device = torch.device(cfg.device)

@@ -16,9 +16,9 @@ import pytest
 from mlflow import MlflowClient
 
 from tabduel.cli import main
+from tabduel.engine.data import Data
 from tabduel.infra.config import Config, TrackingConfig, with_dataset_names
 from tabduel.infra.errors import DivergedError, TrainingError
-from tabduel.models import Data
 
 FAST = ["--xgboost-n-estimators", "50", "--evaluate-dpi", "30", "--mlp-epochs", "20"]
 KIND_TAG = "mlflow.experimentKind"

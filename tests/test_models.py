@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from tabduel.engine.data import Data
+from tabduel.engine.net import build_mlp
 from tabduel.infra.config import LinearConfig, MLPConfig, XGBoostConfig
-from tabduel.models import Data, linear, mlp, xgb
+from tabduel.models import linear, mlp, xgb
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def test_mlp_save_and_load(tmp_path, data):
 
 
 def test_mlp_architecture_matches_nn5():
-    net = mlp.build_mlp(14, (20, 10, 5), "sigmoid", 0.0)
+    net = build_mlp(14, (20, 10, 5), "sigmoid", 0.0)
     shapes = [tuple(p.shape) for p in net.parameters()]
     assert shapes == [(20, 14), (20,), (10, 20), (10,), (5, 10), (5,), (1, 5), (1,)]
     assert sum(isinstance(m, torch.nn.Sigmoid) for m in net) == 3

@@ -12,13 +12,13 @@ import numpy as np
 import torch
 
 from tabduel.engine import memory, single
+from tabduel.engine.data import Data
 from tabduel.engine.net import Params, forward, init_params, member, stack
 from tabduel.engine.optim import Optimizer
 from tabduel.engine.single import SingleFit, diverged, macs_per_step, split_tensors, train_step
 from tabduel.infra.config import MLPConfig
 from tabduel.infra.errors import DivergedError
 from tabduel.infra.runtime import resolve_torch_device, torch_threads, using_threads
-from tabduel.models import Data
 
 Tensor = torch.Tensor
 # (epoch, epochs, members still training, their mean train loss, their mean valid loss)

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LinearRegression
 
+from tabduel.engine.data import Data
 from tabduel.infra.config import LinearConfig
-from tabduel.models import Data
 
 
 @dataclass

@@ -10,10 +10,10 @@ from typing import Any, Callable
 import numpy as np
 
 from tabduel.data.features import feature_names, load_xy
+from tabduel.engine.data import Data
 from tabduel.infra.config import ModelConfig
 from tabduel.infra.errors import DivergedError, TabduelError
 from tabduel.infra.store import read_json
-from tabduel.models import Data
 
 MODULES = {"mlp": "tabduel.models.mlp", "xgboost": "tabduel.models.xgb", "linear": "tabduel.models.linear",
            "realmlp": "tabduel.models.realmlp", "tabm": "tabduel.models.tabm"}

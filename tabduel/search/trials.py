@@ -15,9 +15,9 @@ import numpy as np
 from tabduel.data.embeddings import apply, fit_periodic, fit_ple
 from tabduel.data.features import load_xy
 from tabduel.data.numeric import fit_numeric, map_numeric
+from tabduel.engine.data import Data
 from tabduel.infra.config import XGBoostConfig
 from tabduel.infra.errors import DivergedError
-from tabduel.models import Data
 from tabduel.models.training import NATIVE_MISSING, load_data
 from tabduel.search.space import Encoding, MLPTrial, group_key
 

@@ -1,0 +1,57 @@
+"""The package's layers: the training engine imports nothing above it (only torch, numpy and low-level infra)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ENGINE = Path(__file__).resolve().parents[1] / "tabduel" / "engine"
+# What the engine may import of tabduel: itself, and the infra it stands on (settings, errors, CPU and devices).
+ENGINE_MAY_IMPORT = ("tabduel.engine", "tabduel.infra.config", "tabduel.infra.errors", "tabduel.infra.runtime")
+# Packages above the engine (and services it must never touch): none of them may be loaded by importing it.
+ABOVE = ("tabduel.models", "tabduel.search", "tabduel.bench", "tabduel.data", "tabduel.flows", "tabduel.tasks",
+         "tabduel.cli", "tabduel.reporting", "mlflow", "prefect", "optuna")
+ENGINE_MODULES = sorted(f"tabduel.engine.{p.stem}" for p in ENGINE.glob("*.py") if p.stem != "__init__")
+
+PROBE = """
+import importlib, json, sys
+importlib.import_module(sys.argv[1])
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import statement in a file, in function bodies too."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def test_engine_source_imports_only_itself_and_low_level_infra():
+    bad = [f"{path.name}:{line}: {name}" for path in sorted(ENGINE.glob("*.py")) for line, name in _imports(path)
+           if _within(name, ("tabduel",)) and not _within(name, ENGINE_MAY_IMPORT)]
+    assert not bad, "the engine imports from above it: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("module", ENGINE_MODULES)
+def test_importing_an_engine_module_loads_nothing_above_it(module):
+    out = subprocess.run([sys.executable, "-c", PROBE, module], capture_output=True, text=True, check=True).stdout
+    loaded = json.loads(out.strip().splitlines()[-1])
+    assert module in loaded
+    above = [m for m in loaded if _within(m, ABOVE)]
+    assert not above, f"importing {module} loaded {above}"
+    ours = [m for m in loaded if _within(m, ("tabduel",)) and m not in ("tabduel", "tabduel.infra")]
+    assert all(_within(m, ENGINE_MAY_IMPORT) for m in ours), ours
