@@ -41,9 +41,10 @@ def main() -> None:
     from tabduel.data.dataset import load_spec
     from tabduel.data.features import load_xy, make_features, save_features
     from tabduel.data.ingest import ingest
-    from tabduel.infra.config import Config, FeaturesConfig, build
+    from tabduel.infra.config import FeaturesConfig, build
     from tabduel.infra.runtime import free_cores
-    from tabduel.models.training import NATIVE_MISSING, family, fit, load_data
+    from tabduel.models.registry import family
+    from tabduel.models.training import fit, load_data
 
     kinds = [k for k in args.kinds.split(",") if k]
     overrides: dict[str, dict[str, str]] = {}
@@ -70,16 +71,16 @@ def main() -> None:
                               *make_features(df, spec, FeaturesConfig(split_seed=seed)))
         manifest = json.loads((feats / "manifest.json").read_text())
         for kind in kinds:
-            section = type(Config().model(kind))
+            section = family(kind).config
             cfg = build(section, {"seed": seed, **overrides.get(kind, {})}, f"{kind}.")
             data, _ = load_data(feats, kind)
             began = time.perf_counter()
             result = fit(kind, data, cfg)
             seconds = time.perf_counter() - began
-            x_test, y_test = load_xy(str(feats / "test.parquet"), manifest, kind in NATIVE_MISSING)
-            module = family(kind)
-            pred = module.predict(result.model, x_test)
-            valid = module.predict(result.model, data.x_valid)
+            x_test, y_test = load_xy(str(feats / "test.parquet"), manifest, family(kind).native_missing)
+            fam = family(kind)
+            pred = fam.predict(result.model, x_test)
+            valid = fam.predict(result.model, data.x_valid)
             row = {"family": kind, "seed": seed, "valid_mse": float(np.mean((valid - data.y_valid) ** 2)),
                    "test_mse": float(np.mean((pred - y_test) ** 2)), "seconds": seconds,
                    "train_seconds": result.info.get("train_seconds"),

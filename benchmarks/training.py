@@ -356,7 +356,8 @@ def row_pipeline_compute(data, device: str, quick: bool, repeats: int, source: s
     from tabduel.infra.config import Config
     from tabduel.infra.plots import daily_totals, loss_history, predicted_vs_observed, residuals
     from tabduel.models.evaluate import run_evaluation
-    from tabduel.models.training import family, fit, load_data
+    from tabduel.models.registry import family
+    from tabduel.models.training import fit, load_data
 
     cfg = Config()
     steps: dict[str, float] = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tabduel.checks import Parser, preflight
-from tabduel.infra.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
+from tabduel.infra.config import Config, ConfigError, field_type, load_toml, merge, section_fields
 from tabduel.infra.errors import TabduelError, one_line
 from tabduel.infra.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
 from tabduel.infra.tracking import (
@@ -22,19 +22,19 @@ from tabduel.infra.tracking import (
     server_refused,
     server_unreachable,
 )
+from tabduel.models import registry
 
 # Sections whose flags carry no prefix: --data-dir, --source, --experiment ...
 UNPREFIXED = ("pipeline", "tracking", "ingest")
 SECTIONS = {
-    "run": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "realmlp", "tabm", "evaluate"),
+    "run": ("pipeline", "tracking", "ingest", "features", *registry.kinds(), "evaluate"),
     "ingest": ("pipeline", "ingest"),
     "features": ("pipeline", "ingest", "features"),  # ingest: --dataset picks whose latest outputs a step reads
     "evaluate": ("pipeline", "tracking", "ingest", "evaluate"),
-    **{f"train-{kind}": ("pipeline", "tracking", "ingest", kind) for kind in MODEL_KINDS},
+    **{f"train-{kind}": ("pipeline", "tracking", "ingest", kind) for kind in registry.kinds()},
     "search": ("pipeline", "tracking", "ingest", "features", "search"),
     "bench": ("pipeline", "tracking", "features", "search", "bench"),
-    "serve": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "realmlp", "tabm",
-              "evaluate"),
+    "serve": ("pipeline", "tracking", "ingest", "features", *registry.kinds(), "evaluate"),
 }
 DESCRIPTIONS = {
     "run": "Run the whole pipeline: ingest -> features -> train mlp, xgboost, linear -> evaluate. "
@@ -42,14 +42,7 @@ DESCRIPTIONS = {
     "ingest": "Decode and validate the raw CSV into <data-dir>/ingest/<key>/table.parquet.",
     "features": "Build scaled train/valid/test Parquet splits and a manifest from the latest ingest output.",
     "evaluate": "Evaluate the latest model of each kind on valid and test; tables and plots go to MLflow.",
-    "train-mlp": "Train the PyTorch MLP (default: the original analysis's NN5) on the latest features. With "
-                 "--population N, train N seeds at once and keep their ensemble mean as the model.",
-    "train-xgboost": "Train XGBoost (hist trees, early stopping on valid) on the latest features.",
-    "train-linear": "Fit the ordinary least squares baseline on the latest features.",
-    "train-realmlp": "Train a RealMLP-style MLP (robust scaling and smooth clipping, periodic embeddings, a front "
-                     "scaling layer, NTK parametrization; defaults: pytabkit's RealMLP-TD) on the latest features.",
-    "train-tabm": "Train a TabM-style ensemble (k MLPs sharing their weights through BatchEnsemble adapters, "
-                  "piecewise-linear embeddings; the prediction is the mean of the k heads) on the latest features.",
+    **{f"train-{f.kind}": f.summary for f in registry.FAMILIES},
     "search": "Tune the MLP and XGBoost with the same budget (Optuna TPE, seeded) on train/valid, every trial an "
               "MLflow child run; then refit the best config of each family on several split seeds and compare "
               "their test MSE with paired tests. The study is stored (a journal file by default), so a search can "
@@ -161,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="Train one model on the latest features",
                            description="Train one model on the latest features, in its own MLflow run.")
     kinds = train.add_subparsers(dest="kind", required=True, metavar="MODEL")
-    for kind in MODEL_KINDS:
+    for kind in registry.kinds():
         p = kinds.add_parser(kind, help=DESCRIPTIONS[f"train-{kind}"], description=DESCRIPTIONS[f"train-{kind}"],
                              epilog=EPILOG)
         add_settings(p, SECTIONS[f"train-{kind}"], skip=["pipeline.models", "ingest.source"], short=kind)
@@ -335,8 +328,8 @@ def _warm_up(args: argparse.Namespace, cfg: Config) -> None:
 
                 Tracker.shared(cfg.tracking)
             kinds = cfg.pipeline.models if args.command in ("run", "evaluate") else [getattr(args, "kind", "")]
-            if set(kinds) & {"mlp", "realmlp", "tabm"}:  # only torch: importing xgboost too, beside MLP training,
-                # measured slower
+            # only torch: importing xgboost too, beside MLP training, measured slower
+            if any(kind and "torch" in registry.family(kind).packages for kind in kinds):
                 import torch  # noqa: F401
         except Exception:  # the flow opens the same store and reports what went wrong
             pass

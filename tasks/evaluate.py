@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from tabduel.data.dataset import load_spec
 from tabduel.data.features import ROW
 from tabduel.data.labels import original_scale, scale_label
-from tabduel.infra.config import TORCH_KINDS, EvaluateConfig, PipelineConfig, TrackingConfig, to_plain
+from tabduel.infra.config import EvaluateConfig, PipelineConfig, TrackingConfig, to_plain
 from tabduel.infra.store import (
     StepResult,
     atomic_write_bytes,
@@ -25,6 +25,7 @@ from tabduel.infra.store import (
 )
 from tabduel.infra.tracking import Tracker
 from tabduel.models.evaluate import comparison, run_evaluation, to_markdown
+from tabduel.models.registry import family
 from tabduel.models.training import check_trained_on
 from tabduel.reporting import log_evaluation
 
@@ -57,7 +58,7 @@ def draw_plots(out: Path, ingested: StepResult, features: StepResult, prediction
         plots.predicted_vs_observed(predictions, kind, folder / f"predicted_vs_observed_{kind}.png", cfg.dpi, scale)
         history = read_json(Path(model.path) / "history.json")
         if history:
-            per_epoch = kind in TORCH_KINDS
+            per_epoch = family(kind).steps == "epoch"
             plots.loss_history(history, folder / f"loss_history_{kind}.png", cfg.dpi, title=f"{kind}: training history",
                                xlabel="epoch" if per_epoch else "boosting round",
                                ylabel=f"{'MSE' if per_epoch else 'RMSE'}, {scale}")

@@ -18,7 +18,7 @@ from tabduel.data.numeric import fit_numeric, map_numeric
 from tabduel.engine.data import Data
 from tabduel.infra.config import XGBoostConfig
 from tabduel.infra.errors import DivergedError
-from tabduel.models.training import NATIVE_MISSING, load_data
+from tabduel.models.training import load_data, native_missing
 from tabduel.search.space import Encoding, MLPTrial, group_key
 
 
@@ -45,7 +45,7 @@ def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, s
     data, manifest = load_data(features_dir, kind)
     x_test = y_test = None
     if with_test:
-        x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, kind in NATIVE_MISSING)
+        x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, native_missing(kind))
     columns = embedded_columns(manifest)
     if encoding.numeric != "standard":
         m = fit_numeric(data.x_train, columns, encoding.numeric)
