@@ -76,3 +76,34 @@ def test_reading_the_registry_imports_no_family_and_no_heavy_library():
                                        check=True).stdout.strip().splitlines()[-1])
     assert [m for m in loaded if m.split(".")[0] in HEAVY] == []
     assert [f.module for f in registry.FAMILIES if f.module in loaded] == []
+
+
+def test_every_search_family_tunes_a_registered_family_that_names_it():
+    from tabduel.infra.config import SEARCH_FAMILIES as CHOICES
+    from tabduel.search import families
+    from tabduel.search.space import BASES
+
+    assert families.names() == CHOICES  # --families offers exactly the registered search families
+    for search in families.SEARCH_FAMILIES:
+        assert family(search.model).search == search.name
+        assert search.bases and set(search.bases) <= set(BASES)
+    assert {f.search for f in registry.FAMILIES} - {""} == set(families.names())
+    with pytest.raises(ConfigError, match=r"^search family 'svm' is not one of: mlp, xgboost$"):
+        families.search_family("svm")
+
+
+@pytest.mark.parametrize("name", ["mlp", "xgboost"])
+def test_a_search_family_rebuilds_the_spec_it_suggested(name):
+    import optuna
+
+    from tabduel.infra.config import SearchConfig
+    from tabduel.search.families import search_family
+
+    s = SearchConfig(study="t", trials=1)
+    fam = search_family(name)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=3))
+    trial = study.ask()
+    spec = fam.suggest(trial, s, 1, ("ple",) if name == "mlp" else ())
+    assert fam.rebuild(trial.params, s, 1) == spec
+    assert fam.base(spec) in fam.bases
+    assert [len(g) for g in fam.groups([(trial, spec), (trial, spec)])] == ([2] if fam.group else [1, 1])

@@ -45,7 +45,12 @@ class Encoding:
     @property
     def base(self) -> str:
         """The features variant it is built on."""
-        return "onehot" if self.name in ("ple", "periodic") else self.name
+        return encoding_base(self.name)
+
+
+def encoding_base(name: str) -> str:
+    """The features variant an encoding is built on: ple and periodic embed the onehot variant's numeric inputs."""
+    return "onehot" if name in ("ple", "periodic") else name
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,16 @@ ELAPSED = "elapsed_seconds"  # trial user attributes
 RETRY_OF = "retry_of"
 
 
+def search_dir(s: SearchConfig, data_dir: str | Path) -> Path:
+    """<data_dir>/search/<study>/: the journal, leaderboard, plots and final comparison of a search."""
+    return Path(data_dir).resolve() / "search" / study_dir(s)
+
+
 def storage_url(s: SearchConfig, data_dir: str | Path) -> str:
     """The storage as given, or the default journal file <data_dir>/search/<study>/journal.log."""
     if s.storage:
         return s.storage
-    return str((Path(data_dir) / "search" / study_dir(s) / "journal.log").resolve())
+    return str(search_dir(s, data_dir) / "journal.log")
 
 
 def open_storage(url: str) -> Any:
