@@ -1,4 +1,5 @@
-"""The package's layers: the training engine imports nothing above it (only torch, numpy and low-level infra)."""
+"""The package's layers: each subpackage imports only those below it; the training engine nothing above it (only torch,
+numpy and low-level infra)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ENGINE = Path(__file__).resolve().parents[1] / "tabduel" / "engine"
+PACKAGE = Path(__file__).resolve().parents[1] / "tabduel"
+ENGINE = PACKAGE / "engine"
 # What the engine may import of tabduel: itself, and the infra it stands on (settings, errors, CPU and devices).
 ENGINE_MAY_IMPORT = ("tabduel.engine", "tabduel.infra.config", "tabduel.infra.errors", "tabduel.infra.runtime")
 # Packages above the engine (and services it must never touch): none of them may be loaded by importing it.
@@ -55,3 +57,27 @@ def test_importing_an_engine_module_loads_nothing_above_it(module):
     assert not above, f"importing {module} loaded {above}"
     ours = [m for m in loaded if _within(m, ("tabduel",)) and m not in ("tabduel", "tabduel.infra")]
     assert all(_within(m, ENGINE_MAY_IMPORT) for m in ours), ours
+
+
+# What each subpackage may import of tabduel, lowest first: infra < data < engine < models < search < bench.
+LAYERS = {
+    "infra": ("tabduel.infra",),
+    "data": ("tabduel.infra", "tabduel.data"),
+    "engine": ENGINE_MAY_IMPORT,
+    "models": ("tabduel.infra", "tabduel.data", "tabduel.engine", "tabduel.models"),
+    "search": ("tabduel.infra", "tabduel.data", "tabduel.engine", "tabduel.models", "tabduel.search"),
+    "bench": ("tabduel.infra", "tabduel.data", "tabduel.engine", "tabduel.models", "tabduel.search", "tabduel.bench"),
+}
+# config.py's dataset_name reads the dataset spec, inside the function, to name an empty experiment and study.
+EXCEPTIONS = {("infra/config.py", "tabduel.data.dataset")}
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_a_subpackage_imports_nothing_above_it(layer):
+    bad = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        where = str(path.relative_to(PACKAGE))
+        bad += [f"{where}:{line}: {name}" for line, name in _imports(path)
+                if _within(name, ("tabduel",)) and name != "tabduel" and not _within(name, LAYERS[layer])
+                and (where, name) not in EXCEPTIONS]
+    assert not bad, f"tabduel/{layer} imports from above it: " + "; ".join(bad)
