@@ -71,7 +71,7 @@ class Family:
     @property
     def code_modules(self) -> tuple[str, ...]:
         """Every module whose source its cache key covers: its own, the listed ones, and the shared training code."""
-        return (self.module, *self.code, __name__, "tabduel.models.training")
+        return (self.module, *self.code, __name__, "tabduel.models.training", "tabduel.engine.data")
 
     def implementation(self) -> Implementation:
         """Its module, imported on first use."""
@@ -95,8 +95,8 @@ class Family:
 
 
 _ENGINE = ("tabduel.engine.net", "tabduel.engine.optim", "tabduel.engine.single", "tabduel.engine.population",
-           "tabduel.engine.memory", "tabduel.engine.data", "tabduel.infra.runtime")
-_AUTOGRAD = ("tabduel.models.torchnets", "tabduel.engine.torchfit", "tabduel.engine.data", "tabduel.infra.runtime")
+           "tabduel.engine.memory", "tabduel.infra.runtime")
+_AUTOGRAD = ("tabduel.models.torchnets", "tabduel.engine.torchfit", "tabduel.infra.runtime")
 
 FAMILIES = (
     Family("mlp", "tabduel.models.mlp", code=_ENGINE, packages=("torch", "numpy"), device="torch", steps="epoch",
