@@ -27,8 +27,6 @@ if typing.TYPE_CHECKING:
 
 Progress = Callable[..., None]  # (step, total, *values): per epoch (train_loss, valid_loss) or round (valid_rmse)
 STEPS = {"epoch": ("train_loss", "valid_loss"), "round": ("valid_rmse",)}  # what each kind of step reports
-DEVICES = ("torch", "xgboost")  # how a family's `device` setting resolves (tabduel.infra.runtime)
-FLAVOURS = ("pytorch", "xgboost", "sklearn")  # the MLflow flavours tabduel.infra.tracking logs models with
 
 
 class Implementation(Protocol):
@@ -54,10 +52,10 @@ class Family:
     kind: str  # the --models name, the [kind] settings section, the models/<kind>/ folder, the MLflow run's name
     module: str  # the module that implements it (Implementation)
     summary: str  # what `tabduel train <kind>` does, for --help
-    flavour: str  # the MLflow flavour its model is logged with (one of FLAVOURS)
+    flavour: str  # the MLflow flavour its model is logged with (a key of tabduel.infra.tracking.FLAVOURS)
     packages: tuple[str, ...]  # third-party distributions whose versions its cache key covers
     code: tuple[str, ...] = ()  # modules besides `module` whose source its cache key covers
-    device: str = ""  # how its `device` setting resolves (one of DEVICES), or "" when it has none
+    device: str = ""  # how its `device` setting resolves (a key of training.RESOLVE_DEVICE); "" when it has none
     steps: str = ""  # what its progress reports count (one of STEPS): "epoch", "round", or "" for none
     native_missing: bool = False  # it takes missing inputs as NaN (else the imputed value and a missing indicator)
     hint: str = ""  # what to try when its predictions are not finite
