@@ -2,7 +2,7 @@
 tabm per split seed, with test MSE and training seconds; writes benchmarks/results/families-<host>.json.
 
 Features are the features step's defaults with the built-in Seoul spec (`tabduel features`), for split seeds 4751 and
-4752; every model is loaded as tabduel.training.load_data gives it to its family and fitted on train with early
+4752; every model is loaded as tabduel.models.training.load_data gives it to its family and fitted on train with early
 stopping (or best-epoch selection) on valid; test MSE is on the model's (transformed) target scale. Each model's seed
 is its split seed. Settings can be overridden per family with --set KIND.NAME=VALUE (e.g. --set tabm.k=16).
 Seconds are wall time of the fit on a machine that may be shared: the results record the load average.
@@ -38,12 +38,13 @@ def main() -> None:
 
     import numpy as np
 
-    from tabduel.config import Config, FeaturesConfig, build
-    from tabduel.dataset import load_spec
-    from tabduel.features import load_xy, make_features, save_features
-    from tabduel.ingest import ingest
-    from tabduel.runtime import free_cores
-    from tabduel.training import NATIVE_MISSING, family, fit, load_data
+    from tabduel.data.dataset import load_spec
+    from tabduel.data.features import load_xy, make_features, save_features
+    from tabduel.data.ingest import ingest
+    from tabduel.infra.config import FeaturesConfig, build
+    from tabduel.infra.runtime import free_cores
+    from tabduel.models.registry import family
+    from tabduel.models.training import fit, load_data
 
     kinds = [k for k in args.kinds.split(",") if k]
     overrides: dict[str, dict[str, str]] = {}
@@ -70,16 +71,16 @@ def main() -> None:
                               *make_features(df, spec, FeaturesConfig(split_seed=seed)))
         manifest = json.loads((feats / "manifest.json").read_text())
         for kind in kinds:
-            section = type(Config().model(kind))
+            section = family(kind).config
             cfg = build(section, {"seed": seed, **overrides.get(kind, {})}, f"{kind}.")
             data, _ = load_data(feats, kind)
             began = time.perf_counter()
             result = fit(kind, data, cfg)
             seconds = time.perf_counter() - began
-            x_test, y_test = load_xy(str(feats / "test.parquet"), manifest, kind in NATIVE_MISSING)
-            module = family(kind)
-            pred = module.predict(result.model, x_test)
-            valid = module.predict(result.model, data.x_valid)
+            x_test, y_test = load_xy(str(feats / "test.parquet"), manifest, family(kind).native_missing)
+            fam = family(kind)
+            pred = fam.predict(result.model, x_test)
+            valid = fam.predict(result.model, data.x_valid)
             row = {"family": kind, "seed": seed, "valid_mse": float(np.mean((valid - data.y_valid) ** 2)),
                    "test_mse": float(np.mean((pred - y_test) ** 2)), "seconds": seconds,
                    "train_seconds": result.info.get("train_seconds"),

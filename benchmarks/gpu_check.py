@@ -29,12 +29,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tabduel.config import MLPConfig  # noqa: E402
 from tabduel.engine import memory, population, single  # noqa: E402
 from tabduel.engine.optim import Optimizer  # noqa: E402
+from tabduel.infra.config import MLPConfig  # noqa: E402
+from tabduel.infra.runtime import resolve_torch_device  # noqa: E402
 from tabduel.models import mlp  # noqa: E402
-from tabduel.runtime import resolve_torch_device  # noqa: E402
-from tabduel.training import load_data  # noqa: E402
+from tabduel.models.training import load_data  # noqa: E402
 
 
 def timed_fit(data, cfg: MLPConfig) -> dict:

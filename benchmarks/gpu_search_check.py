@@ -31,13 +31,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from rawdata import raw_rows, write_raw  # noqa: E402
-from tabduel.config import FeaturesConfig, MLPConfig, to_plain  # noqa: E402
-from tabduel.dataset import load_spec  # noqa: E402
-from tabduel.features import make_features  # noqa: E402
-from tabduel.ingest import ingest  # noqa: E402
-from tabduel.search_space import Encoding, MLPTrial, features_config  # noqa: E402
-from tabduel.store import atomic_write_json, sha256_file  # noqa: E402
-from tabduel.trials import run_mlp  # noqa: E402
+from tabduel.data.dataset import load_spec  # noqa: E402
+from tabduel.data.features import make_features  # noqa: E402
+from tabduel.data.ingest import ingest  # noqa: E402
+from tabduel.infra.config import FeaturesConfig, MLPConfig, to_plain  # noqa: E402
+from tabduel.infra.store import atomic_write_json, sha256_file  # noqa: E402
+from tabduel.search.space import Encoding, MLPTrial, features_config  # noqa: E402
+from tabduel.search.trials import run_mlp  # noqa: E402
 
 
 def features(source: Path, base: str, out: Path) -> Path:

@@ -26,9 +26,9 @@ MAPS = ("standard", "clip", "quantile")
 
 def write_features(df, spec, base: str, seed: int, out: Path) -> Path:
     """The features step's output of one encoding base and split seed, as plain files under out."""
-    from tabduel.config import FeaturesConfig
-    from tabduel.features import make_features, save_features
-    from tabduel.search_space import features_config
+    from tabduel.data.features import make_features, save_features
+    from tabduel.infra.config import FeaturesConfig
+    from tabduel.search.space import features_config
 
     return save_features(out, *make_features(df, spec, features_config(base, spec, FeaturesConfig(), split_seed=seed)))
 
@@ -43,13 +43,13 @@ def main() -> None:
     parser.add_argument("--label", default="vm", help="results file suffix [vm]")
     args = parser.parse_args()
 
-    from tabduel.compare import paired_comparison
-    from tabduel.config import SearchConfig
-    from tabduel.dataset import load_spec
-    from tabduel.ingest import ingest
-    from tabduel.runtime import free_cores
-    from tabduel.search_report import rebuild
-    from tabduel.trials import run_mlp, run_xgboost
+    from tabduel.data.dataset import load_spec
+    from tabduel.data.ingest import ingest
+    from tabduel.infra.config import SearchConfig
+    from tabduel.infra.runtime import free_cores
+    from tabduel.search.compare import paired_comparison
+    from tabduel.search.report import rebuild
+    from tabduel.search.trials import run_mlp, run_xgboost
 
     found = json.loads(Path(args.source_result).read_text())
     seeds = found["final"]["seeds"]

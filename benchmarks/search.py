@@ -58,9 +58,9 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import optuna
 
-    from tabduel import compare
-    from tabduel.runtime import free_cores
-    from tabduel.study import SPENT, completed, open_storage
+    from tabduel.infra.runtime import free_cores
+    from tabduel.search import compare
+    from tabduel.search.study import SPENT, completed, open_storage
 
     storage = open_storage(str(work / "data" / "search" / "bench" / "journal.log"))
     studies = {fam: optuna.load_study(study_name=f"bench-{fam}", storage=storage) for fam in ("mlp", "xgboost")}

@@ -65,11 +65,11 @@ def sync() -> None:
 def prepare_features(source: str, out: Path) -> Path:
     """Ingest and featurise the raw file with tabduel's plain functions (defaults) into out/; return out."""
 
-    from tabduel.config import FeaturesConfig, to_plain
-    from tabduel.dataset import load_spec
-    from tabduel.features import make_features
-    from tabduel.ingest import ingest
-    from tabduel.store import atomic_write_json, sha256_file
+    from tabduel.data.dataset import load_spec
+    from tabduel.data.features import make_features
+    from tabduel.data.ingest import ingest
+    from tabduel.infra.config import FeaturesConfig, to_plain
+    from tabduel.infra.store import atomic_write_json, sha256_file
 
     spec = load_spec("")
     df, _ = ingest(source, spec)
@@ -83,7 +83,7 @@ def prepare_features(source: str, out: Path) -> Path:
 
 
 def nn5(device: str, **kw: Any):
-    from tabduel.config import MLPConfig
+    from tabduel.infra.config import MLPConfig
 
     return MLPConfig(device=device, **kw)
 
@@ -95,7 +95,7 @@ def dataloader_fit(data, cfg, threads: int) -> tuple[float, float]:
     import torch
     import torch.nn.functional as F
 
-    from tabduel.models.mlp import build_mlp
+    from tabduel.engine.net import build_mlp
 
     torch.set_num_threads(threads)
     device = torch.device(cfg.device)
@@ -127,7 +127,7 @@ def dataloader_fit(data, cfg, threads: int) -> tuple[float, float]:
 
 def row_dataloader_vs_engine(data, device: str, quick: bool, repeats: int) -> dict[str, Any]:
     from tabduel.engine import single
-    from tabduel.runtime import free_cores
+    from tabduel.infra.runtime import free_cores
 
     cfg = nn5(device)
     dl_default, dl_one, engine = [], [], []
@@ -254,8 +254,8 @@ def row_wide_mlp(data, device: str, quick: bool, repeats: int) -> dict[str, Any]
 
 
 def row_autograd_families(data, device: str, quick: bool, repeats: int) -> dict[str, Any]:
-    from tabduel.config import RealMLPConfig, TabMConfig
     from tabduel.engine import realmlp, single, tabm
+    from tabduel.infra.config import RealMLPConfig, TabMConfig
 
     epochs = 2 if quick else 5
     wide = nn5(device, hidden=(256, 256, 256), activation="relu", optimizer="adamw", lr=1e-3, weight_decay=1e-4,
@@ -287,9 +287,9 @@ def row_xgboost(data, device: str, quick: bool, repeats: int) -> dict[str, Any]:
     if importlib.util.find_spec("xgboost") is None:
         return {"figures": "unmeasured: xgboost is not installed here", "ratio": None, "ratio_means": ""}
 
-    from tabduel.config import XGBoostConfig
+    from tabduel.infra.config import XGBoostConfig
+    from tabduel.infra.runtime import cpu_threads, free_cores
     from tabduel.models import xgb
-    from tabduel.runtime import cpu_threads, free_cores
 
     rounds = 300 if quick else 2000
     ours = cpu_threads(0)
@@ -331,8 +331,8 @@ def _side_by_side(data, device: str, rounds: int, jobs: int, threads: int, quick
     """Wall time of XGBoost (n_jobs=jobs) and a 64-member NN5 population (threads) run at once; and XGBoost's."""
     import threading
 
-    from tabduel.config import XGBoostConfig
     from tabduel.engine import population
+    from tabduel.infra.config import XGBoostConfig
     from tabduel.models import xgb
 
     cfg = nn5(device, epochs=10 if quick else 30, threads=threads)
@@ -350,13 +350,14 @@ def row_pipeline_compute(data, device: str, quick: bool, repeats: int, source: s
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tabduel.config import Config
-    from tabduel.dataset import load_spec
-    from tabduel.evaluate import run_evaluation
-    from tabduel.features import make_features
-    from tabduel.ingest import ingest
-    from tabduel.plots import daily_totals, loss_history, predicted_vs_observed, residuals
-    from tabduel.training import family, fit, load_data
+    from tabduel.data.dataset import load_spec
+    from tabduel.data.features import make_features
+    from tabduel.data.ingest import ingest
+    from tabduel.infra.config import Config
+    from tabduel.infra.plots import daily_totals, loss_history, predicted_vs_observed, residuals
+    from tabduel.models.evaluate import run_evaluation
+    from tabduel.models.registry import family
+    from tabduel.models.training import fit, load_data
 
     cfg = Config()
     steps: dict[str, float] = {}
@@ -418,7 +419,7 @@ def child(args: argparse.Namespace) -> None:
     """Run one row in this process and print its result as JSON on the last line."""
     import torch
 
-    from tabduel.training import load_data
+    from tabduel.models.training import load_data
 
     data, _ = load_data(args.features)
     if torch.cuda.is_available():

@@ -11,21 +11,21 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
-from tabduel import bench_report
-from tabduel.bench import CLEAN, Cell, bases_of, bench_name, result
-from tabduel.config import Config, IngestConfig, flatten
-from tabduel.corruptions import CORRUPTIONS
-from tabduel.dataset import load_spec
-from tabduel.errors import TabduelError
+from tabduel.bench import report as bench_report
+from tabduel.bench.cells import CLEAN, Cell, bases_of, bench_name, result
+from tabduel.bench.suite import check_sources, dataset_config, load_suite, local_source
+from tabduel.data.corruptions import CORRUPTIONS
+from tabduel.data.dataset import load_spec
 from tabduel.flows.pipeline import close_stale_runs
-from tabduel.runtime import free_cores
-from tabduel.search_space import features_config
-from tabduel.store import atomic_write_bytes, atomic_write_json, read_json
-from tabduel.suite import check_sources, dataset_config, load_suite, local_source
+from tabduel.infra.config import Config, IngestConfig, flatten
+from tabduel.infra.errors import TabduelError
+from tabduel.infra.runtime import free_cores
+from tabduel.infra.store import atomic_write_bytes, atomic_write_json, read_json
+from tabduel.infra.tracking import Tracker, git_commit
+from tabduel.search.space import features_config
 from tabduel.tasks.bench import cell_task, corrupt_features_task
 from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task
-from tabduel.tracking import Tracker, git_commit
 
 
 def bench_families(cfg: Config) -> list[str]:

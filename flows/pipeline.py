@@ -7,15 +7,15 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from tabduel.config import Config, dataset_name, flatten, load_config
+from tabduel.infra.config import Config, dataset_name, flatten, load_config
+from tabduel.infra.store import StepResult, read_json, read_latest
+from tabduel.infra.tracking import Tracker, git_commit
+from tabduel.models.training import check_trained_on
 from tabduel.reporting import log_ingest
-from tabduel.store import StepResult, read_json, read_latest
 from tabduel.tasks.evaluate import evaluate_task
 from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task
 from tabduel.tasks.train import attach_task, train_task
-from tabduel.tracking import Tracker, git_commit
-from tabduel.training import check_trained_on
 
 
 def _summary(steps: list[StepResult], tracker: Tracker | None = None, parent: str | None = None) -> dict[str, Any]:

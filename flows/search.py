@@ -9,25 +9,21 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
-from tabduel.config import Config, SearchConfig, flatten, load_config
-from tabduel.dataset import load_spec
-from tabduel.errors import TabduelError
+from tabduel.data.dataset import load_spec
+from tabduel.data.labels import scale_label
 from tabduel.flows.pipeline import close_stale_runs
-from tabduel.labels import scale_label
-from tabduel.search_loop import backfill, mlflow_recorder, run_family
-from tabduel.search_report import final_comparison, refit_plan, write_evidence
-from tabduel.search_space import BASES, features_config, trial_threads, workers_of
-from tabduel.store import StepResult
-from tabduel.study import PARENT_RUN, Budget, open_storage, open_study, storage_url, study_dir, study_name
+from tabduel.infra.config import Config, SearchConfig, flatten, load_config
+from tabduel.infra.errors import TabduelError
+from tabduel.infra.store import StepResult
+from tabduel.infra.tracking import Tracker, git_commit
+from tabduel.search.families import bases_of
+from tabduel.search.loop import backfill, mlflow_recorder, run_family, search_parent
+from tabduel.search.report import final_comparison, refit_plan, refit_row, write_evidence
+from tabduel.search.space import features_config, trial_threads, workers_of
+from tabduel.search.study import Budget, open_storage, open_study, search_dir, storage_url, study_name
 from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task
 from tabduel.tasks.search import trial_task
-from tabduel.tracking import Tracker, git_commit
-
-
-def search_dir(cfg: Config) -> Path:
-    """<data_dir>/search/<study>/: the journal, leaderboard, plots and final comparison of a search."""
-    return Path(cfg.pipeline.data_dir).resolve() / "search" / study_dir(cfg.search)
 
 
 def task_runner(s: SearchConfig, workers: int) -> Any:
@@ -51,24 +47,18 @@ def _features(raw: StepResult, cfg: Config, base: str, split_seed: int | None = 
 
 
 def _parent(tracker: Tracker, cfg: Config, studies: dict[str, Any], resuming: bool) -> str:
-    """The search's MLflow run: the one recorded in the studies when resuming, else a new one."""
-    known = {st.user_attrs.get(PARENT_RUN) for st in studies.values()} - {None}
-    if resuming and len(known) == 1 and tracker.reopen(next(iter(known))):
-        return next(iter(known))
-    parent = tracker.start_run("search", tags={"tabduel.step": "search", "git_commit": git_commit(),
-                                               "prefect_flow_run_id": flow_run.id, "optuna.study": cfg.search.study})
-    tracker.log_params(parent, flatten({k: v for k, v in cfg.to_dict().items()
-                                        if k in ("search", "features", "ingest", "tracking")}))
-    for st in studies.values():
-        st.set_user_attr(PARENT_RUN, parent)
-    return parent
+    """The search's MLflow run, reopened when resuming, else new with this flow run's tags and the settings."""
+    tags = {"tabduel.step": "search", "git_commit": git_commit(), "prefect_flow_run_id": flow_run.id,
+            "optuna.study": cfg.search.study}
+    params = flatten({k: v for k, v in cfg.to_dict().items() if k in ("search", "features", "ingest", "tracking")})
+    return search_parent(tracker, studies, resuming, tags, params)
 
 
-def search_family(family: str, study: Any, budget: Budget, cfg: Config, features: dict[str, str], workers: int,
+def tune_family(family: str, study: Any, budget: Budget, cfg: Config, features: dict[str, str], workers: int,
                   tracker: Tracker, parent: str) -> None:
     """Ask, train and tell trials of one family until its budget is spent, `workers` trials at a time."""
     def submit(label: str, base: str, specs: list[Any]) -> Any:
-        return trial_task.with_options(task_run_name=label).submit(label, features[base], specs)
+        return trial_task.with_options(task_run_name=label).submit(label, family, features[base], specs)
 
     run_family(family, study, budget, cfg.search, workers, trial_threads(cfg.search, workers), submit,
                lambda pending: next(iter(as_completed(pending))), mlflow_recorder(tracker, parent, study.study_name),
@@ -81,13 +71,8 @@ def refit(plan: list[dict[str, Any]], features_of: Callable[[str, int], str]) ->
     for item in plan:
         features = features_of(item["base"], item["seed"])
         futures.append((item, trial_task.with_options(task_run_name=item["label"]).submit(
-            item["label"], features, [item["spec"]], True)))
-    rows = []
-    for item, future in futures:
-        result = future.result()[0]
-        rows.append({k: item[k] for k in ("label", "family", "seed", "trial")}
-                    | {k: result[k] for k in ("valid_mse", "test_mse", "seconds")})
-    return rows
+            item["label"], item["family"], features, [item["spec"]], True)))
+    return [refit_row(item, future.result()[0]) for item, future in futures]
 
 
 @flow(name="tabduel-search")
@@ -105,8 +90,7 @@ def search_flow(config: dict[str, Any], resume: bool = False, more_trials: int =
     for family in s.families:  # refuse a clash of names before any work
         studies[family], budgets[family] = open_study(s, family, storage, resume, more_trials)
     raw = ingest_task(cfg.pipeline, cfg.ingest, force)
-    bases = set(BASES) if "mlp" in s.families else {"ordinal"}
-    features = {base: _features(raw, cfg, base, force=force) for base in sorted(bases | {"ordinal"})}
+    features = {base: _features(raw, cfg, base, force=force) for base in bases_of(s.families)}
     tracker = Tracker.shared(cfg.tracking)
     close_stale_runs(tracker)
     parent = _parent(tracker, cfg, studies, resume or bool(more_trials))
@@ -115,8 +99,8 @@ def search_flow(config: dict[str, Any], resume: bool = False, more_trials: int =
     workers = workers_of(s)
     with tracker.failing(parent):
         for family in s.families:
-            search_family(family, studies[family], budgets[family], cfg, features, workers, tracker, parent)
-        out = search_dir(cfg)
+            tune_family(family, studies[family], budgets[family], cfg, features, workers, tracker, parent)
+        out = search_dir(s, cfg.pipeline.data_dir)
         spec = load_spec(Path(raw.path) / "dataset.toml")
         scale = scale_label(spec.target_title, spec.transform)  # no fitted params: they differ per split seed
         evidence = write_evidence(studies, out, tracker, parent, scale)

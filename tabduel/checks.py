@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from tabduel.config import Config
-from tabduel.errors import ConfigError, one_line
+from tabduel.infra.config import Config
+from tabduel.infra.errors import ConfigError, one_line
 
 
 class Parser(argparse.ArgumentParser):
@@ -84,7 +84,7 @@ def check_file(name: str, value: str) -> Path:
 
 def check_dataset_spec(value: str) -> None:
     """Load the dataset spec a setting names (load_spec checks it), or raise ConfigError."""
-    from tabduel.dataset import load_spec
+    from tabduel.data.dataset import load_spec
 
     path = check_file("ingest.dataset", value)
     try:
@@ -102,15 +102,22 @@ def check_data_dir(value: str) -> None:
         raise ConfigError(f"pipeline.data_dir = {value!r}: is a file, not a directory")
 
 
-def check_devices(settings: dict[str, Any], cfg: Config, trains_mlp: bool) -> None:
-    """An explicit MLP device must exist here (auto and cpu always do; torch is imported only for the others)."""
-    if trains_mlp and "mlp.device" in settings and cfg.mlp.device not in ("auto", "cpu"):
-        from tabduel.runtime import resolve_torch_device
+def check_devices(settings: dict[str, Any], cfg: Config, kinds: Sequence[str]) -> None:
+    """An explicit torch device of a family to be trained must exist here (auto and cpu always do; torch is
+    imported only for the others)."""
+    from tabduel.models.registry import family
 
-        try:
-            resolve_torch_device(cfg.mlp.device)
-        except ConfigError as exc:
-            raise ConfigError(f"mlp.device: {exc}") from None
+    for kind in kinds:
+        if family(kind).device != "torch" or f"{kind}.device" not in settings:
+            continue
+        device = cfg.model(kind).device
+        if device not in ("auto", "cpu"):
+            from tabduel.infra.runtime import resolve_torch_device
+
+            try:
+                resolve_torch_device(device)
+            except ConfigError as exc:
+                raise ConfigError(f"{kind}.device: {exc}") from None
 
 
 CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
@@ -148,8 +155,7 @@ def preflight(args: argparse.Namespace, cfg: Config) -> None:
             check_file("ingest.source", cfg.ingest.source)
         if cfg.ingest.dataset:
             check_dataset_spec(cfg.ingest.dataset)
-    trains_mlp = getattr(args, "kind", "mlp") == "mlp" and "mlp" in cfg.pipeline.models
-    check_devices(settings, cfg, trains_mlp)
+    check_devices(settings, cfg, [args.kind] if getattr(args, "kind", "") else cfg.pipeline.models)
     if getattr(args, "more_trials", 0) < 0:
         raise ConfigError(f"--more-trials = {args.more_trials}: must not be negative")
     if args.command == "serve":

@@ -12,29 +12,29 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tabduel.checks import Parser, preflight
-from tabduel.config import MODEL_KINDS, Config, ConfigError, field_type, load_toml, merge, section_fields
-from tabduel.errors import TabduelError, one_line
-from tabduel.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
-from tabduel.tracking import (
+from tabduel.infra.config import Config, ConfigError, field_type, load_toml, merge, section_fields
+from tabduel.infra.errors import TabduelError, one_line
+from tabduel.infra.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
+from tabduel.infra.tracking import (
     SERVER_RETRIES,
     refusal_message,
     resolve_tracking_uri,
     server_refused,
     server_unreachable,
 )
+from tabduel.models import registry
 
 # Sections whose flags carry no prefix: --data-dir, --source, --experiment ...
 UNPREFIXED = ("pipeline", "tracking", "ingest")
 SECTIONS = {
-    "run": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "realmlp", "tabm", "evaluate"),
+    "run": ("pipeline", "tracking", "ingest", "features", *registry.kinds(), "evaluate"),
     "ingest": ("pipeline", "ingest"),
     "features": ("pipeline", "ingest", "features"),  # ingest: --dataset picks whose latest outputs a step reads
     "evaluate": ("pipeline", "tracking", "ingest", "evaluate"),
-    **{f"train-{kind}": ("pipeline", "tracking", "ingest", kind) for kind in MODEL_KINDS},
+    **{f"train-{kind}": ("pipeline", "tracking", "ingest", kind) for kind in registry.kinds()},
     "search": ("pipeline", "tracking", "ingest", "features", "search"),
     "bench": ("pipeline", "tracking", "features", "search", "bench"),
-    "serve": ("pipeline", "tracking", "ingest", "features", "mlp", "xgboost", "linear", "realmlp", "tabm",
-              "evaluate"),
+    "serve": ("pipeline", "tracking", "ingest", "features", *registry.kinds(), "evaluate"),
 }
 DESCRIPTIONS = {
     "run": "Run the whole pipeline: ingest -> features -> train mlp, xgboost, linear -> evaluate. "
@@ -42,14 +42,7 @@ DESCRIPTIONS = {
     "ingest": "Decode and validate the raw CSV into <data-dir>/ingest/<key>/table.parquet.",
     "features": "Build scaled train/valid/test Parquet splits and a manifest from the latest ingest output.",
     "evaluate": "Evaluate the latest model of each kind on valid and test; tables and plots go to MLflow.",
-    "train-mlp": "Train the PyTorch MLP (default: the original analysis's NN5) on the latest features. With "
-                 "--population N, train N seeds at once and keep their ensemble mean as the model.",
-    "train-xgboost": "Train XGBoost (hist trees, early stopping on valid) on the latest features.",
-    "train-linear": "Fit the ordinary least squares baseline on the latest features.",
-    "train-realmlp": "Train a RealMLP-style MLP (robust scaling and smooth clipping, periodic embeddings, a front "
-                     "scaling layer, NTK parametrization; defaults: pytabkit's RealMLP-TD) on the latest features.",
-    "train-tabm": "Train a TabM-style ensemble (k MLPs sharing their weights through BatchEnsemble adapters, "
-                  "piecewise-linear embeddings; the prediction is the mean of the k heads) on the latest features.",
+    **{f"train-{f.kind}": f.summary for f in registry.FAMILIES},
     "search": "Tune the MLP and XGBoost with the same budget (Optuna TPE, seeded) on train/valid, every trial an "
               "MLflow child run; then refit the best config of each family on several split seeds and compare "
               "their test MSE with paired tests. The study is stored (a journal file by default), so a search can "
@@ -161,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="Train one model on the latest features",
                            description="Train one model on the latest features, in its own MLflow run.")
     kinds = train.add_subparsers(dest="kind", required=True, metavar="MODEL")
-    for kind in MODEL_KINDS:
+    for kind in registry.kinds():
         p = kinds.add_parser(kind, help=DESCRIPTIONS[f"train-{kind}"], description=DESCRIPTIONS[f"train-{kind}"],
                              epilog=EPILOG)
         add_settings(p, SECTIONS[f"train-{kind}"], skip=["pipeline.models", "ingest.source"], short=kind)
@@ -191,7 +184,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
         if "." in dest and value is not None:
             section, name = dest.split(".", 1)
             flags.setdefault(section, {})[name] = value
-    from tabduel.config import with_dataset_names  # empty experiment and study: the dataset spec's name
+    from tabduel.infra.config import with_dataset_names  # empty experiment and study: the dataset spec's name
 
     cfg = with_dataset_names(Config.from_dict(merge(data, flags)))
     # Resolved here, once: MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI to the process later.
@@ -253,7 +246,7 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
         shown = f" ({', '.join(reused)})" if reused else ""
         print(f"  reused {len(reused)} of {len(summary['steps'])} steps{shown}")
     if "metrics" in summary:
-        from tabduel.evaluate import comparison, to_markdown
+        from tabduel.models.evaluate import comparison, to_markdown
 
         print("\n" + to_markdown(comparison(summary["metrics"])))
     if summary.get("parent_run_id"):
@@ -272,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "spec":  # fast: no Prefect API, no MLflow, no torch
-        from tabduel.draft import draft_command
+        from tabduel.data.draft import draft_command
 
         return draft_command(args.file, args.target, args.ignore, args.output)
     start = time.perf_counter()
@@ -331,12 +324,12 @@ def _warm_up(args: argparse.Namespace, cfg: Config) -> None:
     def work() -> None:
         try:
             if args.command not in ("ingest", "features"):
-                from tabduel.tracking import Tracker
+                from tabduel.infra.tracking import Tracker
 
                 Tracker.shared(cfg.tracking)
             kinds = cfg.pipeline.models if args.command in ("run", "evaluate") else [getattr(args, "kind", "")]
-            if set(kinds) & {"mlp", "realmlp", "tabm"}:  # only torch: importing xgboost too, beside MLP training,
-                # measured slower
+            # only torch: importing xgboost too, beside MLP training, measured slower
+            if any(kind and "torch" in registry.family(kind).packages for kind in kinds):
                 import torch  # noqa: F401
         except Exception:  # the flow opens the same store and reports what went wrong
             pass
@@ -361,15 +354,15 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
                                   description=f"tabduel run on cron {args.cron!r}")
         return {"steps": []}
     if args.command == "bench":
-        from tabduel.config import Config as Settings
         from tabduel.flows.bench import bench_flow
+        from tabduel.infra.config import Config as Settings
 
         return bench_flow.with_options(task_runner=bench_runner(Settings.from_dict(config)))(
             config=config, quick=args.quick, resume=args.resume, force=args.force)
     if args.command == "search":
-        from tabduel.config import Config
         from tabduel.flows.search import search_flow, task_runner
-        from tabduel.search_space import workers_of
+        from tabduel.infra.config import Config
+        from tabduel.search.space import workers_of
 
         s = Config.from_dict(config).search
         runner = task_runner(s, workers_of(s))
@@ -381,9 +374,9 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
 def check_bench(cfg: Config, quick: bool) -> None:
     """The bench's suite file, its datasets' specs and local sources (with their sha256) and corruptions, checked
     before anything slow starts; ConfigError names the fault."""
-    from tabduel.corruptions import check
-    from tabduel.errors import SourceError
-    from tabduel.suite import check_sources, load_suite
+    from tabduel.bench.suite import check_sources, load_suite
+    from tabduel.data.corruptions import check
+    from tabduel.infra.errors import SourceError
 
     b = cfg.bench
     if not b.suite:
@@ -401,7 +394,7 @@ def check_bench(cfg: Config, quick: bool) -> None:
 
 def bench_runner(cfg: Config) -> Any:
     """The task runner of a bench's cells: a process pool of bench.workers (the free cores), or a Dask cluster."""
-    from tabduel.runtime import free_cores
+    from tabduel.infra.runtime import free_cores
 
     b = cfg.bench
     if b.runner == "dask":

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tabduel.config import flatten
-from tabduel.features import load_xy
-from tabduel.store import read_json
-from tabduel.tracking import MODEL_KEY_TAG, Tracker
-from tabduel.training import NATIVE_MISSING, family
+from tabduel.data.features import load_xy
+from tabduel.infra.config import flatten
+from tabduel.infra.store import read_json
+from tabduel.infra.tracking import MODEL_KEY_TAG, Tracker
+from tabduel.models.registry import family
 
 SERIES_NAMES = {"train_loss", "valid_loss", "round_train_rmse", "round_valid_rmse"}
 
@@ -43,11 +43,11 @@ def log_model_run(tracker: Tracker, run_id: str, kind: str, model_dir: str | Pat
     if known:  # the same model is already in MLflow: link it to this run instead of uploading it again
         tracker.link_model(run_id, known)
     else:
-        module = family(kind)
-        model = module.load(model_dir)
-        x, _ = load_xy(str(features_dir / "valid.parquet"), manifest, kind in NATIVE_MISSING)
+        fam = family(kind)
+        model = fam.load(model_dir)
+        x, _ = load_xy(str(features_dir / "valid.parquet"), manifest, fam.native_missing)
         example = x[:5]
-        tracker.log_model(run_id, kind, meta["key"], model, example, module.predict(model, example))
+        tracker.log_model(run_id, kind, fam.flavour, meta["key"], model, example, fam.predict(model, example))
     tracker.log_artifact(run_id, features_dir / "manifest.json")
 
 

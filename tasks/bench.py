@@ -9,11 +9,11 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tabduel.bench import Cell, corrupted_features, run_cell
-from tabduel.config import Config, FeaturesConfig, PipelineConfig, to_plain
-from tabduel.dataset import load_spec
-from tabduel.features import save_features
-from tabduel.store import (
+from tabduel.bench.cells import Cell, corrupted_features, run_cell
+from tabduel.data.dataset import load_spec
+from tabduel.data.features import save_features
+from tabduel.infra.config import Config, FeaturesConfig, PipelineConfig, to_plain
+from tabduel.infra.store import (
     StepResult,
     atomic_write_json,
     code_fingerprint,
@@ -23,7 +23,7 @@ from tabduel.store import (
     step_key,
 )
 
-CODE = ["tabduel.features", "tabduel.dataset", "tabduel.corruptions", "tabduel.bench", __name__]
+CODE = ["tabduel.data.features", "tabduel.data.dataset", "tabduel.data.corruptions", "tabduel.bench.cells", __name__]
 
 
 @task(name="corrupt-features", task_run_name="features-{corruption}-{level}", cache_policy=NO_CACHE)

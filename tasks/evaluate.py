@@ -8,13 +8,11 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tabduel.config import TORCH_KINDS, EvaluateConfig, PipelineConfig, TrackingConfig, to_plain
-from tabduel.dataset import load_spec
-from tabduel.evaluate import comparison, run_evaluation, to_markdown
-from tabduel.features import ROW
-from tabduel.labels import original_scale, scale_label
-from tabduel.reporting import log_evaluation
-from tabduel.store import (
+from tabduel.data.dataset import load_spec
+from tabduel.data.features import ROW
+from tabduel.data.labels import original_scale, scale_label
+from tabduel.infra.config import EvaluateConfig, PipelineConfig, TrackingConfig, to_plain
+from tabduel.infra.store import (
     StepResult,
     atomic_write_bytes,
     atomic_write_json,
@@ -25,17 +23,20 @@ from tabduel.store import (
     sha256_tree,
     step_key,
 )
-from tabduel.tracking import Tracker
-from tabduel.training import check_trained_on
+from tabduel.infra.tracking import Tracker
+from tabduel.models.evaluate import comparison, run_evaluation, to_markdown
+from tabduel.models.registry import family
+from tabduel.models.training import check_trained_on
+from tabduel.reporting import log_evaluation
 
-CODE = ["tabduel.evaluate", "tabduel.plots", "tabduel.labels", "tabduel.target", "tabduel.training", "tabduel.features",
-        __name__]
+CODE = ["tabduel.models.evaluate", "tabduel.infra.plots", "tabduel.data.labels", "tabduel.data.target",
+        "tabduel.models.training", "tabduel.data.features", __name__]
 
 
 def draw_plots(out: Path, ingested: StepResult, features: StepResult, predictions: pd.DataFrame,
                models: dict[str, StepResult], cfg: EvaluateConfig) -> None:
     """All PNGs of an evaluation into out/plots, labelled from the dataset spec and the target transform."""
-    from tabduel import plots  # matplotlib: imported only when plots are drawn
+    from tabduel.infra import plots  # matplotlib: imported only when plots are drawn
 
     folder = out / "plots"
     folder.mkdir()
@@ -57,7 +58,7 @@ def draw_plots(out: Path, ingested: StepResult, features: StepResult, prediction
         plots.predicted_vs_observed(predictions, kind, folder / f"predicted_vs_observed_{kind}.png", cfg.dpi, scale)
         history = read_json(Path(model.path) / "history.json")
         if history:
-            per_epoch = kind in TORCH_KINDS
+            per_epoch = family(kind).steps == "epoch"
             plots.loss_history(history, folder / f"loss_history_{kind}.png", cfg.dpi, title=f"{kind}: training history",
                                xlabel="epoch" if per_epoch else "boosting round",
                                ylabel=f"{'MSE' if per_epoch else 'RMSE'}, {scale}")

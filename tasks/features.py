@@ -8,10 +8,10 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tabduel.config import FeaturesConfig, PipelineConfig, to_plain
-from tabduel.dataset import load_spec
-from tabduel.features import make_features, save_features
-from tabduel.store import (
+from tabduel.data.dataset import load_spec
+from tabduel.data.features import make_features, save_features
+from tabduel.infra.config import FeaturesConfig, PipelineConfig, to_plain
+from tabduel.infra.store import (
     StepResult,
     code_fingerprint,
     materialize,
@@ -21,7 +21,7 @@ from tabduel.store import (
     step_key,
 )
 
-CODE = ["tabduel.features", "tabduel.dataset", __name__]
+CODE = ["tabduel.data.features", "tabduel.data.dataset", __name__]
 
 
 @task(name="features", cache_policy=NO_CACHE)

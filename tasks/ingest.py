@@ -9,13 +9,21 @@ import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tabduel.config import IngestConfig, PipelineConfig
-from tabduel.dataset import load_spec
-from tabduel.ingest import ingest
-from tabduel.source import resolve_source
-from tabduel.store import StepResult, atomic_write_json, code_fingerprint, materialize, publish, sha256_file, step_key
+from tabduel.data.dataset import load_spec
+from tabduel.data.ingest import ingest
+from tabduel.data.source import resolve_source
+from tabduel.infra.config import IngestConfig, PipelineConfig
+from tabduel.infra.store import (
+    StepResult,
+    atomic_write_json,
+    code_fingerprint,
+    materialize,
+    publish,
+    sha256_file,
+    step_key,
+)
 
-CODE = ["tabduel.ingest", "tabduel.dataset", __name__]
+CODE = ["tabduel.data.ingest", "tabduel.data.dataset", __name__]
 
 
 @task(name="ingest", cache_policy=NO_CACHE)

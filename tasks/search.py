@@ -7,15 +7,12 @@ from typing import Any, Sequence
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tabduel.config import XGBoostConfig
-from tabduel.search_space import MLPTrial
-from tabduel.trials import run_mlp, run_xgboost
+from tabduel.search.families import run_trials
 
 
 @task(name="trial", task_run_name="{label}", cache_policy=NO_CACHE)
-def trial_task(label: str, features_dir: str, trials: Sequence[MLPTrial | XGBoostConfig],
+def trial_task(label: str, family: str, features_dir: str, trials: Sequence[Any],
                with_test: bool = False) -> list[dict[str, Any]]:
-    """Train MLP trials of one shape as one population, or one XGBoost trial; one score dict per trial."""
-    if isinstance(trials[0], XGBoostConfig):
-        return [run_xgboost(features_dir, cfg, with_test) for cfg in trials]
-    return run_mlp(features_dir, list(trials), with_test)
+    """Train a group of one search family's trials (MLPs of one shape as one population, or one XGBoost); one
+    score dict per trial."""
+    return run_trials(family, features_dir, list(trials), with_test)

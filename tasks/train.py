@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from tabduel.config import TORCH_KINDS, ModelConfig, PipelineConfig, TrackingConfig, to_plain
-from tabduel.dataset import load_spec
-from tabduel.labels import scale_label
-from tabduel.reporting import log_model_run
-from tabduel.runtime import resolve_torch_device, resolve_xgboost_device
-from tabduel.store import (
+from tabduel.data.dataset import load_spec
+from tabduel.data.labels import scale_label
+from tabduel.infra.config import ModelConfig, PipelineConfig, TrackingConfig
+from tabduel.infra.store import (
     StepResult,
     atomic_write_json,
     code_fingerprint,
@@ -24,31 +22,10 @@ from tabduel.store import (
     sha256_tree,
     step_key,
 )
-from tabduel.tracking import Tracker, git_commit
-from tabduel.training import CODE, family, fit, load_data
-
-
-def _resolved(kind: str, cfg: ModelConfig) -> dict[str, Any]:
-    """The settings as they take effect: 'auto' devices resolved (a GPU model is another model)."""
-    settings = to_plain(cfg)
-    if kind in TORCH_KINDS:
-        settings["device"] = resolve_torch_device(cfg.device)
-    elif kind == "xgboost":
-        settings["device"] = resolve_xgboost_device(cfg.device)
-    return settings
-
-
-def _progress(kind: str, log: Any) -> Callable[..., None]:
-    """A callback that logs about ten progress lines per fit."""
-    def report(step: int, total: int, *values: float) -> None:
-        per_epoch = kind in TORCH_KINDS
-        every = max(1, total // 10) if per_epoch else 100
-        if step == 1 or step % every == 0 or step == total:
-            unit = "epoch" if per_epoch else "round"
-            names = ("train_loss", "valid_loss") if per_epoch else ("valid_rmse",)
-            shown = " ".join(f"{n}={v:.5f}" for n, v in zip(names, values))
-            log.info(f"{kind} {unit} {step}/{total} {shown}")
-    return report
+from tabduel.infra.tracking import Tracker, git_commit
+from tabduel.models.registry import family
+from tabduel.models.training import fit, load_data, progress_logger, settings_in_effect
+from tabduel.reporting import log_model_run
 
 
 def run_tags(kind: str, step: str) -> dict[str, str]:
@@ -58,9 +35,9 @@ def run_tags(kind: str, step: str) -> dict[str, str]:
 
 def model_key(kind: str, features: StepResult, cfg: ModelConfig) -> str:
     """Cache key of a model: the features' bytes, the settings in effect and the training code."""
-    modules, packages = CODE[kind]
-    return step_key(f"train-{kind}", {"features": sha256_tree(features.path)}, _resolved(kind, cfg),
-                    code_fingerprint(modules + ["tabduel.features", __name__], packages))
+    fam = family(kind)
+    return step_key(f"train-{kind}", {"features": sha256_tree(features.path)}, settings_in_effect(kind, cfg),
+                    code_fingerprint([*fam.code_modules, "tabduel.data.features", __name__], fam.packages))
 
 
 def target_title(manifest: dict[str, Any]) -> str:
@@ -79,17 +56,17 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
     with tracker.failing(run_id):
         def build(tmp: Path) -> dict:
             data, manifest = load_data(features.path, kind)
-            result = fit(kind, data, cfg, _progress(kind, log))
+            result = fit(kind, data, cfg, progress_logger(kind, log))
             family(kind).save(result, tmp)
             atomic_write_json(tmp / "history.json", result.history)
-            meta = {"kind": kind, "key": key, "config": _resolved(kind, cfg), "features_dir": features.path,
+            meta = {"kind": kind, "key": key, "config": settings_in_effect(kind, cfg), "features_dir": features.path,
                     "features_key": features.key, "features_config": manifest["config"],
                     "feature_names": list(data.features), "source_sha256": manifest["source_sha256"],
                     "info": result.info, "run_id": run_id}
             atomic_write_json(tmp / "meta.json", meta)
             log.info(f"{kind}: trained in {result.info['train_seconds']:.2f}s")
             if getattr(result, "members", None):  # a population: members.csv is saved with the model; plot it
-                from tabduel.plots import population_members
+                from tabduel.infra.plots import population_members
 
                 info = result.info
                 population_members(result.members, info["ensemble_valid_mse"], tmp / "members.png", 110,

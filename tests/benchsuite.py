@@ -6,8 +6,8 @@ from pathlib import Path
 
 import messy
 
-from tabduel.dataset import load_spec
-from tabduel.store import sha256_file
+from tabduel.data.dataset import load_spec
+from tabduel.infra.store import sha256_file
 
 SPECS = Path(__file__).resolve().parents[1] / "data" / "datasets"
 SMALL = {"airfoil": ("airfoil.toml", 150), "wine_red": ("wine_red.toml", 150), "auto_mpg": ("auto_mpg.toml", 120)}

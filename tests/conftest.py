@@ -17,7 +17,7 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 from rawdata import write_raw  # noqa: E402
-from tabduel.prefect_api import LocalAPI  # noqa: E402
+from tabduel.infra.prefect_api import LocalAPI  # noqa: E402
 
 _API = LocalAPI()
 _API.start()  # a real Prefect API server on loopback, shared by the in-process flow tests

@@ -15,20 +15,20 @@ import pandas as pd
 import pytest
 from benchsuite import SPECS, write_suite
 
-from tabduel import bench_stats as st
-from tabduel.bench import Cell, bases_of, budget_label, corrupted_features, run_cell, variant
-from tabduel.config import BenchConfig, Config, FeaturesConfig, SearchConfig
-from tabduel.corruptions import CORRUPTIONS, corrupt
-from tabduel.dataset import load_spec
-from tabduel.errors import ConfigError, SourceError, TabduelError
-from tabduel.features import ROW, make_features, save_features, split_indices
-from tabduel.ingest import ingest
-from tabduel.numeric import fit_numeric, map_numeric
-from tabduel.search_loop import Inline, first_of, run_family
-from tabduel.search_space import features_config
-from tabduel.study import SPENT, open_storage, open_study
-from tabduel.suite import check_sources, load_suite
-from tabduel.trials import run_xgboost
+from tabduel.bench import stats as st
+from tabduel.bench.cells import Cell, bases_of, budget_label, corrupted_features, run_cell, variant
+from tabduel.bench.suite import check_sources, load_suite
+from tabduel.data.corruptions import CORRUPTIONS, corrupt
+from tabduel.data.dataset import load_spec
+from tabduel.data.features import ROW, make_features, save_features, split_indices
+from tabduel.data.ingest import ingest
+from tabduel.data.numeric import fit_numeric, map_numeric
+from tabduel.infra.config import BenchConfig, Config, FeaturesConfig, SearchConfig
+from tabduel.infra.errors import ConfigError, SourceError, TabduelError
+from tabduel.search.loop import Inline, first_of, run_family
+from tabduel.search.space import features_config
+from tabduel.search.study import SPENT, open_storage, open_study
+from tabduel.search.trials import run_xgboost
 
 # ---- statistics -------------------------------------------------------------------------------------------------
 

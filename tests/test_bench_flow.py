@@ -17,8 +17,8 @@ from benchsuite import write_suite
 from test_pipeline import client_for, kill_when, run_cli
 
 from tabduel.cli import build_parser
-from tabduel.features import ROW
-from tabduel.study import counted_trials, open_storage
+from tabduel.data.features import ROW
+from tabduel.search.study import counted_trials, open_storage
 
 
 def _rows(features_dir: str) -> dict[str, set[int]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tabduel.cli import build_parser, flag, resolve_config
-from tabduel.config import Config, flatten
-from tabduel.errors import ConfigError
+from tabduel.infra.config import Config, flatten
+from tabduel.infra.errors import ConfigError
 
 
 def test_defaults_are_the_original_nn5():

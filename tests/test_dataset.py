@@ -8,8 +8,8 @@ import tomllib
 
 import pytest
 
-from tabduel.dataset import builtin_spec_path, load_spec, parse_spec
-from tabduel.errors import ConfigError
+from tabduel.data.dataset import builtin_spec_path, load_spec, parse_spec
+from tabduel.infra.errors import ConfigError
 
 BASE = tomllib.loads(builtin_spec_path().read_text())
 

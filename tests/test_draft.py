@@ -12,10 +12,10 @@ from pathlib import Path
 import draftdata
 import pytest
 
-from tabduel import draft as d
 from tabduel.cli import main
-from tabduel.dataset import load_spec
-from tabduel.errors import ConfigError, DataError
+from tabduel.data import draft as d
+from tabduel.data.dataset import load_spec
+from tabduel.infra.errors import ConfigError, DataError
 
 # ../shared/data/suite beside the checkout (as conftest's SHARED_CSV); TABDUEL_SUITE overrides it (worktrees)
 SUITE = Path(os.environ.get("TABDUEL_SUITE") or Path(__file__).resolve().parents[2] / "shared" / "data" / "suite")
@@ -434,7 +434,7 @@ SUITE_ROWS = {"winequality-red.csv": 1599, "winequality-white.csv": 4898, "auto-
 
 def draft_and_ingest(tmp_path: Path, raw: Path, target: str):
     """Draft a spec for raw, load it as `tabduel run --dataset` does, and ingest raw with it."""
-    from tabduel.ingest import ingest
+    from tabduel.data.ingest import ingest
 
     out = tmp_path / f"{raw.name}.toml"
     out.write_text(d.draft_spec(raw, target).toml)

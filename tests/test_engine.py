@@ -10,12 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tabduel.config import MLPConfig
 from tabduel.engine import memory, net, population, single
+from tabduel.engine.data import Data
 from tabduel.engine.optim import Optimizer
-from tabduel.errors import CapacityError
-from tabduel.models import Data, mlp
-from tabduel.runtime import _cgroup_cores, free_cores, torch_threads, using_threads
+from tabduel.infra.config import MLPConfig
+from tabduel.infra.errors import CapacityError
+from tabduel.infra.runtime import _cgroup_cores, free_cores, torch_threads, using_threads
+from tabduel.models import mlp
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_a_shared_batch_gives_the_same_gradients_as_copies():
 
 def test_init_is_torch_nn_linear_init_from_the_seed():
     torch.manual_seed(42)
-    ref = mlp.build_mlp(6, (8, 3), "sigmoid", 0.0)
+    ref = net.build_mlp(6, (8, 3), "sigmoid", 0.0)
     params = net.init_params(6, (8, 3), seed=42)
     linears = [m for m in ref if isinstance(m, torch.nn.Linear)]
     for layer, w, b in zip(linears, params.weights, params.biases):
@@ -124,7 +125,7 @@ def test_single_model_matches_a_plain_torch_training_loop(data):
     cfg = MLPConfig(hidden=(20, 10, 5), epochs=3, batch_size=64, device="cpu", seed=7)
     got = single.fit(data, cfg)
     torch.manual_seed(7)
-    ref = mlp.build_mlp(6, cfg.hidden, cfg.activation, 0.0)
+    ref = net.build_mlp(6, cfg.hidden, cfg.activation, 0.0)
     opt = torch.optim.SGD(ref.parameters(), lr=cfg.lr)
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train).unsqueeze(1)
     order = torch.Generator().manual_seed(7)
@@ -233,9 +234,9 @@ def test_memory_estimate_is_linear_in_members():
 MEASURE_PEAK = """
 import sys
 import numpy as np
-from tabduel.config import MLPConfig
+from tabduel.infra.config import MLPConfig
 from tabduel.engine import population
-from tabduel.models import Data
+from tabduel.engine.data import Data
 rng = np.random.default_rng(0)
 x = rng.normal(size=(6000, 14)).astype(np.float32)
 y = rng.normal(size=6000).astype(np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tabduel.evaluate import comparison, regression_metrics, to_markdown
+from tabduel.models.evaluate import comparison, regression_metrics, to_markdown
 
 
 def test_regression_metrics_by_hand():

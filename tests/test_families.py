@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tabduel.config import ConfigError, RealMLPConfig, TabMConfig
 from tabduel.engine import realmlp, tabm
+from tabduel.engine.data import Data
 from tabduel.engine.torchfit import TrainingDiverged, schedule
-from tabduel.models import Data
+from tabduel.infra.config import ConfigError, RealMLPConfig, TabMConfig
 from tabduel.models import realmlp as realmlp_family
 from tabduel.models import tabm as tabm_family
 

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from rawdata import write_raw
-from tabduel.config import FeaturesConfig
-from tabduel.dataset import load_spec
-from tabduel.errors import ConfigError
-from tabduel.features import ROW, derive, make_features, split_indices
-from tabduel.ingest import ingest
+from tabduel.data.dataset import load_spec
+from tabduel.data.features import ROW, derive, make_features, split_indices
+from tabduel.data.ingest import ingest
+from tabduel.infra.config import FeaturesConfig
+from tabduel.infra.errors import ConfigError
 
 SPEC = load_spec()
 

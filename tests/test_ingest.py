@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from rawdata import HEADER, raw_rows, write_raw
-from tabduel.dataset import clean_header, load_spec
-from tabduel.errors import DataError
-from tabduel.ingest import decode, ingest
+from tabduel.data.dataset import clean_header, load_spec
+from tabduel.data.ingest import decode, ingest
+from tabduel.infra.errors import DataError
 
 SPEC = load_spec()
 COL = {name: i for i, name in enumerate(HEADER)}

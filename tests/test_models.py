@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tabduel.config import LinearConfig, MLPConfig, XGBoostConfig
-from tabduel.models import Data, linear, mlp, xgb
+from tabduel.engine.data import Data
+from tabduel.engine.net import build_mlp
+from tabduel.infra.config import LinearConfig, MLPConfig, XGBoostConfig
+from tabduel.models import linear, mlp, xgb
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def test_mlp_save_and_load(tmp_path, data):
 
 
 def test_mlp_architecture_matches_nn5():
-    net = mlp.build_mlp(14, (20, 10, 5), "sigmoid", 0.0)
+    net = build_mlp(14, (20, 10, 5), "sigmoid", 0.0)
     shapes = [tuple(p.shape) for p in net.parameters()]
     assert shapes == [(20, 14), (20,), (10, 20), (10,), (5, 10), (5,), (1, 5), (1,)]
     assert sum(isinstance(m, torch.nn.Sigmoid) for m in net) == 3
@@ -84,6 +86,6 @@ def test_linear_is_least_squares(tmp_path, data):
 def test_explicit_cuda_without_a_gpu_is_a_clear_error(data):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    from tabduel.errors import ConfigError
+    from tabduel.infra.errors import ConfigError
     with pytest.raises(ConfigError, match="no CUDA device"):
         mlp.fit(data, MLPConfig(epochs=1, device="cuda"))

@@ -132,7 +132,7 @@ def test_two_fresh_runs_give_identical_metrics(tmp_path, raw_csv, prefect_api):
 
 
 def _runs(db: Path, query: str) -> list:
-    from tabduel.tracking import sqlite_init_lock
+    from tabduel.infra.tracking import sqlite_init_lock
 
     with sqlite_init_lock(f"sqlite:///{db}"):  # the store may be new, and being created by the run watched
         client = MlflowClient(tracking_uri=f"sqlite:///{db}")

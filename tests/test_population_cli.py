@@ -39,7 +39,7 @@ def test_train_a_population_and_evaluate_its_ensemble(tmp_path, raw_csv, prefect
     import numpy as np
 
     from tabduel.models import mlp
-    from tabduel.training import load_data
+    from tabduel.models.training import load_data
 
     model_dir = run.data.tags["tabduel.model_dir"]
     data, _ = load_data(json.loads((tmp_path / "data" / "features" / "latest" / "seoul-bike.json").read_text())["path"])

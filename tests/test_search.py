@@ -13,16 +13,18 @@ import pandas as pd
 import pytest
 
 from rawdata import write_raw
-from tabduel import compare
-from tabduel.config import Config, FeaturesConfig, MLPConfig, SearchConfig
-from tabduel.dataset import load_spec
-from tabduel.embeddings import Embedding, apply, fit_periodic, fit_ple, ple
-from tabduel.errors import ConfigError, TabduelError
-from tabduel.features import make_features, save_features
-from tabduel.ingest import ingest
-from tabduel.numeric import fit_numeric, map_numeric
-from tabduel.search_report import rebuild
-from tabduel.search_space import (
+from tabduel.data.dataset import load_spec
+from tabduel.data.embeddings import Embedding, apply, fit_periodic, fit_ple, ple
+from tabduel.data.features import make_features, save_features
+from tabduel.data.ingest import ingest
+from tabduel.data.numeric import fit_numeric, map_numeric
+from tabduel.infra.config import Config, FeaturesConfig, MLPConfig, SearchConfig, TrackingConfig
+from tabduel.infra.errors import ConfigError, TabduelError
+from tabduel.infra.tracking import Tracker
+from tabduel.search import compare
+from tabduel.search.loop import backfill, mlflow_recorder, search_parent
+from tabduel.search.report import rebuild, refit_row
+from tabduel.search.space import (
     Encoding,
     MLPTrial,
     categorical_inputs,
@@ -31,8 +33,16 @@ from tabduel.search_space import (
     suggest_xgboost,
     trial_threads,
 )
-from tabduel.study import RETRY_OF, counted_trials, open_storage, open_study, storage_url
-from tabduel.trials import run_mlp, run_xgboost
+from tabduel.search.study import (
+    PARENT_RUN,
+    RETRY_OF,
+    counted_trials,
+    open_storage,
+    open_study,
+    search_dir,
+    storage_url,
+)
+from tabduel.search.trials import run_mlp, run_xgboost
 
 # ---- embeddings ------------------------------------------------------------------------------------------------
 
@@ -181,8 +191,8 @@ def test_a_refit_keeps_the_trials_numeric_map():
 
 
 def test_threads_per_trial_never_exceed_the_free_cores(monkeypatch):
-    import tabduel.runtime as runtime
-    import tabduel.search_space as space
+    import tabduel.infra.runtime as runtime
+    import tabduel.search.space as space
 
     for module in (runtime, space):
         monkeypatch.setattr(module, "free_cores", lambda: 4)
@@ -252,7 +262,7 @@ def test_embedded_trials_train_on_wider_inputs(variants, encoding):
 
 
 def test_a_clipped_trial_sees_no_input_past_the_train_range(variants):
-    from tabduel.trials import embedded_columns, load_inputs
+    from tabduel.search.trials import embedded_columns, load_inputs
 
     plain = load_inputs(variants["onehot"], Encoding("onehot"), True, 0)
     clipped = load_inputs(variants["onehot"], Encoding("onehot", numeric="clip"), True, 0)
@@ -326,6 +336,55 @@ def test_sqlite_storage_and_bad_storage_urls(tmp_path):
     assert study.study_name == "q-mlp" and (tmp_path / "optuna.db").is_file()
     with pytest.raises(ConfigError, match="not a journal file path, sqlite"):
         open_storage("redis://localhost/0")
+
+
+def test_a_search_parent_is_new_unless_a_resumed_search_finds_the_one_its_studies_recorded(tmp_path):
+    tracker = Tracker(TrackingConfig(experiment="s", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    s = SearchConfig(study="t", trials=3)
+    storage = open_storage(storage_url(s, tmp_path))
+    studies = {f: open_study(s, f, storage, resume=False, more_trials=0)[0] for f in ("mlp", "xgboost")}
+    first = search_parent(tracker, studies, False, {"tabduel.step": "search"}, {"search.trials": 3})
+    run = tracker.client.get_run(first)
+    assert run.data.params == {"search.trials": "3"} and run.data.tags["tabduel.step"] == "search"
+    assert [st.user_attrs[PARENT_RUN] for st in studies.values()] == [first, first]
+    tracker.finish(first)
+    assert search_parent(tracker, studies, True, {}, {}) == first  # resumed: the same run, RUNNING again
+    assert tracker.client.get_run(first).info.status == "RUNNING"
+    second = search_parent(tracker, studies, False, {}, {})  # a new search (e.g. --more-trials off): a new run
+    assert second != first and [st.user_attrs[PARENT_RUN] for st in studies.values()] == [second, second]
+    studies["mlp"].set_user_attr(PARENT_RUN, "0" * 32)  # the studies disagree: a new run
+    assert search_parent(tracker, studies, True, {}, {}) not in (first, second)
+
+
+def test_backfill_records_the_complete_trials_that_have_no_run_once(tmp_path):
+    tracker = Tracker(TrackingConfig(experiment="s", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    s = SearchConfig(study="t", trials=3)
+    study, _ = open_study(s, "xgboost", open_storage(storage_url(s, tmp_path)), resume=False, more_trials=0)
+    parent = tracker.start_run("search")
+    assert backfill("xgboost", study, tracker, parent) == 0  # a fresh study
+    for value in (0.3, 0.2):
+        t = study.ask()
+        suggest_xgboost(t, s)
+        t.set_user_attr("seconds", 1.5)
+        study.tell(t, value)
+    mlflow_recorder(tracker, parent, study.study_name)("xgboost", study.trials[0], {
+        "valid_mse": 0.3, "seconds": 1.5, "device": "cpu", "worker": "w", "best_iteration": 7}, None, 2.0, 0.3)
+    assert backfill("xgboost", study, tracker, parent) == 1  # trial 1 was told but never logged (a kill)
+    assert backfill("xgboost", study, tracker, parent) == 0
+    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'")
+    by_trial = {r.data.tags["optuna.trial"]: r for r in runs}
+    assert set(by_trial) == {"0", "1"} and by_trial["1"].data.tags["tabduel.backfilled"] == "true"
+    assert by_trial["0"].data.metrics["best_iteration"] == 7 and by_trial["1"].data.metrics["valid_mse"] == 0.2
+
+
+def test_the_search_folder_holds_the_default_journal_and_a_refit_row_its_plan_and_scores(tmp_path):
+    s = SearchConfig(study="t")
+    assert search_dir(s, tmp_path) == tmp_path.resolve() / "search" / "t"
+    assert storage_url(s, tmp_path) == str(search_dir(s, tmp_path) / "journal.log")
+    item = {"label": "refit-mlp-seed1", "family": "mlp", "seed": 1, "trial": 4, "spec": None, "base": "onehot"}
+    result = {"valid_mse": 0.1, "test_mse": 0.2, "seconds": 3.0, "device": "cpu"}
+    assert refit_row(item, result) == {"label": "refit-mlp-seed1", "family": "mlp", "seed": 1, "trial": 4,
+                                       "valid_mse": 0.1, "test_mse": 0.2, "seconds": 3.0}
 
 
 # ---- evidence -----------------------------------------------------------------------------------------------------

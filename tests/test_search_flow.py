@@ -14,7 +14,7 @@ import pytest
 from test_pipeline import client_for, kill_when, run_cli
 
 from tabduel.cli import build_parser
-from tabduel.study import RETRY_OF, counted_trials, open_storage
+from tabduel.search.study import RETRY_OF, counted_trials, open_storage
 
 QUICK = ["search", "--quick", "--refit-seeds", "5"]
 

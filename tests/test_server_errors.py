@@ -9,9 +9,9 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from tabduel.errors import exception_chain
-from tabduel.prefect_api import prefect_refusal_message, prefect_refused
-from tabduel.tracking import refusal_message, server_refused, server_unreachable
+from tabduel.infra.errors import exception_chain
+from tabduel.infra.prefect_api import prefect_refusal_message, prefect_refused
+from tabduel.infra.tracking import refusal_message, server_refused, server_unreachable
 
 
 def _mlflow_error(code: int) -> MlflowException:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from rawdata import raw_rows, write_raw
-from tabduel.dataset import builtin_spec_path, load_spec
-from tabduel.errors import SourceError
-from tabduel.source import resolve_source
+from tabduel.data.dataset import builtin_spec_path, load_spec
+from tabduel.data.source import resolve_source
+from tabduel.infra.errors import SourceError
 
 
 @pytest.fixture()

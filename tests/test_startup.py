@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tabduel.config import TrackingConfig
-from tabduel.tracking import Tracker, seed_sqlite_store, store_template_path
+from tabduel.infra.config import TrackingConfig
+from tabduel.infra.tracking import Tracker, seed_sqlite_store, store_template_path
 
 HEAVY = ("numpy", "pandas", "torch", "mlflow", "prefect", "xgboost", "sklearn", "matplotlib", "pyarrow", "optuna")
 

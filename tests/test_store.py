@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tabduel.errors import TabduelError
-from tabduel.store import (
+from tabduel.infra.errors import TabduelError
+from tabduel.infra.store import (
     StepResult,
     code_fingerprint,
     is_done,

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tabduel.config import FeaturesConfig
-from tabduel.dataset import builtin_spec_path, load_spec, parse_spec
-from tabduel.errors import DataError
-from tabduel.features import make_features
-from tabduel.ingest import ingest
+from tabduel.data.dataset import builtin_spec_path, load_spec, parse_spec
+from tabduel.data.features import make_features
+from tabduel.data.ingest import ingest
+from tabduel.infra.config import FeaturesConfig
+from tabduel.infra.errors import DataError
 
 SUITE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "suite"
 # rows and missing cells handled, as SOURCES.md counts them

@@ -83,7 +83,8 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_every_module_and_the_dataset_specs(wheel):
     expected = expected_members(ROOT)
-    assert {"tabduel/engine/net.py", "tabduel/tasks/train.py", "tabduel/flows/pipeline.py",
+    assert {"tabduel/engine/net.py", "tabduel/data/features.py", "tabduel/models/registry.py", "tabduel/search/loop.py",
+            "tabduel/bench/cells.py", "tabduel/infra/config.py", "tabduel/tasks/train.py", "tabduel/flows/pipeline.py",
             "tabduel/datasets/seoul_bike.toml"} <= expected
     missing = expected - wheel_members(wheel)
     assert not missing, f"the wheel lacks {sorted(missing)}"
@@ -126,7 +127,7 @@ def test_installed_wheel_runs_the_pipeline_and_a_quick_search_outside_the_repo(w
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
 
     proc = subprocess.run(
-        [str(python), "-c", "import tabduel, tabduel.engine.net, tabduel.models.mlp, tabduel.dataset as d; "
+        [str(python), "-c", "import tabduel, tabduel.engine.net, tabduel.models.mlp, tabduel.data.dataset as d; "
          "print(tabduel.__file__); print(d.builtin_spec_path())"],
         cwd=work, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"the installed package does not import:\n{proc.stderr[-3000:]}"

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from tabduel.errors import CapacityError
+from tabduel.infra.errors import CapacityError
 
 FLOAT = 4  # bytes of a float32
 # The valid split is evaluated in chunks of members so its activations stay under this many bytes.

@@ -19,6 +19,8 @@ Tensor = torch.Tensor
 _FORWARD = {"sigmoid": torch.sigmoid, "relu": torch.relu, "gelu": nn.functional.gelu, "silu": nn.functional.silu,
             "tanh": torch.tanh}
 ACTIVATIONS = tuple(_FORWARD)
+_MODULES: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU,
+                                        "tanh": nn.Tanh}
 # Activations whose derivative needs the pre-activation z; the others use their output.
 _NEEDS_Z = {"gelu", "silu"}
 
@@ -150,10 +152,21 @@ def backward(params: Params, tape: Tape, grad_out: Tensor, activation: str) -> l
     return grads
 
 
+def build_mlp(n_in: int, hidden: tuple[int, ...], activation: str, dropout: float) -> nn.Sequential:
+    """n_in -> hidden... -> 1 as torch.nn layers, with an activation (and dropout) after each hidden layer."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), _MODULES[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, 1))
+    return nn.Sequential(*layers)
+
+
 def to_sequential(params: Params, activation: str, dropout: float) -> nn.Sequential:
     """Single-model Params as the torch.nn.Sequential that models.mlp saves and MLflow logs."""
-    from tabduel.models.mlp import build_mlp
-
     n_in = params.weights[0].shape[1]
     hidden = tuple(w.shape[0] for w in params.weights[:-1])
     net = build_mlp(n_in, hidden, activation, dropout)

@@ -11,14 +11,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from tabduel.config import MLPConfig
 from tabduel.engine import memory, single
+from tabduel.engine.data import Data
 from tabduel.engine.net import Params, forward, init_params, member, stack
 from tabduel.engine.optim import Optimizer
 from tabduel.engine.single import SingleFit, diverged, macs_per_step, split_tensors, train_step
-from tabduel.errors import DivergedError
-from tabduel.models import Data
-from tabduel.runtime import resolve_torch_device, torch_threads, using_threads
+from tabduel.infra.config import MLPConfig
+from tabduel.infra.errors import DivergedError
+from tabduel.infra.runtime import resolve_torch_device, torch_threads, using_threads
 
 Tensor = torch.Tensor
 # (epoch, epochs, members still training, their mean train loss, their mean valid loss)

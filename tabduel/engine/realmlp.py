@@ -27,7 +27,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tabduel.config import RealMLPConfig
 from tabduel.engine.torchfit import (
     ONE_THREAD,
     Arrays,
@@ -40,7 +39,8 @@ from tabduel.engine.torchfit import (
     to_device,
 )
 from tabduel.engine.torchfit import train as train_loop
-from tabduel.runtime import cpu_threads, resolve_torch_device, seed_everything, using_threads
+from tabduel.infra.config import RealMLPConfig
+from tabduel.infra.runtime import cpu_threads, resolve_torch_device, seed_everything, using_threads
 
 Tensor = torch.Tensor
 ACTIVATIONS = {"mish": F.mish, "selu": torch.selu, "relu": torch.relu, "silu": F.silu, "gelu": F.gelu}

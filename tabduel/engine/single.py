@@ -10,12 +10,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from tabduel.config import MLPConfig
+from tabduel.engine.data import Data
 from tabduel.engine.net import Params, Tape, backward, forward, init_params
 from tabduel.engine.optim import Optimizer
-from tabduel.errors import DivergedError
-from tabduel.models import Data
-from tabduel.runtime import resolve_torch_device, seed_everything, torch_threads, using_threads
+from tabduel.infra.config import MLPConfig
+from tabduel.infra.errors import DivergedError
+from tabduel.infra.runtime import resolve_torch_device, seed_everything, torch_threads, using_threads
 
 Tensor = torch.Tensor
 EpochCallback = Callable[[int, int, float, float], None]  # (epoch, epochs, train_loss, valid_loss)

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tabduel.config import TabMConfig
 from tabduel.engine.realmlp import PeriodicEmbedding
 from tabduel.engine.torchfit import (
     ONE_THREAD,
@@ -34,7 +33,8 @@ from tabduel.engine.torchfit import (
     to_device,
 )
 from tabduel.engine.torchfit import train as train_loop
-from tabduel.runtime import cpu_threads, resolve_torch_device, seed_everything, using_threads
+from tabduel.infra.config import TabMConfig
+from tabduel.infra.runtime import cpu_threads, resolve_torch_device, seed_everything, using_threads
 
 Tensor = torch.Tensor
 EVAL_ROWS = 2048  # rows per chunk when predicting, so that k members of a large split fit in memory

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tabduel.config import SCHEDULES
-from tabduel.errors import DivergedError
+from tabduel.infra.config import SCHEDULES
+from tabduel.infra.errors import DivergedError
 
 Tensor = torch.Tensor
 # Automatic threads (threads = 0) are one for these families: on the 2-core VM, one thread ran an epoch of RealMLP's

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LinearRegression
 
-from tabduel.config import LinearConfig
-from tabduel.models import Data
+from tabduel.engine.data import Data
+from tabduel.infra.config import LinearConfig
 
 
 @dataclass

@@ -12,14 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from tabduel.config import MLPConfig
 from tabduel.engine import population, single
-from tabduel.engine.net import Params, forward, to_sequential
-from tabduel.models import Data
+from tabduel.engine.data import Data
+from tabduel.engine.net import Params, build_mlp, forward, to_sequential
+from tabduel.infra.config import MLPConfig
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "sigmoid": nn.Sigmoid, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
-}
 EpochCallback = Callable[[int, int, float, float], None]  # (epoch, epochs, train_loss, valid_loss)
 MEMBER_COLUMNS = ("member", "seed", "lr", "weight_decay", "dropout", "epochs_run", "best_epoch", "valid_mse",
                   "diverged_epoch")
@@ -53,19 +50,6 @@ class Ensemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(rows, features) -> (rows, 1): the members' mean prediction."""
         return self.members_forward(x).mean(dim=0).unsqueeze(1)
-
-
-def build_mlp(n_in: int, hidden: tuple[int, ...], activation: str, dropout: float) -> nn.Sequential:
-    """n_in -> hidden... -> 1, with an activation (and dropout) after each hidden layer."""
-    layers: list[nn.Module] = []
-    width = n_in
-    for h in hidden:
-        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        width = h
-    layers.append(nn.Linear(width, 1))
-    return nn.Sequential(*layers)
 
 
 def _architecture(n_in: int, cfg: MLPConfig) -> dict[str, Any]:

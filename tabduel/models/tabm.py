@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tabduel.config import TabMConfig
 from tabduel.engine import tabm
-from tabduel.models import Data
+from tabduel.engine.data import Data
+from tabduel.infra.config import TabMConfig
 from tabduel.models.torchnets import EpochCallback, NetFit, predict, save
 from tabduel.models.torchnets import load as _load
 

@@ -12,10 +12,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import xgboost as xgb
 
-from tabduel.config import XGBoostConfig
-from tabduel.errors import DivergedError, TrainingError
-from tabduel.models import Data
-from tabduel.runtime import cpu_threads, resolve_xgboost_device
+from tabduel.engine.data import Data
+from tabduel.infra.config import XGBoostConfig
+from tabduel.infra.errors import DivergedError, TrainingError
+from tabduel.infra.runtime import cpu_threads, resolve_xgboost_device
 
 RoundCallback = Callable[[int, int, float], None]  # (round, max rounds, valid rmse)
 

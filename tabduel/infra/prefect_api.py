@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tabduel.errors import TabduelError, status_in_chain
+from tabduel.infra.errors import TabduelError, status_in_chain
 
 
 class LocalAPI:

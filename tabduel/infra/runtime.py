@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from tabduel.errors import ConfigError
+from tabduel.infra.errors import ConfigError
 
 
 def seed_everything(seed: int) -> None:

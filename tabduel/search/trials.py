@@ -12,14 +12,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tabduel.config import XGBoostConfig
-from tabduel.embeddings import apply, fit_periodic, fit_ple
-from tabduel.errors import DivergedError
-from tabduel.features import load_xy
-from tabduel.models import Data
-from tabduel.numeric import fit_numeric, map_numeric
-from tabduel.search_space import Encoding, MLPTrial, group_key
-from tabduel.training import NATIVE_MISSING, load_data
+from tabduel.data.embeddings import apply, fit_periodic, fit_ple
+from tabduel.data.features import load_xy
+from tabduel.data.numeric import fit_numeric, map_numeric
+from tabduel.engine.data import Data
+from tabduel.infra.config import XGBoostConfig
+from tabduel.infra.errors import DivergedError
+from tabduel.models.training import load_data, native_missing
+from tabduel.search.space import Encoding, MLPTrial, group_key
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, s
     data, manifest = load_data(features_dir, kind)
     x_test = y_test = None
     if with_test:
-        x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, kind in NATIVE_MISSING)
+        x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, native_missing(kind))
     columns = embedded_columns(manifest)
     if encoding.numeric != "standard":
         m = fit_numeric(data.x_train, columns, encoding.numeric)
@@ -76,8 +76,8 @@ def _mse(pred: np.ndarray, y: np.ndarray) -> float:
 def scores_on_test(pred: np.ndarray, y: np.ndarray, manifest: dict[str, Any]) -> dict[str, float]:
     """test_mse on the model's (transformed) scale; test_r2 there; test_rmse_orig and test_r2_orig on the target's
     original scale (the inverse of the transform fitted on train)."""
-    from tabduel import target
-    from tabduel.evaluate import regression_metrics
+    from tabduel.data import target
+    from tabduel.models.evaluate import regression_metrics
 
     on_model = regression_metrics(y, pred)
     name, params = manifest.get("target_transform", "none"), manifest.get("target_params")

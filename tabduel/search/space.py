@@ -6,11 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from tabduel.config import FeaturesConfig, MLPConfig, SearchConfig, XGBoostConfig
-from tabduel.dataset import DatasetSpec
-from tabduel.errors import ConfigError
-from tabduel.numeric import NUMERIC
-from tabduel.runtime import cpu_threads, free_cores
+from tabduel.data.dataset import DatasetSpec
+from tabduel.data.numeric import NUMERIC
+from tabduel.infra.config import FeaturesConfig, MLPConfig, SearchConfig, XGBoostConfig
+from tabduel.infra.errors import ConfigError
+from tabduel.infra.runtime import cpu_threads, free_cores
 
 # ordinal: the original analysis's codes; onehot: one-hot calendar columns; cyclic: ordinal + sin/cos of each
 # periodic column (hour, day, month); ple / periodic: the onehot inputs with their numeric columns embedded.
@@ -45,7 +45,12 @@ class Encoding:
     @property
     def base(self) -> str:
         """The features variant it is built on."""
-        return "onehot" if self.name in ("ple", "periodic") else self.name
+        return encoding_base(self.name)
+
+
+def encoding_base(name: str) -> str:
+    """The features variant an encoding is built on: ple and periodic embed the onehot variant's numeric inputs."""
+    return "onehot" if name in ("ple", "periodic") else name
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabduel import target
-from tabduel.config import FeaturesConfig
-from tabduel.dataset import DatasetSpec
-from tabduel.errors import ConfigError, DataError
-from tabduel.store import atomic_write_json
+from tabduel.data import target
+from tabduel.data.dataset import DatasetSpec
+from tabduel.infra.config import FeaturesConfig
+from tabduel.infra.errors import ConfigError, DataError
+from tabduel.infra.store import atomic_write_json
 
 SPLITS = ("train", "valid", "test")
 ROW = "row"  # position of the row in the ingested table, kept for joins (e.g. back to the date)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabduel import bench_stats
-from tabduel.bench import CLEAN
+from tabduel.bench import stats as bench_stats
+from tabduel.bench.cells import CLEAN
 
 DPI = 110
 COLOURS = {"mlp": "#1f77b4", "xgboost": "#d62728"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tabduel.errors import ConfigError
+from tabduel.infra.errors import ConfigError
 
 KINDS = ("ple", "periodic")
 

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabduel import target
-from tabduel.features import ROW, SPLITS, load_xy
-from tabduel.training import NATIVE_MISSING, predictor
+from tabduel.data import target
+from tabduel.data.features import ROW, SPLITS, load_xy
+from tabduel.models.registry import family
+from tabduel.models.training import predictor
 
 METRICS = ("mse", "rmse", "mae", "r2")
 ORIGINAL = "_orig"  # suffix of a metric on the target's original scale
@@ -32,14 +33,15 @@ def predict_all(features_dir: str | Path, models: dict[str, str]) -> pd.DataFram
     features_dir = Path(features_dir)
     manifest = json.loads((features_dir / "manifest.json").read_text())
     predict = {kind: predictor(kind, path) for kind, path in models.items()}
+    native = {kind: family(kind).native_missing for kind in models}
     frames = []
     for split in SPLITS:
         path = features_dir / f"{split}.parquet"
         x, y = load_xy(str(path), manifest)
         frame = pd.DataFrame({ROW: pd.read_parquet(path, columns=[ROW])[ROW], "split": split, "observed": y})
-        x_native = load_xy(str(path), manifest, True)[0] if NATIVE_MISSING & set(predict) else None
+        x_native = load_xy(str(path), manifest, True)[0] if any(native.values()) else None
         for kind, fn in predict.items():
-            frame[f"pred_{kind}"] = fn(x_native if kind in NATIVE_MISSING else x)
+            frame[f"pred_{kind}"] = fn(x_native if native[kind] else x)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabduel import bench_stats, compare
-from tabduel.config import BenchConfig, Config, SearchConfig
-from tabduel.search_loop import Inline, first_of, run_family
-from tabduel.search_report import rebuild
-from tabduel.search_space import BASES, ENCODINGS
-from tabduel.study import ELAPSED, completed, counted_trials, open_storage, open_study
-from tabduel.trials import run_mlp, run_xgboost
+from tabduel.bench import stats as bench_stats
+from tabduel.infra.config import BenchConfig, Config, SearchConfig
+from tabduel.search import compare
+from tabduel.search.families import names, search_family
+from tabduel.search.loop import Inline, first_of, run_family
+from tabduel.search.space import ENCODINGS, encoding_base
+from tabduel.search.study import ELAPSED, completed, counted_trials, open_storage, open_study
 
 CLEAN = "none"
 PLAIN_ENCODINGS = tuple(e for e in ENCODINGS if e not in ("ple", "periodic"))
@@ -54,7 +54,7 @@ class Cell:
 def variant(family: str) -> tuple[str, tuple[str, ...], tuple[str, ...] | None]:
     """(base family, MLP encodings searched, numeric maps searched or None for the settings' own) of a family:
     mlp-ple searches the PLE embedding only; mlp-robust the plain encodings with the robust map only."""
-    if family in ("mlp", "xgboost"):
+    if family in names():
         return family, ENCODINGS, None
     base, _, prep = family.partition("-")
     if base != "mlp" or not prep:
@@ -67,9 +67,7 @@ def variant(family: str) -> tuple[str, tuple[str, ...], tuple[str, ...] | None]:
 def bases_of(family: str) -> tuple[str, ...]:
     """The features variants a family's trials read."""
     base, encodings, _ = variant(family)
-    if base == "xgboost":
-        return ("ordinal",)
-    return tuple(sorted({"onehot" if e in ("ple", "periodic") else e for e in encodings} & set(BASES)))
+    return tuple(sorted({encoding_base(e) for e in encodings} & set(search_family(base).bases)))
 
 
 def budget_label(b: BenchConfig) -> str:
@@ -97,18 +95,12 @@ def cell_search_config(cfg: Config, cell: Cell, threads: int) -> SearchConfig:
     return dataclasses.replace(s, numeric=numeric) if numeric else s
 
 
-def run_trials(features_dir: str, specs: list[Any], with_test: bool = False) -> list[dict[str, Any]]:
-    """Train one group of trials (MLP population or one XGBoost) in this process."""
-    if hasattr(specs[0], "encoding"):
-        return run_mlp(features_dir, specs, with_test)
-    return [run_xgboost(features_dir, s, with_test) for s in specs]
-
-
 def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | Path, threads: int = 1
              ) -> dict[str, Any]:
     """Search the cell's family on its split's train/valid within the budget (resuming the cell's study when its
     journal has one), refit the best config on the same split and score it once on test."""
     family, encodings, _ = variant(cell.family)
+    fam = search_family(family)
     s = cell_search_config(cfg, cell, threads)
     storage = open_storage(str(journal))
     import optuna
@@ -118,16 +110,16 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     wall = time.perf_counter()
 
     def submit(label: str, base: str, specs: list[Any]) -> Inline:
-        return Inline(lambda: run_trials(features[base], specs))
+        return Inline(lambda: fam.run(features[base], specs, False))
 
     loop = run_family(family, study, budget, s, 1, threads, submit, first_of, clock="cpu", encodings=encodings)
     done = completed(study)
     if not done:
         raise RuntimeError(f"{cell.id}: no trial finished within the budget")
     best = min(done, key=lambda t: t.value)
-    spec = rebuild(family, best.params, s, threads)
-    base = spec.encoding.base if family == "mlp" else "ordinal"
-    refit = run_trials(features[base], [spec], with_test=True)[0]
+    spec = fam.rebuild(best.params, s, threads)
+    base = fam.base(spec)
+    refit = fam.run(features[base], [spec], True)[0]
     curve = sorted(((t.user_attrs.get(ELAPSED, math.nan), t.value) for t in done), key=lambda p: p[0])
     counted = counted_trials(study)  # diverged or failed trials cost budget; ones a kill interrupted do not
     return {"cell": dataclasses.asdict(cell), "id": cell.id, "trials": counted, "trials_failed": counted - len(done),
@@ -233,8 +225,8 @@ def corrupted_features(table: pd.DataFrame, spec: Any, fcfg: Any, corruption: st
     """The features of a table corrupted inside its outer split: the corruption touches the split's train and
     valid rows (seeded by the split seed, so every family sees the same corruption), then the features step fits
     its imputation, scaling and target transform on the corrupted train rows."""
-    from tabduel.corruptions import corrupt
-    from tabduel.features import make_features, split_indices
+    from tabduel.data.corruptions import corrupt
+    from tabduel.data.features import make_features, split_indices
 
     parts = split_indices(len(table), fcfg.split_seed, fcfg.train_frac, fcfg.valid_frac)
     rows = np.sort(np.concatenate([parts["train"], parts["valid"]]))

@@ -13,11 +13,11 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from tabduel.config import TORCH_KINDS, TrackingConfig
-from tabduel.errors import exception_chain, one_line, status_in_chain
-from tabduel.store import file_lock
+from tabduel.infra.config import TrackingConfig
+from tabduel.infra.errors import exception_chain, one_line, status_in_chain
+from tabduel.infra.store import file_lock
 
 if TYPE_CHECKING:  # numpy is not imported at run time: the CLI imports this module before parsing its flags
     import numpy as np
@@ -362,11 +362,9 @@ class Tracker:
 
         self.client.log_outputs(run_id, [LoggedModelOutput(model_id, 0)])
 
-    def log_model(self, run_id: str, kind: str, key: str, model: Any, example: np.ndarray,
+    def log_model(self, run_id: str, kind: str, flavour: str, key: str, model: Any, example: np.ndarray,
                   prediction: np.ndarray) -> None:
-        """Log a model in its MLflow flavour, with signature and input example, to run_id."""
-        from importlib.metadata import version
-
+        """Log a model of family `kind` in an MLflow flavour (of FLAVOURS), with signature and input example."""
         from mlflow.models import infer_signature
 
         # Create the logged model ourselves: left to log_model, it lands in the fluent active
@@ -376,28 +374,53 @@ class Tracker:
         signature = infer_signature(example, prediction)
         common = {"name": "model", "signature": signature, "input_example": example, "run_id": run_id,
                   "model_id": logged.model_id}
-        # Serialisation formats are chosen for the pipeline's wall time: MLflow's default pt2 format for torch runs
-        # torch.export (importing torch._dynamo costs ~2 s), and skops for sklearn imports ~2.8 s of type scans.
-        if kind in TORCH_KINDS:
-            import mlflow.pytorch
-
-            torch_version = version("torch").split("+")[0]
-            with _quiet(logging.getLogger("mlflow.pytorch"), "Saving pytorch model by Pickle"):
-                mlflow.pytorch.log_model(model, pip_requirements=[f"torch=={torch_version}"],
-                                         serialization_format="pickle", **common)
-        elif kind == "xgboost":
-            import mlflow.xgboost
-
-            mlflow.xgboost.log_model(model, pip_requirements=[f"xgboost=={version('xgboost')}"],
-                                     model_format="json", **common)
-        else:
-            import mlflow.sklearn
-
-            with _quiet(logging.getLogger("mlflow.sklearn"), "Saving scikit-learn models in the pickle"):
-                mlflow.sklearn.log_model(model, pip_requirements=[f"scikit-learn=={version('scikit-learn')}"],
-                                         serialization_format="cloudpickle", **common)
+        log_flavour(flavour, model, common)
         if not str(self.client.get_logged_model(logged.model_id).status).endswith("READY"):
             self.client.finalize_logged_model(logged.model_id, "READY")
+
+
+def _log_pytorch(model: Any, common: dict[str, Any]) -> None:
+    # Pickle, not MLflow's default pt2 format: that runs torch.export (importing torch._dynamo costs ~2 s).
+    from importlib.metadata import version
+
+    import mlflow.pytorch
+
+    torch_version = version("torch").split("+")[0]
+    with _quiet(logging.getLogger("mlflow.pytorch"), "Saving pytorch model by Pickle"):
+        mlflow.pytorch.log_model(model, pip_requirements=[f"torch=={torch_version}"], serialization_format="pickle",
+                                 **common)
+
+
+def _log_xgboost(model: Any, common: dict[str, Any]) -> None:
+    from importlib.metadata import version
+
+    import mlflow.xgboost
+
+    mlflow.xgboost.log_model(model, pip_requirements=[f"xgboost=={version('xgboost')}"], model_format="json",
+                             **common)
+
+
+def _log_sklearn(model: Any, common: dict[str, Any]) -> None:
+    # Cloudpickle, not skops: skops imports ~2.8 s of type scans.
+    from importlib.metadata import version
+
+    import mlflow.sklearn
+
+    with _quiet(logging.getLogger("mlflow.sklearn"), "Saving scikit-learn models in the pickle"):
+        mlflow.sklearn.log_model(model, pip_requirements=[f"scikit-learn=={version('scikit-learn')}"],
+                                 serialization_format="cloudpickle", **common)
+
+
+# How a model is logged in each MLflow flavour that a family may name (tabduel.models.registry.Family.flavour).
+FLAVOURS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
+    "pytorch": _log_pytorch, "xgboost": _log_xgboost, "sklearn": _log_sklearn}
+
+
+def log_flavour(flavour: str, model: Any, common: dict[str, Any]) -> None:
+    """Log model with MLflow's log_model of a flavour; common: its name, signature, example, run and model ids."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"MLflow flavour {flavour!r} is not one of: {', '.join(FLAVOURS)}")
+    FLAVOURS[flavour](model, common)
 
 
 @contextlib.contextmanager

@@ -10,9 +10,9 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from tabduel.dataset import DatasetSpec
-from tabduel.errors import SourceError
-from tabduel.store import atomic_write_bytes, sha256_file
+from tabduel.data.dataset import DatasetSpec
+from tabduel.infra.errors import SourceError
+from tabduel.infra.store import atomic_write_bytes, sha256_file
 
 Progress = Callable[[str], None]
 

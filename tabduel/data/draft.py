@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from tabduel.dataset import header_key, parse_spec
-from tabduel.errors import ConfigError, DataError
+from tabduel.data.dataset import header_key, parse_spec
+from tabduel.infra.errors import ConfigError, DataError
 
 DELIMITERS = (",", ";", "\t", "|", "whitespace")
 # Cell values that often mean "missing". Punctuation ones are missing wherever they occur; word ones are missing in
@@ -856,7 +856,7 @@ def draft_command(file: str, target: str, ignore: str, output: str = "") -> int:
     for line in draft.report:
         print(line, file=sys.stderr)
     if output:
-        from tabduel.store import atomic_write_bytes
+        from tabduel.infra.store import atomic_write_bytes
 
         atomic_write_bytes(output, draft.toml.encode("utf-8"))
         print(f"wrote {output}", file=sys.stderr)

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from tabduel.config import Config, merge
-from tabduel.dataset import load_spec
-from tabduel.errors import ConfigError, SourceError
-from tabduel.store import atomic_write_bytes, sha256_file
+from tabduel.data.dataset import load_spec
+from tabduel.infra.config import Config, merge
+from tabduel.infra.errors import ConfigError, SourceError
+from tabduel.infra.store import atomic_write_bytes, sha256_file
 
 OVERRIDABLE = ("features", "search")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")

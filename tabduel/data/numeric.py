@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from tabduel.config import NUMERIC_MAPS as NUMERIC
-from tabduel.errors import ConfigError
+from tabduel.infra.config import NUMERIC_MAPS as NUMERIC
+from tabduel.infra.errors import ConfigError
 
 
 @dataclass(frozen=True)

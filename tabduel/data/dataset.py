@@ -11,8 +11,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from tabduel.errors import ConfigError
-from tabduel.target import TRANSFORMS
+from tabduel.data.target import TRANSFORMS
+from tabduel.infra.errors import ConfigError
 
 COLUMN_TYPES = ("int", "float", "category", "date", "time", "ignore")
 DATE_PARTS = ("hour", "minute", "isoweekday", "weekend", "day_of_month", "day_of_year", "month", "year")

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tabduel.errors import DataError
+from tabduel.infra.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from tabduel.errors import TabduelError
-from tabduel.search_space import ENCODINGS, group_key, suggest_mlp, suggest_xgboost
-from tabduel.study import ELAPSED, SPENT, Budget, completed
+from tabduel.infra.errors import TabduelError
+from tabduel.search.families import search_family
+from tabduel.search.space import ENCODINGS
+from tabduel.search.study import ELAPSED, PARENT_RUN, SPENT, Budget, completed
 
 MAX_FAILURES_IN_ROW = 5
 CLOCKS = ("wall", "cpu")
@@ -43,25 +43,6 @@ class LoopResult:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-def suggest(family: str, trial: Any, s: Any, threads: int, encodings: Sequence[str] = ENCODINGS) -> Any:
-    """The family's trial spec from an Optuna trial (an MLP's encodings may be narrowed, e.g. to ple only)."""
-    if family == "mlp":
-        return suggest_mlp(trial, s, threads, tuple(encodings))
-    if family == "xgboost":
-        return suggest_xgboost(trial, s, threads)
-    raise ValueError(f"family {family!r} is not one of: mlp, xgboost")
-
-
-def groups(family: str, asked: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
-    """MLP trials of one encoding and shape go together (one population); every XGBoost trial alone."""
-    if family != "mlp":
-        return [[a] for a in asked]
-    grouped: dict[Any, list[tuple[Any, Any]]] = defaultdict(list)
-    for trial, spec in asked:
-        grouped[group_key(spec)].append((trial, spec))
-    return list(grouped.values())
-
-
 def fail_state() -> Any:
     """Optuna's FAIL state."""
     from optuna.trial import TrialState
@@ -73,22 +54,17 @@ def trial_attrs(family: str, result: dict[str, Any], elapsed: float) -> dict[str
     """User attributes of a finished trial: its time, CPU time, where it ran, and its family's facts."""
     attrs = {"seconds": result["seconds"], "cpu_seconds": result.get("cpu_seconds", math.nan), ELAPSED: elapsed,
              "device": result["device"], "worker": result["worker"]}
-    if family == "mlp":
-        attrs.update(population_trials=result["group_trials"], population_members=result["group_members"],
-                     time_limited=result["time_limited"], epochs_run=max(result["epochs_run"]),
-                     member_valid_mse=result["member_valid_mse"])
-    else:
-        attrs.update(best_iteration=result["best_iteration"])
-    return attrs
+    return {**attrs, **search_family(family).facts(result)}
 
 
 def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, threads: int, submit: Submit,
                first_done: FirstDone, record: Record | None = None, log: Any = None, clock: str = "wall",
                encodings: Sequence[str] = ENCODINGS) -> LoopResult:
     """Ask, train and tell trials of one family until its budget is spent, `workers` groups at a time."""
+    fam = search_family(family)
     if clock not in CLOCKS:
         raise ValueError(f"clock {clock!r} is not one of: {', '.join(CLOCKS)}")
-    from tabduel.study import counted_trials
+    from tabduel.search.study import counted_trials
 
     out = LoopResult(best=min((t.value for t in completed(study)), default=math.inf))
     start = time.perf_counter()
@@ -106,12 +82,12 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
         asked: list[tuple[Any, Any]] = []
         while len(pending) + len(asked) < workers and budget.allows(started, spent_now() - budget.spent):
             trial = study.ask()
-            asked.append((trial, suggest(family, trial, s, threads, encodings)))
+            asked.append((trial, fam.suggest(trial, s, threads, encodings)))
             started += 1
-        for group in groups(family, asked):
+        for group in fam.groups(asked):
             trials = [t for t, _ in group]
             specs = [spec for _, spec in group]
-            base = specs[0].encoding.base if family == "mlp" else "ordinal"
+            base = fam.base(specs[0])
             label = f"{family}-" + "+".join(str(t.number) for t in trials)
             pending[submit(label, base, specs)] = trials
         if not pending:
@@ -166,7 +142,7 @@ def trial_line(family: str, number: int, result: dict[str, Any], elapsed: float,
     """One log line of a finished trial."""
     value = result["valid_mse"]
     shown = f"{value:.5f}" if math.isfinite(value) else "diverged (not finite)"
-    extra = f", population of {result['group_members']}" if family == "mlp" and result["group_members"] > 1 else ""
+    extra = search_family(family).note(result)
     unit = "min" if clock == "wall" else "CPU-min"
     return (f"{family} trial {number}: valid MSE {shown} in {result['seconds']:.1f}s{extra}; best {best:.5f}; "
             f"{elapsed / 60:.1f} {unit}")
@@ -179,6 +155,20 @@ def budget_text(b: Budget, clock: str = "wall") -> str:
     if not math.isinf(b.seconds):
         parts.append(f"{b.seconds / 60:.1f} {unit}")
     return " and ".join(parts) + (f" ({b.spent / 60:.1f} {unit} spent before)" if b.spent else "")
+
+
+def search_parent(tracker: Any, studies: dict[str, Any], resuming: bool, tags: dict[str, Any],
+                  params: dict[str, Any]) -> str:
+    """The search's MLflow run: when resuming, the one its studies recorded (reopened); else a new one with these
+    tags and params, recorded in every study."""
+    known = {st.user_attrs.get(PARENT_RUN) for st in studies.values()} - {None}
+    if resuming and len(known) == 1 and tracker.reopen(next(iter(known))):
+        return next(iter(known))
+    parent = tracker.start_run("search", tags=tags)
+    tracker.log_params(parent, params)
+    for st in studies.values():
+        st.set_user_attr(PARENT_RUN, parent)
+    return parent
 
 
 def unlogged(study: Any, logged: set[str]) -> list[Any]:
@@ -218,10 +208,7 @@ def mlflow_recorder(tracker: Any, parent: str, study_name: str) -> Record:
         metrics = {"valid_mse": value, "seconds": result["seconds"], "elapsed_seconds": elapsed, "best_so_far": best}
         if "cpu_seconds" in result:
             metrics["cpu_seconds"] = result["cpu_seconds"]
-        if family == "mlp":
-            metrics.update(epochs_run=max(result["epochs_run"]), population_members=result["group_members"])
-        else:
-            metrics["best_iteration"] = result["best_iteration"]
+        metrics.update(search_family(family).metrics(result))
         tags.update(device=result["device"], worker=result["worker"], error=result.get("error", "")[:5000])
         tracker.record_run(f"{family}-{trial.number:03d}", parent, tags, trial.params, metrics,
                            "FINISHED" if math.isfinite(value) else "FAILED")

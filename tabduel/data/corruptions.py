@@ -17,8 +17,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from tabduel.dataset import ColumnSpec, DatasetSpec
-from tabduel.errors import ConfigError
+from tabduel.data.dataset import ColumnSpec, DatasetSpec
+from tabduel.infra.errors import ConfigError
 
 Corrupt = Callable[[pd.DataFrame, DatasetSpec, np.ndarray, float, np.random.Generator],
                    tuple[pd.DataFrame, DatasetSpec]]

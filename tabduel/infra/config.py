@@ -9,15 +9,12 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
-from tabduel.errors import ConfigError
+from tabduel.infra.errors import ConfigError
 
-MODEL_KINDS = ("mlp", "xgboost", "linear", "realmlp", "tabm")
 # What `tabduel run` trains unless told otherwise: the original analysis's three models.
 DEFAULT_MODELS = ("mlp", "xgboost", "linear")
-# Families trained by torch (per-epoch histories, torch devices, the MLflow pytorch flavour).
-TORCH_KINDS = ("mlp", "realmlp", "tabm")
 TORCH_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 XGBOOST_DEVICES = "auto, cpu, cuda, cuda:N"
 _TORCH_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
@@ -36,18 +33,6 @@ def _check(ok: bool, name: str, value: Any, why: str) -> None:
     """Raise ConfigError naming the setting unless ok."""
     if not ok:
         raise ConfigError(f"{name} = {value!r}: {why}")
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Where outputs go and which models the pipeline trains."""
-
-    data_dir: str = _opt("data", "directory for step outputs (relative to the working directory)")
-    models: tuple[str, ...] = _opt(DEFAULT_MODELS, "models to train, comma-separated", MODEL_KINDS)
-
-    def __post_init__(self) -> None:
-        _check(len(self.models) > 0, "pipeline.models", self.models, "name at least one model")
-        _check(len(set(self.models)) == len(self.models), "pipeline.models", self.models, "a model is named twice")
 
 
 @dataclass(frozen=True)
@@ -85,8 +70,23 @@ class FeaturesConfig:
                f"train_frac + valid_frac must leave rows for test (train_frac = {self.train_frac})")
 
 
+class ModelSettings:
+    """Base of a model family's settings: `class XConfig(ModelSettings, section="x")` makes [x] a model section.
+
+    Config has a field of that name and type; tabduel.models.registry has the family of that kind.
+    """
+
+    sections: ClassVar[dict[str, type[ModelSettings]]] = {}
+
+    def __init_subclass__(cls, section: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not section:
+            raise TypeError(f"{cls.__name__}: name its section: class {cls.__name__}(ModelSettings, section=...)")
+        ModelSettings.sections[section] = cls
+
+
 @dataclass(frozen=True)
-class MLPConfig:
+class MLPConfig(ModelSettings, section="mlp"):
     """The PyTorch MLP; defaults are the original analysis's NN5."""
 
     hidden: tuple[int, ...] = _opt((20, 10, 5), "hidden layer widths, comma-separated")
@@ -122,7 +122,7 @@ class MLPConfig:
 
 
 @dataclass(frozen=True)
-class XGBoostConfig:
+class XGBoostConfig(ModelSettings, section="xgboost"):
     """The XGBoost reference model (hist trees, early stopping on valid)."""
 
     n_estimators: int = _opt(2000, "maximum boosting rounds")
@@ -155,7 +155,7 @@ class XGBoostConfig:
 
 
 @dataclass(frozen=True)
-class LinearConfig:
+class LinearConfig(ModelSettings, section="linear"):
     """Ordinary least squares, the original analysis's baseline."""
 
     fit_intercept: bool = _opt(True, "fit an intercept")
@@ -165,7 +165,7 @@ SCHEDULES = ("constant", "cos", "flat_cos", "coslog4")
 
 
 @dataclass(frozen=True)
-class RealMLPConfig:
+class RealMLPConfig(ModelSettings, section="realmlp"):
     """A RealMLP-style MLP (Holzmüller et al. 2024); defaults are pytabkit's RealMLP-TD regressor's."""
 
     hidden: tuple[int, ...] = _opt((256, 256, 256), "hidden layer widths, comma-separated")
@@ -213,7 +213,7 @@ class RealMLPConfig:
 
 
 @dataclass(frozen=True)
-class TabMConfig:
+class TabMConfig(ModelSettings, section="tabm"):
     """A TabM-style ensemble of k MLPs sharing their weights (Gorishniy et al. 2024), trained as one model."""
 
     k: int = _opt(32, "ensemble members")
@@ -260,6 +260,22 @@ class TabMConfig:
         _check(self.patience >= 0, "tabm.patience", self.patience, "must not be negative (0: off)")
         _check(self.threads >= 0, "tabm.threads", self.threads, "must not be negative (0: automatic)")
         _check(self.max_seconds >= 0, "tabm.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
+
+
+# The model sections, in the order they were defined: the kinds `--models` takes.
+MODEL_KINDS = tuple(ModelSettings.sections)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Where outputs go and which models the pipeline trains."""
+
+    data_dir: str = _opt("data", "directory for step outputs (relative to the working directory)")
+    models: tuple[str, ...] = _opt(DEFAULT_MODELS, "models to train, comma-separated", MODEL_KINDS)
+
+    def __post_init__(self) -> None:
+        _check(len(self.models) > 0, "pipeline.models", self.models, "name at least one model")
+        _check(len(set(self.models)) == len(self.models), "pipeline.models", self.models, "a model is named twice")
 
 
 @dataclass(frozen=True)
@@ -402,12 +418,12 @@ class Config:
         return getattr(self, kind)
 
 
-ModelConfig = MLPConfig | XGBoostConfig | LinearConfig | RealMLPConfig | TabMConfig
+ModelConfig = ModelSettings  # the settings of any model family
 
 
 def dataset_name(cfg: Config) -> str:
     """The name of the dataset spec that cfg.ingest.dataset names (the built-in one when empty)."""
-    from tabduel.dataset import load_spec
+    from tabduel.data.dataset import load_spec
 
     return load_spec(cfg.ingest.dataset).name
 

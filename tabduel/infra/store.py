@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from tabduel.errors import TabduelError
+from tabduel.infra.errors import TabduelError
 
 DONE = "_done.json"
 

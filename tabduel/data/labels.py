@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tabduel.target import describe, inverse
+from tabduel.data.target import describe, inverse
 
 
 def scale_label(title: str, transform: str, params: dict | None = None) -> str:

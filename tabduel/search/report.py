@@ -3,22 +3,21 @@ seeds with a paired test; files under <data_dir>/search/<study>/, all logged to 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import optuna
 
-from tabduel import compare, plots
-from tabduel.config import NUMERIC_MAPS
-from tabduel.evaluate import to_markdown
-from tabduel.search_space import suggest_mlp, suggest_xgboost, trial_threads, workers_of
-from tabduel.store import atomic_write_bytes, atomic_write_json
-from tabduel.study import completed
-from tabduel.tracking import Tracker
+from tabduel.infra import plots
+from tabduel.infra.store import atomic_write_bytes, atomic_write_json
+from tabduel.infra.tracking import Tracker
+from tabduel.models.evaluate import to_markdown
+from tabduel.search import compare
+from tabduel.search.families import search_family
+from tabduel.search.space import trial_threads, workers_of
+from tabduel.search.study import completed
 
 DPI = 110
 
@@ -89,11 +88,7 @@ def write_evidence(studies: dict[str, Any], out: Path, tracker: Tracker, parent:
 
 def rebuild(family: str, params: dict[str, Any], s: Any, threads: int) -> Any:
     """The trial spec (MLPTrial or XGBoostConfig) of a finished trial's params."""
-    if family == "mlp":  # the trial's own map, whatever the space now offers ("standard" before it had one)
-        s = dataclasses.replace(s, numeric=NUMERIC_MAPS)
-        params = {"numeric": "standard", **params}
-    trial = optuna.trial.FixedTrial(params)
-    return (suggest_mlp if family == "mlp" else suggest_xgboost)(trial, s, threads)
+    return search_family(family).rebuild(params, s, threads)
 
 
 def refit_plan(cfg: Any, studies: dict[str, Any], seeds: list[int], log: Any) -> list[dict[str, Any]]:
@@ -108,10 +103,16 @@ def refit_plan(cfg: Any, studies: dict[str, Any], seeds: list[int], log: Any) ->
             continue
         best = min(trials, key=lambda t: t.value)
         spec = rebuild(family, best.params, s, threads)
-        base = spec.encoding.base if family == "mlp" else "ordinal"
+        base = search_family(family).base(spec)
         plan += [{"label": f"refit-{family}-seed{seed}", "family": family, "trial": best.number, "seed": seed,
                   "spec": spec, "base": base} for seed in seeds]
     return plan
+
+
+def refit_row(item: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """One row of the final comparison: a planned refit's label, family, seed and trial, with its scores."""
+    return ({k: item[k] for k in ("label", "family", "seed", "trial")}
+            | {k: result[k] for k in ("valid_mse", "test_mse", "seconds")})
 
 
 def final_comparison(rows: list[dict[str, Any]], seeds: list[int], out: Path, tracker: Tracker, parent: str,

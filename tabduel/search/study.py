@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tabduel.config import SearchConfig
-from tabduel.errors import ConfigError, TabduelError
+from tabduel.infra.config import SearchConfig
+from tabduel.infra.errors import ConfigError, TabduelError
 
 BUDGET_TRIALS = "tabduel.trials_budget"  # study user attributes
 BUDGET_SECONDS = "tabduel.seconds_budget"
@@ -18,11 +18,16 @@ ELAPSED = "elapsed_seconds"  # trial user attributes
 RETRY_OF = "retry_of"
 
 
+def search_dir(s: SearchConfig, data_dir: str | Path) -> Path:
+    """<data_dir>/search/<study>/: the journal, leaderboard, plots and final comparison of a search."""
+    return Path(data_dir).resolve() / "search" / study_dir(s)
+
+
 def storage_url(s: SearchConfig, data_dir: str | Path) -> str:
     """The storage as given, or the default journal file <data_dir>/search/<study>/journal.log."""
     if s.storage:
         return s.storage
-    return str((Path(data_dir) / "search" / study_dir(s) / "journal.log").resolve())
+    return str(search_dir(s, data_dir) / "journal.log")
 
 
 def open_storage(url: str) -> Any:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabduel.dataset import ColumnSpec, DatasetSpec, ReadSpec, clean_header, header_key
-from tabduel.errors import DataError
+from tabduel.data.dataset import ColumnSpec, DatasetSpec, ReadSpec, clean_header, header_key
+from tabduel.infra.errors import DataError
 
 _DATE_TOKENS = {"%d": r"\d{1,2}", "%m": r"\d{1,2}", "%Y": r"\d{4}", "%y": r"\d{2}", "%H": r"\d{1,2}",
                 "%M": r"\d{1,2}", "%S": r"\d{1,2}", "%j": r"\d{1,3}", "%b": r"[A-Za-z]{3}", "%B": r"[A-Za-z]+"}

@@ -1,0 +1,2 @@
+"""The data a model sees: dataset specs, raw files read and checked, features, target transforms, numeric maps and
+embeddings."""

@@ -1,0 +1,108 @@
+"""Every search family in one place: how `tabduel search` and `tabduel bench` suggest, group, run and record its trials.
+
+A search family tunes one model family (tabduel.models.registry: its Family.search names the search family). Its
+record below says how a trial's spec is suggested from an Optuna trial (search/space.py) and rebuilt from a finished
+trial's params, which features variant a spec reads, which specs train together, how a group of specs is run
+(search/trials.py), and which facts of a result go on the Optuna trial, its MLflow run and its log line. The loop,
+the report, the bench and the flows ask the record, never the family's name. Adding one: its suggest function, its
+run function, its record here, and its name in tabduel.infra.config.SEARCH_FAMILIES (the choices of --families).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Sequence
+
+from tabduel.infra.config import NUMERIC_MAPS, SearchConfig
+from tabduel.infra.errors import ConfigError
+from tabduel.search.space import BASES, ENCODINGS, group_key, suggest_mlp, suggest_xgboost
+from tabduel.search.trials import run_mlp, run_xgboost
+
+Result = dict[str, Any]  # one trial's scores and facts (search/trials.py)
+
+
+@dataclass(frozen=True)
+class SearchFamily:
+    """One search family: what its trials are and how they run."""
+
+    name: str  # as --families names it; the Optuna study <study>-<name>; the trials' MLflow run names
+    model: str  # the model family (registry kind) whose settings it searches
+    bases: tuple[str, ...]  # the features variants its trials may read
+    suggest: Callable[[Any, SearchConfig, int, Sequence[str]], Any]  # (trial, settings, threads, encodings) -> spec
+    run: Callable[[str, list[Any], bool], list[Result]]  # (features dir, a group of specs, with test) -> results
+    base: Callable[[Any], str]  # the features variant a spec reads
+    group: Callable[[Any], Hashable] | None  # specs of equal keys train together (one population); None: each alone
+    facts: Callable[[Result], dict[str, Any]]  # what a finished trial records besides its time and place
+    metrics: Callable[[Result], dict[str, float]]  # what its MLflow run logs besides its score and time
+    note: Callable[[Result], str]  # what its log line adds
+    replay: Callable[[SearchConfig, dict[str, Any]], tuple[SearchConfig, dict[str, Any]]] = (
+        lambda s, params: (s, params))  # the space and params that rebuild a finished trial's spec
+
+    def groups(self, asked: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
+        """(trial, spec) pairs in the groups that train together."""
+        if self.group is None:
+            return [[a] for a in asked]
+        grouped: dict[Hashable, list[tuple[Any, Any]]] = defaultdict(list)
+        for trial, spec in asked:
+            grouped[self.group(spec)].append((trial, spec))
+        return list(grouped.values())
+
+    def rebuild(self, params: dict[str, Any], s: SearchConfig, threads: int) -> Any:
+        """The spec of a finished trial's params."""
+        import optuna
+
+        s, params = self.replay(s, params)
+        return self.suggest(optuna.trial.FixedTrial(params), s, threads, ENCODINGS)
+
+
+def _mlp_replay(s: SearchConfig, params: dict[str, Any]) -> tuple[SearchConfig, dict[str, Any]]:
+    # The trial's own numeric map, whatever the space offers now ("standard" before the space had one).
+    return dataclasses.replace(s, numeric=NUMERIC_MAPS), {"numeric": "standard", **params}
+
+
+SEARCH_FAMILIES = (
+    SearchFamily(
+        "mlp", model="mlp", bases=BASES,
+        suggest=lambda trial, s, threads, encodings: suggest_mlp(trial, s, threads, tuple(encodings)),
+        run=run_mlp, base=lambda spec: spec.encoding.base, group=group_key,
+        facts=lambda r: {"population_trials": r["group_trials"], "population_members": r["group_members"],
+                         "time_limited": r["time_limited"], "epochs_run": max(r["epochs_run"]),
+                         "member_valid_mse": r["member_valid_mse"]},
+        metrics=lambda r: {"epochs_run": max(r["epochs_run"]), "population_members": r["group_members"]},
+        note=lambda r: f", population of {r['group_members']}" if r["group_members"] > 1 else "",
+        replay=_mlp_replay),
+    SearchFamily(
+        "xgboost", model="xgboost", bases=("ordinal",),
+        suggest=lambda trial, s, threads, encodings: suggest_xgboost(trial, s, threads),
+        run=lambda features_dir, specs, with_test: [run_xgboost(features_dir, spec, with_test) for spec in specs],
+        base=lambda spec: "ordinal", group=None,
+        facts=lambda r: {"best_iteration": r["best_iteration"]},
+        metrics=lambda r: {"best_iteration": r["best_iteration"]},
+        note=lambda r: ""),
+)
+_BY_NAME = {f.name: f for f in SEARCH_FAMILIES}
+
+
+def names() -> tuple[str, ...]:
+    """The names of every search family, in registry order."""
+    return tuple(_BY_NAME)
+
+
+def search_family(name: str) -> SearchFamily:
+    """The search family of a name; ConfigError (one line, naming the known ones) for any other."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ConfigError(f"search family {name!r} is not one of: {', '.join(_BY_NAME)}") from None
+
+
+def bases_of(names: Sequence[str]) -> list[str]:
+    """The features variants that the trials of these search families may read, sorted."""
+    return sorted({base for name in names for base in search_family(name).bases})
+
+
+def run_trials(name: str, features_dir: str, specs: list[Any], with_test: bool = False) -> list[Result]:
+    """Train one group of a search family's trials in this process; one result per spec."""
+    return search_family(name).run(features_dir, specs, with_test)

@@ -1,0 +1,109 @@
+"""The model family registry: every family it lists is complete, and a kind it does not list is refused in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import subprocess
+import sys
+import typing
+
+import pytest
+
+from tabduel.cli import build_parser
+from tabduel.infra.config import MODEL_KINDS, Config, ConfigError, ModelSettings
+from tabduel.infra.tracking import FLAVOURS
+from tabduel.models import registry
+from tabduel.models.registry import STEPS, family
+
+FAMILIES = [pytest.param(f, id=f.kind) for f in registry.FAMILIES]
+HEAVY = ("numpy", "pandas", "torch", "mlflow", "prefect", "xgboost", "sklearn", "matplotlib", "pyarrow", "optuna")
+
+
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_a_registered_family_is_complete(fam):
+    module = importlib.import_module(fam.module)
+    missing = [name for name in ("fit", "save", "load", "predict") if not callable(getattr(module, name, None))]
+    assert not missing, f"{fam.module} lacks {missing}"
+    for name in fam.code_modules:
+        assert importlib.util.find_spec(name) is not None, f"{fam.kind}: its cache key names {name}, which is no module"
+    for package in fam.packages:
+        importlib.metadata.version(package)  # raises PackageNotFoundError for a name that is no distribution
+    assert fam.flavour in FLAVOURS, f"{fam.kind}: flavour {fam.flavour!r} is not one of {list(FLAVOURS)}"
+    assert fam.steps in ("", *STEPS) and fam.summary and fam.hint
+
+
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_a_registered_family_has_its_settings_section(fam):
+    hints = typing.get_type_hints(Config)
+    assert fam.kind in hints, f"Config has no [{fam.kind}] section"
+    section = fam.config
+    assert issubclass(section, ModelSettings) and ModelSettings.sections[fam.kind] is section
+    assert dataclasses.is_dataclass(section) and section.__dataclass_params__.frozen
+    assert isinstance(Config().model(fam.kind), section)
+    has_device = "device" in {f.name for f in dataclasses.fields(section)}
+    assert has_device == bool(fam.device), f"{fam.kind}: device {fam.device!r} but device setting: {has_device}"
+    if fam.device:
+        from tabduel.models.training import RESOLVE_DEVICE
+
+        assert fam.device in RESOLVE_DEVICE
+
+
+def test_the_registry_the_settings_and_the_cli_name_the_same_families():
+    assert registry.kinds() == MODEL_KINDS
+    train = next(a for a in build_parser()._actions if getattr(a, "choices", None) and "train" in a.choices)
+    kinds = next(a for a in train.choices["train"]._actions if getattr(a, "choices", None))
+    assert tuple(kinds.choices) == registry.kinds()
+
+
+def test_an_unknown_kind_is_refused_in_one_line_naming_the_known_ones():
+    with pytest.raises(ConfigError) as caught:
+        family("catboost")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message == f"model family 'catboost' is not one of: {', '.join(registry.kinds())}"
+    assert "mlp" in message and "xgboost" in message
+
+
+def test_reading_the_registry_imports_no_family_and_no_heavy_library():
+    probe = ("import json, sys\nfrom tabduel.models import registry\n"
+             "facts = [(f.kind, f.config.__name__, f.summary) for f in registry.FAMILIES]\n"
+             "print(json.dumps(sorted(sys.modules)))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                       check=True).stdout.strip().splitlines()[-1])
+    assert [m for m in loaded if m.split(".")[0] in HEAVY] == []
+    assert [f.module for f in registry.FAMILIES if f.module in loaded] == []
+
+
+def test_every_search_family_tunes_a_registered_family_that_names_it():
+    from tabduel.infra.config import SEARCH_FAMILIES as CHOICES
+    from tabduel.search import families
+    from tabduel.search.space import BASES
+
+    assert families.names() == CHOICES  # --families offers exactly the registered search families
+    for search in families.SEARCH_FAMILIES:
+        assert family(search.model).search == search.name
+        assert search.bases and set(search.bases) <= set(BASES)
+    assert {f.search for f in registry.FAMILIES} - {""} == set(families.names())
+    with pytest.raises(ConfigError, match=r"^search family 'svm' is not one of: mlp, xgboost$"):
+        families.search_family("svm")
+
+
+@pytest.mark.parametrize("name", ["mlp", "xgboost"])
+def test_a_search_family_rebuilds_the_spec_it_suggested(name):
+    import optuna
+
+    from tabduel.infra.config import SearchConfig
+    from tabduel.search.families import search_family
+
+    s = SearchConfig(study="t", trials=1)
+    fam = search_family(name)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=3))
+    trial = study.ask()
+    spec = fam.suggest(trial, s, 1, ("ple",) if name == "mlp" else ())
+    assert fam.rebuild(trial.params, s, 1) == spec
+    assert fam.base(spec) in fam.bases
+    assert [len(g) for g in fam.groups([(trial, spec), (trial, spec)])] == ([2] if fam.group else [1, 1])
