@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tabduel.checks import Parser, preflight
-from tabduel.infra.config import Config, ConfigError, field_type, load_toml, merge, section_fields
+from tabduel.infra.config import (
+    DEFAULT_SEARCH_FAMILIES,
+    Config,
+    ConfigError,
+    field_type,
+    load_toml,
+    merge,
+    section_fields,
+)
 from tabduel.infra.errors import TabduelError, one_line
 from tabduel.infra.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
 from tabduel.infra.tracking import (
@@ -43,11 +51,16 @@ DESCRIPTIONS = {
     "features": "Build scaled train/valid/test Parquet splits and a manifest from the latest ingest output.",
     "evaluate": "Evaluate the latest model of each kind on valid and test; tables and plots go to MLflow.",
     **{f"train-{f.kind}": f.summary for f in registry.FAMILIES},
-    "search": "Tune the MLP and XGBoost with the same budget (Optuna TPE, seeded) on train/valid, every trial an "
-              "MLflow child run; then refit the best config of each family on several split seeds and compare "
-              "their test MSE with paired tests. The study is stored (a journal file by default), so a search can "
-              "be resumed (--resume) or extended (--more-trials N).",
-    "bench": "Benchmark the families over a suite of datasets: for each dataset and outer seed, the outer split's "
+    "search": "Tune each family (--families: mlp and xgboost by default; realmlp and tabm on request) with the same "
+              "budget (Optuna TPE, seeded) on train/valid, every trial an MLflow child run; then refit the best "
+              "config of each family on several split seeds and compare their test MSE with paired tests. realmlp "
+              "searches RealMLP-HPO's space (Holzmueller et al. 2024), tabm the TabM paper's (Gorishniy et al. "
+              "2024); each study's first trial is the family's defaults. A RealMLP or TabM trial takes minutes on a "
+              "CPU: --realmlp-max-seconds and --tabm-max-seconds cap each trial's training (the best epoch so far is "
+              "kept), --tabm-k sets TabM's members. The study is stored (a journal file by default), so a search "
+              "can be resumed (--resume) or extended (--more-trials N). See docs/search.md.",
+    "bench": "Benchmark the families (--families: mlp and xgboost by default; realmlp and tabm, whose trials take "
+             "minutes of CPU, on request) over a suite of datasets: for each dataset and outer seed, the outer split's "
              "test rows are held out from everything; each family is searched on the rest with the same budget in "
              "CPU-seconds, its best config refitted and scored once on test. Then per-dataset paired tests, wins at "
              "2%, mean ranks, Friedman and Nemenyi / Wilcoxon-Holm tests, a critical-difference diagram, a JSON "
@@ -60,7 +73,9 @@ DESCRIPTIONS = {
 }
 # `tabduel search --quick`: a whole search in a minute or two, for a first look and for CI.
 QUICK = {"search": {"trials": 6, "mlp_epochs": 40, "mlp_patience": 8, "mlp_max_seconds": 20.0, "max_depth": 3,
-                    "max_width": 64, "max_ensemble": 2, "xgb_rounds": 300, "xgb_early_stopping": 30}}
+                    "max_width": 64, "max_ensemble": 2, "xgb_rounds": 300, "xgb_early_stopping": 30,
+                    "realmlp_epochs": 16, "realmlp_max_seconds": 20.0, "tabm_k": 4, "tabm_epochs": 40,
+                    "tabm_patience": 8, "tabm_max_seconds": 20.0}}
 # `tabduel bench --quick`: the suite's quick datasets, 2 outer seeds, tiny budgets and models (CI).
 QUICK_BENCH = {"bench": {"outer_seeds": 2, "minutes": 0.1, "trials": 3}, "search": QUICK["search"]}
 # Settings a bench sets itself per cell (the outer seed, its budget, its runner) or per family variant.
@@ -130,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--cron", required=True, metavar="EXPR",
                       help='when to run, as a cron expression in UTC, e.g. "0 3 * * *" (every day at 03:00)')
     when.add_argument("--name", default="scheduled", help="the deployment's name [default: scheduled]")
-    search = sub.add_parser("search", help="Tune MLP and XGBoost with one budget and compare their best",
+    search = sub.add_parser("search", help="Tune model families (MLP, XGBoost, RealMLP, TabM) with one budget and "
+                            "compare their best",
                             description=DESCRIPTIONS["search"], epilog=EPILOG)
     add_settings(search, SECTIONS["search"], skip=["pipeline.models"], short="search")
     actions = search.add_argument_group("search actions")
@@ -383,7 +399,7 @@ def check_bench(cfg: Config, quick: bool) -> None:
         raise ConfigError("bench.suite = '': name the suite file with --suite FILE (e.g. benchmarks/suites/dev.toml)")
     for name in b.corrupt:
         check(name)
-    if b.corrupt and b.families != ("mlp", "xgboost"):
+    if b.corrupt and b.families != DEFAULT_SEARCH_FAMILIES:
         raise ConfigError(f"bench.families = {','.join(b.families)}: a --corrupt bench compares xgboost with the MLP "
                           "variants of --preprocessing; leave --families out")
     try:

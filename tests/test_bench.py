@@ -318,7 +318,8 @@ def test_family_variants_and_budget_labels():
     assert bases_of("xgboost") == ("ordinal",) and bases_of("mlp-ple") == ("onehot",)
     assert budget_label(BenchConfig(minutes=5)) == "300s" and budget_label(BenchConfig(minutes=0.1, trials=3)) == \
         "6s-3t"
-    with pytest.raises(ValueError, match="family 'svm'"):
+    with pytest.raises(ConfigError, match="^bench family 'svm' is not one of: mlp, xgboost, realmlp, tabm, "
+                       "mlp-<preprocessing>$"):
         variant("svm")
 
 

@@ -14,7 +14,7 @@ import typing
 import pytest
 
 from tabduel.cli import build_parser
-from tabduel.infra.config import MODEL_KINDS, Config, ConfigError, ModelSettings
+from tabduel.infra.config import MODEL_KINDS, SEARCH_FAMILIES, Config, ConfigError, ModelSettings
 from tabduel.infra.tracking import FLAVOURS
 from tabduel.models import registry
 from tabduel.models.registry import STEPS, family
@@ -88,11 +88,11 @@ def test_every_search_family_tunes_a_registered_family_that_names_it():
         assert family(search.model).search == search.name
         assert search.bases and set(search.bases) <= set(BASES)
     assert {f.search for f in registry.FAMILIES} - {""} == set(families.names())
-    with pytest.raises(ConfigError, match=r"^search family 'svm' is not one of: mlp, xgboost$"):
+    with pytest.raises(ConfigError, match=r"^search family 'svm' is not one of: mlp, xgboost, realmlp, tabm$"):
         families.search_family("svm")
 
 
-@pytest.mark.parametrize("name", ["mlp", "xgboost"])
+@pytest.mark.parametrize("name", SEARCH_FAMILIES)
 def test_a_search_family_rebuilds_the_spec_it_suggested(name):
     import optuna
 

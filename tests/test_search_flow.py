@@ -83,6 +83,39 @@ def test_quick_search_end_to_end_then_extend_and_refuse(tmp_path, raw_csv, prefe
     assert "study 'seoul-bike-mlp' already exists (8 trials); --resume continues it" in capsys.readouterr().err
 
 
+def test_a_quick_search_of_realmlp_and_tabm_starts_from_their_defaults(tmp_path, raw_csv, prefect_api, monkeypatch,
+                                                                       capsys):
+    """The autograd families through the whole flow (process pool, MLflow, refits): trial 0 of each study is the
+    family's defaults, every trial and refit is recorded, and each refit on the search's own split reproduces it."""
+    from tabduel.search.space import realmlp_defaults, tabm_defaults
+    from tabduel.search.study import FIRST
+
+    monkeypatch.chdir(tmp_path)
+    # No time limits: a trial cut by the clock is not reproduced by its refit on a busier machine.
+    assert run_cli(*QUICK[:2], "--source", str(raw_csv), "--families", "realmlp,tabm", "--trials", "2",
+                   "--refit-seeds", "2", "--realmlp-max-seconds", "0", "--tabm-max-seconds", "0",
+                   "--tabm-epochs", "20") == 0
+    out = capsys.readouterr().out
+    assert "best realmlp" in out and "best tabm" in out
+    for family, defaults in (("realmlp", realmlp_defaults()), ("tabm", tabm_defaults())):
+        first = _study(tmp_path, f"seoul-bike-{family}").trials[0]
+        assert first.params == defaults and first.user_attrs[FIRST] == "defaults" and first.state.name == "COMPLETE"
+        assert first.user_attrs["epochs_run"] >= first.user_attrs["best_epoch"] >= 1
+    client = client_for(tmp_path)
+    exp = client.get_experiment_by_name("seoul-bike")
+    trials = _runs(client, exp.experiment_id, "search-trial")
+    assert sorted(r.data.tags["family"] for r in trials) == ["realmlp"] * 2 + ["tabm"] * 2
+    assert all({"valid_mse", "cpu_seconds", "epochs_run", "best_epoch"} <= set(r.data.metrics) for r in trials)
+    refits = _runs(client, exp.experiment_id, "search-refit")
+    assert sorted(r.data.tags["family"] for r in refits) == ["realmlp"] * 2 + ["tabm"] * 2
+    evidence = tmp_path / "data" / "search" / "seoul-bike"
+    final, best = (json.loads((evidence / f"{n}.json").read_text()) for n in ("final", "best"))
+    for family in ("realmlp", "tabm"):
+        own_split = next(r for r in final["rows"] if r["family"] == family and r["seed"] == 4751)
+        assert own_split["valid_mse"] == pytest.approx(best[family]["valid_mse"], rel=1e-5)
+        assert own_split["test_mse"] > 0
+
+
 def test_a_killed_search_resumes_where_it_stopped(tmp_path, raw_csv, prefect_api, monkeypatch):
     """SIGKILL a search in the middle of its trials, then --resume: stale trials are failed and run again, the
     budget is met, and the MLflow run of the search ends FINISHED."""

@@ -20,6 +20,7 @@ import pandas as pd
 
 from tabduel.bench import stats as bench_stats
 from tabduel.infra.config import BenchConfig, Config, SearchConfig
+from tabduel.infra.errors import ConfigError
 from tabduel.search import compare
 from tabduel.search.families import names, search_family
 from tabduel.search.loop import Inline, first_of, run_family
@@ -35,7 +36,7 @@ class Cell:
     """One unit of work: a family searched and tested on one outer split of one (possibly corrupted) dataset."""
 
     dataset: str
-    family: str  # mlp, xgboost, or mlp-<preprocessing> in a corruption bench
+    family: str  # a search family (mlp, xgboost, realmlp, tabm), or mlp-<preprocessing> in a corruption bench
     seed: int
     corruption: str = CLEAN
     level: float = 0.0
@@ -58,7 +59,7 @@ def variant(family: str) -> tuple[str, tuple[str, ...], tuple[str, ...] | None]:
         return family, ENCODINGS, None
     base, _, prep = family.partition("-")
     if base != "mlp" or not prep:
-        raise ValueError(f"family {family!r} is not mlp, xgboost or mlp-<preprocessing>")
+        raise ConfigError(f"bench family {family!r} is not one of: {', '.join(names())}, mlp-<preprocessing>")
     if prep == "ple":
         return "mlp", ("ple",), ("standard",)
     return "mlp", PLAIN_ENCODINGS, (prep,)

@@ -289,20 +289,25 @@ class EvaluateConfig:
         _check(20 <= self.dpi <= 1200, "evaluate.dpi", self.dpi, "must be between 20 and 1200")
 
 
-SEARCH_FAMILIES = ("mlp", "xgboost")
+# The search families (tabduel.search.families registers each; --families takes these); a search and a bench
+# tune the first two unless told otherwise: the others cost far more CPU per trial.
+SEARCH_FAMILIES = ("mlp", "xgboost", "realmlp", "tabm")
+DEFAULT_SEARCH_FAMILIES = ("mlp", "xgboost")
 RUNNERS = ("process", "thread", "dask")
 NUMERIC_MAPS = ("standard", "clip", "quantile", "robust")
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """An Optuna search of MLP and XGBoost settings with one budget for both families."""
+    """An Optuna search of each family's settings (MLP, XGBoost, RealMLP, TabM) with one budget per family."""
 
     study: str = _opt("", "study name (empty: the dataset spec's name); Optuna keeps one study per family: "
-                      "<study>-mlp, <study>-xgboost")
+                      "<study>-mlp, <study>-xgboost, ...")
     storage: str = _opt("", "Optuna storage: empty: a journal file <data_dir>/search/<study>/journal.log; "
                         "a .log path (journal file), sqlite:///FILE or postgresql://USER:PASS@HOST/DB")
-    families: tuple[str, ...] = _opt(SEARCH_FAMILIES, "model families to tune, comma-separated", SEARCH_FAMILIES)
+    families: tuple[str, ...] = _opt(DEFAULT_SEARCH_FAMILIES, "model families to tune, comma-separated; realmlp and "
+                                     "tabm start from their papers' defaults (trial 0) and cost minutes of CPU per "
+                                     "trial (see realmlp_max_seconds, tabm_max_seconds)", SEARCH_FAMILIES)
     trials: int = _opt(40, "trials per family (0: no limit; then set minutes)")
     minutes: float = _opt(0.0, "wall-clock minutes per family, counted over resumes (0: no limit)")
     seed: int = _opt(4751, "seed of the TPE sampler and of every trial's model")
@@ -321,6 +326,14 @@ class SearchConfig:
                                     "quantile (train quantiles to normal scores)", NUMERIC_MAPS)
     xgb_rounds: int = _opt(4000, "maximum boosting rounds of an XGBoost trial")
     xgb_early_stopping: int = _opt(100, "XGBoost early-stopping rounds on valid")
+    realmlp_epochs: int = _opt(256, "epochs of a RealMLP trial (its schedules span them all; the best epoch is kept)")
+    realmlp_max_seconds: float = _opt(180.0, "time limit of one RealMLP trial's training, in seconds, keeping its best "
+                                      "epoch (0: none); a cut trial ends before its schedules do")
+    tabm_k: int = _opt(32, "ensemble members of a TabM trial (not searched; fewer: faster trials on a CPU)")
+    tabm_epochs: int = _opt(1000, "maximum epochs of a TabM trial (early stopping ends most sooner)")
+    tabm_patience: int = _opt(16, "early-stopping patience of a TabM trial, in epochs")
+    tabm_max_seconds: float = _opt(180.0, "time limit of one TabM trial's training, in seconds, keeping its best epoch "
+                                   "(0: none); on a CPU one TabM fit of k = 16 takes minutes, so keep a limit there")
     refit_seeds: int = _opt(5, "split seeds on which the best config of each family is refitted and tested")
 
     def __post_init__(self) -> None:
@@ -343,6 +356,14 @@ class SearchConfig:
         _check(self.xgb_rounds >= 1, "search.xgb_rounds", self.xgb_rounds, "must be at least 1")
         _check(self.xgb_early_stopping >= 1, "search.xgb_early_stopping", self.xgb_early_stopping,
                "must be at least 1")
+        _check(self.realmlp_epochs >= 1, "search.realmlp_epochs", self.realmlp_epochs, "must be at least 1")
+        _check(self.realmlp_max_seconds >= 0, "search.realmlp_max_seconds", self.realmlp_max_seconds,
+               "must not be negative (0: no limit)")
+        _check(self.tabm_k >= 1, "search.tabm_k", self.tabm_k, "must be at least 1")
+        _check(self.tabm_epochs >= 1, "search.tabm_epochs", self.tabm_epochs, "must be at least 1")
+        _check(self.tabm_patience >= 0, "search.tabm_patience", self.tabm_patience, "must not be negative (0: off)")
+        _check(self.tabm_max_seconds >= 0, "search.tabm_max_seconds", self.tabm_max_seconds,
+               "must not be negative (0: no limit)")
         _check(self.refit_seeds >= 2, "search.refit_seeds", self.refit_seeds,
                "must be at least 2 (a paired test needs pairs)")
 
@@ -356,7 +377,9 @@ class BenchConfig:
 
     suite: str = _opt("", "suite file (TOML) listing the datasets: spec, source, sha256, overrides")
     root: str = _opt("", "folder the suite's sources are relative to (empty: the suite file's root key)")
-    families: tuple[str, ...] = _opt(SEARCH_FAMILIES, "families benchmarked, comma-separated", SEARCH_FAMILIES)
+    families: tuple[str, ...] = _opt(DEFAULT_SEARCH_FAMILIES, "families benchmarked, comma-separated; a realmlp or "
+                                     "tabm trial costs minutes of CPU (capped by --search-realmlp-max-seconds, "
+                                     "--search-tabm-max-seconds)", SEARCH_FAMILIES)
     minutes: float = _opt(5.0, "CPU-minutes of search per family, per dataset and outer seed (0: no limit)")
     trials: int = _opt(0, "trials per family, per dataset and outer seed (0: no limit; then set minutes)")
     outer_seeds: int = _opt(3, "outer splits per dataset (split seeds first_seed, first_seed + 1, ...)")

@@ -129,7 +129,7 @@ def population_members(members: list[dict], ensemble_mse: float, path: Path, dpi
     return _save(fig, path, dpi)
 
 
-FAMILY_COLOURS = {"mlp": "#1f77b4", "xgboost": "#d62728"}
+FAMILY_COLOURS = {"mlp": "#1f77b4", "xgboost": "#d62728", "realmlp": "#2ca02c", "tabm": "#9467bd"}
 
 
 def best_so_far(curves: dict[str, pd.DataFrame], path: Path, dpi: int, scale: str = "model scale") -> Path:

@@ -110,11 +110,11 @@ FAMILIES = (
            summary="Fit the ordinary least squares baseline on the latest features."),
     Family("realmlp", "tabduel.models.realmlp", code=(*_AUTOGRAD, "tabduel.engine.realmlp"),
            packages=("torch", "numpy"), device="torch", steps="epoch", flavour="pytorch", hint="lower --realmlp-lr",
-           summary="Train a RealMLP-style MLP (robust scaling and smooth clipping, periodic embeddings, a front "
+           search="realmlp", summary="Train a RealMLP-style MLP (robust scaling and smooth clipping, periodic embeddings, a front "
                    "scaling layer, NTK parametrization; defaults: pytabkit's RealMLP-TD) on the latest features."),
     Family("tabm", "tabduel.models.tabm", code=(*_AUTOGRAD, "tabduel.engine.tabm", "tabduel.engine.realmlp"),
            packages=("torch", "numpy"), device="torch", steps="epoch", flavour="pytorch", hint="lower --tabm-lr",
-           summary="Train a TabM-style ensemble (k MLPs sharing their weights through BatchEnsemble adapters, "
+           search="tabm", summary="Train a TabM-style ensemble (k MLPs sharing their weights through BatchEnsemble adapters, "
                    "piecewise-linear embeddings; the prediction is the mean of the k heads) on the latest features."),
 )
 _BY_KIND = {f.kind: f for f in FAMILIES}

@@ -3,9 +3,11 @@
 A search family tunes one model family (tabduel.models.registry: its Family.search names the search family). Its
 record below says how a trial's spec is suggested from an Optuna trial (search/space.py) and rebuilt from a finished
 trial's params, which features variant a spec reads, which specs train together, how a group of specs is run
-(search/trials.py), and which facts of a result go on the Optuna trial, its MLflow run and its log line. The loop,
-the report, the bench and the flows ask the record, never the family's name. Adding one: its suggest function, its
-run function, its record here, and its name in tabduel.infra.config.SEARCH_FAMILIES (the choices of --families).
+(search/trials.py), which facts of a result go on the Optuna trial, its MLflow run and its log line, and which params
+a new study tries first. The loop, the study, the report, the bench and the flows ask the record, never the family's
+name. Adding one: its suggest function (search/space.py), its run function (search/trials.py; an autograd model
+family shares run_net), its record here (for an autograd family, one net_family line), its name in
+tabduel.infra.config.SEARCH_FAMILIES (the choices of --families), and that name as its model family's Family.search.
 """
 
 from __future__ import annotations
@@ -17,8 +19,18 @@ from typing import Any, Callable, Hashable, Sequence
 
 from tabduel.infra.config import NUMERIC_MAPS, SearchConfig
 from tabduel.infra.errors import ConfigError
-from tabduel.search.space import BASES, ENCODINGS, group_key, suggest_mlp, suggest_xgboost
-from tabduel.search.trials import run_mlp, run_xgboost
+from tabduel.search.space import (
+    BASES,
+    ENCODINGS,
+    group_key,
+    realmlp_defaults,
+    suggest_mlp,
+    suggest_realmlp,
+    suggest_tabm,
+    suggest_xgboost,
+    tabm_defaults,
+)
+from tabduel.search.trials import run_mlp, run_net, run_xgboost
 
 Result = dict[str, Any]  # one trial's scores and facts (search/trials.py)
 
@@ -39,6 +51,7 @@ class SearchFamily:
     note: Callable[[Result], str]  # what its log line adds
     replay: Callable[[SearchConfig, dict[str, Any]], tuple[SearchConfig, dict[str, Any]]] = (
         lambda s, params: (s, params))  # the space and params that rebuild a finished trial's spec
+    first: Callable[[], list[dict[str, Any]]] = list  # params a new study tries before any sampled (its defaults)
 
     def groups(self, asked: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
         """(trial, spec) pairs in the groups that train together."""
@@ -62,6 +75,27 @@ def _mlp_replay(s: SearchConfig, params: dict[str, Any]) -> tuple[SearchConfig, 
     return dataclasses.replace(s, numeric=NUMERIC_MAPS), {"numeric": "standard", **params}
 
 
+def _epochs(r: Result) -> dict[str, Any]:
+    """The epochs a net trained and its best one."""
+    return {"epochs_run": r["epochs_run"], "best_epoch": r["best_epoch"]}
+
+
+def _time_note(r: Result) -> str:
+    return f", stopped by its time limit after {r['epochs_run']} epochs" if r["time_limited"] else ""
+
+
+def net_family(name: str, suggest: Callable[[Any, SearchConfig, int], Any],
+               defaults: Callable[[], dict[str, Any]]) -> SearchFamily:
+    """The record of an autograd family (trials/run_net): each trial trains alone on the ordinal variant, the
+    features step's defaults, which its pipeline training reads too; a new study tries its defaults first."""
+    return SearchFamily(
+        name, model=name, bases=("ordinal",),
+        suggest=lambda trial, s, threads, encodings: suggest(trial, s, threads),
+        run=lambda features_dir, specs, with_test: [run_net(name, features_dir, spec, with_test) for spec in specs],
+        base=lambda spec: "ordinal", group=None, facts=lambda r: {**_epochs(r), "time_limited": r["time_limited"]},
+        metrics=_epochs, note=_time_note, first=lambda: [defaults()])
+
+
 SEARCH_FAMILIES = (
     SearchFamily(
         "mlp", model="mlp", bases=BASES,
@@ -81,6 +115,8 @@ SEARCH_FAMILIES = (
         facts=lambda r: {"best_iteration": r["best_iteration"]},
         metrics=lambda r: {"best_iteration": r["best_iteration"]},
         note=lambda r: ""),
+    net_family("realmlp", suggest_realmlp, realmlp_defaults),
+    net_family("tabm", suggest_tabm, tabm_defaults),
 )
 _BY_NAME = {f.name: f for f in SEARCH_FAMILIES}
 

@@ -1,4 +1,10 @@
-"""What a search tries: input encodings, MLP and XGBoost settings, suggested from an Optuna trial."""
+"""What a search tries: input encodings, MLP, XGBoost, RealMLP and TabM settings, suggested from an Optuna trial.
+
+The RealMLP space is RealMLP-HPO's (Holzmüller et al. 2024, "Better by Default", pytabkit's RealMLP_HPO), the TabM
+space the TabM paper's (Gorishniy et al. 2024, "TabM: Advancing Tabular Deep Learning with Parameter-Efficient
+Ensembling", its tuning configs), each where the engine builds what it names; `realmlp_defaults` and `tabm_defaults`
+are the params of each family's default settings (its paper's), the first trial of a new study.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 
 from tabduel.data.dataset import DatasetSpec
 from tabduel.data.numeric import NUMERIC
-from tabduel.infra.config import FeaturesConfig, MLPConfig, SearchConfig, XGBoostConfig
+from tabduel.infra.config import FeaturesConfig, MLPConfig, RealMLPConfig, SearchConfig, TabMConfig, XGBoostConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.infra.runtime import cpu_threads, free_cores
 
@@ -147,6 +153,97 @@ def suggest_xgboost(trial: Any, s: SearchConfig, threads: int = 1) -> XGBoostCon
         reg_alpha=trial.suggest_float("alpha", 1e-4, 10.0, log=True),
         n_estimators=s.xgb_rounds, early_stopping_rounds=s.xgb_early_stopping, seed=s.seed, n_jobs=threads,
     )
+
+
+# RealMLP-HPO's choices. Its numeric embeddings are none, pbld, pl and plr; the engine builds none and pbld.
+REALMLP_EMBEDDINGS = ("none", "pbld")
+REALMLP_ACTIVATIONS = ("relu", "selu", "mish")
+REALMLP_HIDDEN = {"256x3": (256, 256, 256), "64x5": (64,) * 5, "512x1": (512,)}  # as Optuna stores a choice: text
+REALMLP_DROPOUTS = (0.0, 0.15, 0.3)
+REALMLP_WEIGHT_DECAYS = (0.0, 0.02)
+# The TabM paper tunes TabM without embeddings and with piecewise-linear ones (its "tabm" and
+# "tabm-piecewiselinear" runs); here one study chooses between them.
+TABM_EMBEDDINGS = ("ple", "none")
+
+
+def hidden_name(hidden: tuple[int, ...]) -> str:
+    """The choice that names hidden layer widths: (256, 256, 256) -> '256x3'."""
+    name = f"{hidden[0]}x{len(hidden)}"
+    if REALMLP_HIDDEN.get(name) != tuple(hidden):
+        raise ConfigError(f"hidden layers {hidden} are not one of the RealMLP space's: {', '.join(REALMLP_HIDDEN)}")
+    return name
+
+
+def suggest_realmlp(trial: Any, s: SearchConfig, threads: int = 1) -> RealMLPConfig:
+    """A RealMLP trial from RealMLP-HPO's space: numeric embedding (none or pbld) and, with pbld, the sd of its
+    initial frequencies (log-uniform 0.05-0.5), front scale layer on or off, lr log-uniform 0.02-0.3, dropout 0, 0.15
+    or 0.3, activation relu, selu or mish, hidden layers 256x3, 64x5 or 512x1, weight decay 0 or 0.02; the rest of
+    the recipe is RealMLP-TD's (RealMLPConfig's defaults), its epochs and time limit the search settings'."""
+    default = RealMLPConfig()
+    embedding = trial.suggest_categorical("embedding", REALMLP_EMBEDDINGS)
+    scale = (trial.suggest_float("embedding_scale", 0.05, 0.5, log=True) if embedding == "pbld"
+             else default.embedding_scale)
+    return RealMLPConfig(
+        embedding=embedding, embedding_scale=scale,
+        front_scale=trial.suggest_categorical("front_scale", (True, False)),
+        lr=trial.suggest_float("lr", 0.02, 0.3, log=True),
+        dropout=trial.suggest_categorical("dropout", REALMLP_DROPOUTS),
+        activation=trial.suggest_categorical("activation", REALMLP_ACTIVATIONS),
+        hidden=REALMLP_HIDDEN[trial.suggest_categorical("hidden", tuple(REALMLP_HIDDEN))],
+        weight_decay=trial.suggest_categorical("weight_decay", REALMLP_WEIGHT_DECAYS),
+        epochs=s.realmlp_epochs, max_seconds=s.realmlp_max_seconds, seed=s.seed, threads=threads,
+    )
+
+
+def realmlp_defaults() -> dict[str, Any]:
+    """The params of RealMLPConfig's defaults (RealMLP-TD's) in suggest_realmlp's space."""
+    d = RealMLPConfig()
+    params: dict[str, Any] = {"embedding": d.embedding}
+    if d.embedding == "pbld":
+        params["embedding_scale"] = d.embedding_scale
+    return {**params, "front_scale": d.front_scale, "lr": d.lr, "dropout": d.dropout, "activation": d.activation,
+            "hidden": hidden_name(d.hidden), "weight_decay": d.weight_decay}
+
+
+def suggest_tabm(trial: Any, s: SearchConfig, threads: int = 1) -> TabMConfig:
+    """A TabM trial from the TabM paper's space: numeric embedding (ple or none), hidden layers 1-5 (1-4 with ple),
+    width 64-1024 in steps of 16, dropout 0 or uniform 0-0.5, lr log-uniform 1e-4 to 5e-3, weight decay 0 or
+    log-uniform 1e-4 to 0.1, and with ple its bins 2-128 and values per feature 8-32 in steps of 4; k, epochs,
+    patience and time limit are the search settings', the rest TabMConfig's defaults."""
+    default = TabMConfig()
+    embedding = trial.suggest_categorical("embedding", TABM_EMBEDDINGS)
+    n_blocks = trial.suggest_int("n_blocks", 1, 4 if embedding == "ple" else 5)
+    d_block = trial.suggest_int("d_block", 64, 1024, step=16)
+    dropout = trial.suggest_float("dropout", 0.0, 0.5) if trial.suggest_categorical("use_dropout", (True, False)) \
+        else 0.0
+    lr = trial.suggest_float("lr", 1e-4, 5e-3, log=True)
+    weight_decay = (trial.suggest_float("weight_decay", 1e-4, 0.1, log=True)
+                    if trial.suggest_categorical("use_weight_decay", (True, False)) else 0.0)
+    if embedding == "ple":
+        bins, dim = trial.suggest_int("bins", 2, 128), trial.suggest_int("embedding_dim", 8, 32, step=4)
+    else:
+        bins, dim = default.bins, default.embedding_dim
+    return TabMConfig(
+        k=s.tabm_k, embedding=embedding, n_blocks=n_blocks, d_block=d_block, dropout=dropout, lr=lr,
+        weight_decay=weight_decay, bins=bins, embedding_dim=dim, epochs=s.tabm_epochs, patience=s.tabm_patience,
+        max_seconds=s.tabm_max_seconds, seed=s.seed, threads=threads,
+    )
+
+
+def tabm_defaults() -> dict[str, Any]:
+    """The params of TabMConfig's defaults in suggest_tabm's space (n_blocks 0, automatic, as the engine resolves
+    it: 3 without an embedding, 2 with one)."""
+    d = TabMConfig()
+    params: dict[str, Any] = {"embedding": d.embedding, "n_blocks": d.n_blocks or (3 if d.embedding == "none" else 2),
+                              "d_block": d.d_block, "use_dropout": d.dropout > 0}
+    if d.dropout > 0:
+        params["dropout"] = d.dropout
+    params.update(lr=d.lr, use_weight_decay=d.weight_decay > 0)
+    if d.weight_decay > 0:
+        params["weight_decay"] = d.weight_decay
+    if d.embedding == "ple":
+        params.update(bins=d.bins, embedding_dim=d.embedding_dim)
+    return params
 
 
 def group_key(t: MLPTrial) -> tuple:

@@ -16,6 +16,7 @@ SPENT = "tabduel.seconds_spent"
 PARENT_RUN = "tabduel.mlflow_parent_run_id"
 ELAPSED = "elapsed_seconds"  # trial user attributes
 RETRY_OF = "retry_of"
+FIRST = "first"  # a trial a new study queued before any sampled one: "defaults" (the family's default settings)
 
 
 def search_dir(s: SearchConfig, data_dir: str | Path) -> Path:
@@ -86,7 +87,8 @@ def study_dir(s: SearchConfig) -> str:
 def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_trials: int) -> tuple[Any, Budget]:
     """Create the family's study, or (resume / more_trials) load it; fail stale RUNNING trials and queue them again.
 
-    A new search refuses a study that already exists, so that no one extends a study by accident.
+    A new search refuses a study that already exists, so that no one extends a study by accident. A new study queues
+    the family's first params (its default settings, where the search family names them) before any sampled trial.
     """
     import optuna
     from optuna.trial import TrialState
@@ -107,6 +109,11 @@ def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_tr
                                          constant_liar=True)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize",
                                 load_if_exists=True)
+    if not exists:
+        from tabduel.search.families import search_family
+
+        for params in search_family(family).first():
+            study.enqueue_trial(params, user_attrs={FIRST: "defaults"})
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # left by a killed search
         study.tell(t.number, state=TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={RETRY_OF: t.number})

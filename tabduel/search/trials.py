@@ -1,4 +1,8 @@
-"""Run search trials as plain functions: load a features variant, embed, train, score on valid (and test)."""
+"""Run search trials as plain functions: load a features variant, embed, train, score on valid (and test).
+
+Every run function measures `cpu_seconds` (time.process_time around load, fit and score: the budget a bench counts)
+and `seconds` (the fit's wall time), and names the `device` and the `worker` that ran it.
+"""
 
 from __future__ import annotations
 
@@ -71,6 +75,9 @@ def _worker() -> str:
 
 def _mse(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((pred.astype(np.float64) - y.astype(np.float64)) ** 2))
+
+
+TEST_SCORES = ("test_mse", "test_r2", "test_rmse_orig", "test_r2_orig", "test_mse_orig")  # what scores_on_test gives
 
 
 def scores_on_test(pred: np.ndarray, y: np.ndarray, manifest: dict[str, Any]) -> dict[str, float]:
@@ -165,6 +172,40 @@ def _diverged_row(error: str, group_trials: int, group_members: int, seconds: fl
            "error": error}
     if with_test:
         row["test_mse"] = math.nan
+    return row
+
+
+def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = False) -> dict[str, Any]:
+    """Fit one trial of an autograd family (realmlp, tabm) on the features as its pipeline training reads them
+    (tabduel.models.training.load_data); its valid (and test) MSE at the best epoch, and facts of the fit. A trial
+    whose training diverged is a diverged (not finite) result."""
+    from tabduel.models.registry import family
+    from tabduel.models.training import fit
+
+    cpu_start = time.process_time()
+    data, manifest = load_data(features_dir, kind)
+    start = time.perf_counter()
+    try:
+        fitted = fit(kind, data, cfg)
+    except DivergedError as exc:
+        row = {"valid_mse": math.nan, "epochs_run": 0, "best_epoch": 0, "time_limited": False,
+               "seconds": time.perf_counter() - start, "inputs": data.x_train.shape[1], "device": "",
+               "worker": _worker(), "error": str(exc)}
+        if with_test:
+            row.update(dict.fromkeys(TEST_SCORES, math.nan))
+        row["cpu_seconds"] = time.process_time() - cpu_start
+        return row
+    seconds = time.perf_counter() - start
+    fam = family(kind)
+    info = fitted.info
+    row = {"valid_mse": _mse(fam.predict(fitted.model, data.x_valid), data.y_valid),
+           "epochs_run": int(info["epochs_run"]), "best_epoch": int(info["best_epoch"]),
+           "time_limited": bool(info["time_limited"]), "seconds": seconds, "inputs": data.x_train.shape[1],
+           "device": info["device"], "worker": _worker()}
+    if with_test:
+        x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, native_missing(kind))
+        row.update(scores_on_test(fam.predict(fitted.model, x_test), y_test, manifest))
+    row["cpu_seconds"] = time.process_time() - cpu_start  # the whole process: torch's own threads count too
     return row
 
 
