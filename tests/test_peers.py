@@ -1,0 +1,163 @@
+"""The published implementations as peers (tabduel[peers]): real pytabkit fits on small generated data, the pipeline's
+MLflow model, and the one-line refusal without pytabkit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import textwrap
+
+import messy
+import numpy as np
+import pandas as pd
+import pytest
+from benchsuite import SPECS
+
+from tabduel.data.dataset import load_spec
+from tabduel.data.features import make_features, save_features
+from tabduel.data.ingest import ingest
+from tabduel.infra.config import Config, FeaturesConfig
+from tabduel.models import training
+from tabduel.models.registry import family
+from tabduel.search.space import features_config
+
+PEERS = ("peer_realmlp", "peer_tabm", "peer_lgbm", "peer_catboost")
+# Few epochs or rounds, one thread: each fit takes about a second on generated data.
+SMALL = {"peer_realmlp": 4, "peer_tabm": 3, "peer_lgbm": 20, "peer_catboost": 20}
+MESSAGE = "needs the peers extra: pip install 'tabduel[peers]'"
+
+
+@pytest.fixture(scope="module")
+def features_dir(tmp_path_factory) -> str:
+    """The ordinal features of a generated airfoil file (150 rows), as the features step writes them."""
+    root = tmp_path_factory.mktemp("peers")
+    spec = load_spec(SPECS / "airfoil.toml")
+    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=150)), spec)
+    return str(save_features(root / "f", *make_features(df, spec, features_config("ordinal", spec,
+                                                                                  FeaturesConfig()))))
+
+
+def small(kind: str, **kw):
+    return dataclasses.replace(Config().model(kind), iterations=SMALL[kind], threads=1, **kw)
+
+
+@pytest.mark.parametrize("kind", PEERS)
+def test_a_peer_fits_predicts_finite_values_and_reloads_to_the_same_predictions(kind, features_dir, tmp_path):
+    data, _ = training.load_data(features_dir, kind)
+    result = training.fit(kind, data, small(kind, seed=7))  # refuses predictions on valid that are not finite
+    fam = family(kind)
+    pred = fam.predict(result.model, data.x_valid)
+    assert pred.shape == (len(data.y_valid),) and pred.dtype == np.float32 and np.isfinite(pred).all()
+    assert result.info["device"] == "cpu" and result.info["threads"] == 1 and result.model.n_threads_ == 1
+    if kind in ("peer_lgbm", "peer_catboost"):  # early stopping on valid keeps at most the rounds asked for
+        assert 1 <= result.info["best_iteration"] <= SMALL[kind]
+    fam.save(result, tmp_path)
+    again = training.predictor(kind, tmp_path)
+    np.testing.assert_array_equal(again(data.x_valid), pred)
+    assert float(np.mean((pred - data.y_valid) ** 2)) < 10 * float(np.var(data.y_valid))
+
+
+def test_the_iterations_setting_reaches_pytabkit_and_zero_keeps_the_tuned_default():
+    from tabduel.models import peers
+
+    assert peers.estimator(small("peer_lgbm")).get_params()["n_estimators"] == 20
+    assert peers.estimator(small("peer_realmlp")).get_params()["n_epochs"] == 4
+    default = peers.estimator(Config().peer_catboost).get_params()
+    assert default["n_estimators"] is None and default["device"] == "cpu"  # None: pytabkit's tuned default
+    assert default["random_state"] == 4751
+
+
+def test_the_pipeline_logs_a_peer_whose_mlflow_model_predicts_as_tabduel_does(tmp_path, raw_csv, prefect_api,
+                                                                              monkeypatch):
+    from mlflow import MlflowClient
+
+    from tabduel.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["ingest", "--source", str(raw_csv)]) == 0
+    assert main(["features"]) == 0
+    assert main(["train", "peer_lgbm", "--iterations", "30", "--threads", "1", "--seed", "3"]) == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("seoul-bike").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["model"] == "peer_lgbm"
+    assert run.data.params["iterations"] == "30" and run.data.params["seed"] == "3"
+    assert 1 <= run.data.metrics["best_iteration"] <= 30 and run.data.metrics["threads"] == 1
+
+    import mlflow.pyfunc
+
+    model_dir = next((tmp_path / "data" / "models" / "peer_lgbm").glob("*/meta.json")).parent
+    features_dir = next((tmp_path / "data" / "features").glob("*/manifest.json")).parent
+    manifest = json.loads((features_dir / "manifest.json").read_text())
+    x = pd.read_parquet(features_dir / "test.parquet")[manifest["features"]].to_numpy(np.float32)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{run.outputs.model_outputs[0].model_id}")
+    assert pyfunc.metadata.flavors.keys() >= {"sklearn", "python_function"}
+    ours = training.predictor("peer_lgbm", model_dir)(x)
+    np.testing.assert_allclose(np.asarray(pyfunc.predict(x)).ravel(), ours, rtol=1e-6)
+
+
+# Without pytabkit: a finder that refuses it (and its submodules), as if the peers extra were not installed.
+BLOCK = textwrap.dedent("""
+    import sys
+
+    class NoPytabkit:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "pytabkit":
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, NoPytabkit())
+""")
+
+
+def _without_pytabkit(code: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK + textwrap.dedent(code)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_without_pytabkit_the_cli_refuses_a_peer_in_one_line_and_the_core_runs(tmp_path):
+    done = _without_pytabkit("""
+        from tabduel.cli import main
+        for argv in (["train", "peer_tabm"], ["run", "--models", "mlp,peer_catboost"]):
+            print(main(argv), file=sys.stderr)
+        print("pytabkit" in sys.modules, "lightgbm" in sys.modules)
+    """, tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"tabduel: error: peer_tabm {MESSAGE} (No module named 'pytabkit')", "2",
+        f"tabduel: error: peer_catboost {MESSAGE} (No module named 'pytabkit')", "2"], done.stderr
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_without_pytabkit_fitting_or_loading_a_peer_is_one_tabduel_error(tmp_path, features_dir):
+    done = _without_pytabkit(f"""
+        from tabduel.infra.config import Config
+        from tabduel.infra.errors import TabduelError, one_line
+        from tabduel.models import training
+        from tabduel.models.registry import family
+
+        data, _ = training.load_data({features_dir!r}, "peer_lgbm")
+        for call in (lambda: training.fit("peer_lgbm", data, Config().peer_lgbm),
+                     lambda: family("peer_realmlp").load({str(tmp_path)!r})):
+            try:
+                call()
+            except TabduelError as exc:
+                print(one_line(exc))
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"peer_lgbm {MESSAGE} (No module named 'pytabkit')",
+        f"the peer model in {tmp_path} {MESSAGE} (No module named 'pytabkit')"]
+
+
+def test_the_core_commands_import_no_peer_library():
+    probe = textwrap.dedent("""
+        import sys
+        from tabduel.cli import build_parser
+        from tabduel.models import registry, training
+        build_parser()
+        print(sorted(m for m in ("pytabkit", "lightgbm", "catboost", "tabm") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
