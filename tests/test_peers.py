@@ -1,10 +1,11 @@
-"""The published implementations as peers (tabduel[peers]): real pytabkit fits on small generated data, the pipeline's
-MLflow model, and the one-line refusal without pytabkit."""
+"""The published implementations as peers (tabduel[peers]): real pytabkit fits on small generated data, a real search
+loop and bench cell of one, the pipeline's MLflow model, and the one-line refusal without pytabkit."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -15,13 +16,18 @@ import pandas as pd
 import pytest
 from benchsuite import SPECS
 
+from tabduel.bench.cells import Cell, run_cell
 from tabduel.data.dataset import load_spec
 from tabduel.data.features import make_features, save_features
 from tabduel.data.ingest import ingest
-from tabduel.infra.config import Config, FeaturesConfig
+from tabduel.infra.config import Config, FeaturesConfig, SearchConfig
+from tabduel.infra.errors import ConfigError
 from tabduel.models import training
 from tabduel.models.registry import family
+from tabduel.search.families import search_family
+from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.space import features_config
+from tabduel.search.study import open_storage, open_study
 
 PEERS = ("peer_realmlp", "peer_tabm", "peer_lgbm", "peer_catboost")
 # Few epochs or rounds, one thread: each fit takes about a second on generated data.
@@ -67,6 +73,52 @@ def test_the_iterations_setting_reaches_pytabkit_and_zero_keeps_the_tuned_defaul
     default = peers.estimator(Config().peer_catboost).get_params()
     assert default["n_estimators"] is None and default["device"] == "cpu"  # None: pytabkit's tuned default
     assert default["random_state"] == 4751
+
+
+def test_a_peer_search_fits_its_defaults_with_a_new_seed_per_trial_and_refits_the_best(features_dir, tmp_path):
+    s = SearchConfig(study="t", trials=2, peer_iterations=20, seed=11)
+    fam = search_family("peer_lgbm")
+    study, budget = open_study(s, "peer_lgbm", open_storage(str(tmp_path / "j.log")), False, 0)
+    out = run_family("peer_lgbm", study, budget, s, 1, 1,
+                     lambda label, base, specs: Inline(lambda: fam.run(features_dir, specs, False)), first_of,
+                     clock="cpu")
+    assert out.told == 2 and out.failed == 0
+    for r in out.results:
+        assert math.isfinite(r["valid_mse"]) and r["seconds"] > 0 and r["cpu_seconds"] > 0
+        assert r["device"] == "cpu" and r["worker"] and r["threads"] == 1 and "test_mse" not in r
+    assert out.spent == pytest.approx(sum(r["cpu_seconds"] for r in out.results))
+    seeds = [t.params["seed"] for t in study.trials]
+    assert [set(t.params) for t in study.trials] == [{"seed"}, {"seed"}] and seeds[0] != seeds[1]
+    assert all(t.user_attrs["device"] == "cpu" and t.user_attrs["threads"] == 1 for t in study.trials)
+
+    best = study.best_trial
+    spec = fam.rebuild(best.params, s, 1)
+    assert spec.cfg.seed == best.params["seed"] and spec.cfg.iterations == 20 and fam.base(spec) == "ordinal"
+    refit = fam.run(features_dir, [spec], True)[0]
+    assert refit["valid_mse"] == pytest.approx(best.value, rel=1e-6)  # one thread, the same seed: the same model
+    assert {"test_mse", "test_r2", "test_rmse_orig", "test_r2_orig", "test_mse_orig"} <= set(refit)
+    assert math.isfinite(refit["test_mse"])
+
+
+def test_a_bench_cell_of_a_peer_searches_refits_and_scores_the_outer_test_once(features_dir, tmp_path):
+    cfg = Config.from_dict({"bench": {"trials": 2, "minutes": 0}, "search": {"peer_iterations": 20}})
+    cell = Cell("airfoil", "peer_catboost", 4751)
+    row = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "cell.log", threads=1)
+    assert row["trials"] == 2 and row["trials_failed"] == 0 and set(row["best_params"]) == {"seed"}
+    assert row["refit_valid_mse"] == pytest.approx(row["best_valid_mse"], rel=1e-6)
+    assert math.isfinite(row["test_mse"]) and row["features_read"] == features_dir
+    assert row["cpu_seconds"] > 0 and row["refit_cpu_seconds"] > 0
+
+
+def test_peers_are_search_and_bench_families_but_no_default():
+    cfg = Config()
+    choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(SearchConfig)}["families"]
+    assert set(PEERS) <= set(choices)
+    assert not set(PEERS) & set(cfg.search.families) and not set(PEERS) & set(cfg.bench.families)
+    assert Config.from_dict({"bench": {"families": ["xgboost", "peer_lgbm"]}}).bench.families == ("xgboost",
+                                                                                                 "peer_lgbm")
+    with pytest.raises(ConfigError, match="search.peer_iterations = -1: must not be negative"):
+        SearchConfig(peer_iterations=-1)
 
 
 def test_the_pipeline_logs_a_peer_whose_mlflow_model_predicts_as_tabduel_does(tmp_path, raw_csv, prefect_api,
@@ -119,27 +171,34 @@ def _without_pytabkit(code: str, cwd) -> subprocess.CompletedProcess:
 def test_without_pytabkit_the_cli_refuses_a_peer_in_one_line_and_the_core_runs(tmp_path):
     done = _without_pytabkit("""
         from tabduel.cli import main
-        for argv in (["train", "peer_tabm"], ["run", "--models", "mlp,peer_catboost"]):
+        for argv in (["train", "peer_tabm"], ["run", "--models", "mlp,peer_catboost"],
+                     ["search", "--families", "xgboost,peer_realmlp"], ["bench", "--families", "peer_lgbm"]):
             print(main(argv), file=sys.stderr)
         print("pytabkit" in sys.modules, "lightgbm" in sys.modules)
     """, tmp_path)
     lines = done.stderr.strip().splitlines()
     assert lines == [
         f"tabduel: error: peer_tabm {MESSAGE} (No module named 'pytabkit')", "2",
-        f"tabduel: error: peer_catboost {MESSAGE} (No module named 'pytabkit')", "2"], done.stderr
+        f"tabduel: error: peer_catboost {MESSAGE} (No module named 'pytabkit')", "2",
+        f"tabduel: error: peer_realmlp {MESSAGE} (No module named 'pytabkit')", "2",
+        f"tabduel: error: peer_lgbm {MESSAGE} (No module named 'pytabkit')", "2"], done.stderr
     assert done.stdout.split() == ["False", "False"]
 
 
-def test_without_pytabkit_fitting_or_loading_a_peer_is_one_tabduel_error(tmp_path, features_dir):
+def test_without_pytabkit_fitting_loading_or_a_search_trial_of_a_peer_is_one_tabduel_error(tmp_path, features_dir):
     done = _without_pytabkit(f"""
         from tabduel.infra.config import Config
         from tabduel.infra.errors import TabduelError, one_line
         from tabduel.models import training
         from tabduel.models.registry import family
+        from tabduel.search.families import run_trials, search_family
+        import optuna
 
         data, _ = training.load_data({features_dir!r}, "peer_lgbm")
+        spec = search_family("peer_catboost").suggest(optuna.trial.FixedTrial({{"seed": 1}}), Config().search, 1, ())
         for call in (lambda: training.fit("peer_lgbm", data, Config().peer_lgbm),
-                     lambda: family("peer_realmlp").load({str(tmp_path)!r})):
+                     lambda: family("peer_realmlp").load({str(tmp_path)!r}),
+                     lambda: run_trials("peer_catboost", {features_dir!r}, [spec])):
             try:
                 call()
             except TabduelError as exc:
@@ -148,7 +207,8 @@ def test_without_pytabkit_fitting_or_loading_a_peer_is_one_tabduel_error(tmp_pat
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         f"peer_lgbm {MESSAGE} (No module named 'pytabkit')",
-        f"the peer model in {tmp_path} {MESSAGE} (No module named 'pytabkit')"]
+        f"the peer model in {tmp_path} {MESSAGE} (No module named 'pytabkit')",
+        f"peer_catboost {MESSAGE} (No module named 'pytabkit')"]
 
 
 def test_the_core_commands_import_no_peer_library():
@@ -156,6 +216,7 @@ def test_the_core_commands_import_no_peer_library():
         import sys
         from tabduel.cli import build_parser
         from tabduel.models import registry, training
+        from tabduel.search import families
         build_parser()
         print(sorted(m for m in ("pytabkit", "lightgbm", "catboost", "tabm") if m in sys.modules))
     """)

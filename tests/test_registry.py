@@ -88,11 +88,12 @@ def test_every_search_family_tunes_a_registered_family_that_names_it():
         assert family(search.model).search == search.name
         assert search.bases and set(search.bases) <= set(BASES)
     assert {f.search for f in registry.FAMILIES} - {""} == set(families.names())
-    with pytest.raises(ConfigError, match=r"^search family 'svm' is not one of: mlp, xgboost$"):
+    with pytest.raises(ConfigError, match=r"^search family 'svm' is not one of: mlp, xgboost, peer_realmlp, "
+                                          r"peer_tabm, peer_lgbm, peer_catboost$"):
         families.search_family("svm")
 
 
-@pytest.mark.parametrize("name", ["mlp", "xgboost"])
+@pytest.mark.parametrize("name", ["mlp", "xgboost", "peer_tabm"])
 def test_a_search_family_rebuilds_the_spec_it_suggested(name):
     import optuna
 

@@ -336,7 +336,10 @@ class EvaluateConfig:
         _check(20 <= self.dpi <= 1200, "evaluate.dpi", self.dpi, "must be between 20 and 1200")
 
 
-SEARCH_FAMILIES = ("mlp", "xgboost")
+# The search families (tabduel.search.families registers each; --families takes these); a search and a bench tune
+# the defaults unless told otherwise. The peers (pytabkit's tuned defaults) need tabduel[peers].
+SEARCH_FAMILIES = ("mlp", "xgboost", "peer_realmlp", "peer_tabm", "peer_lgbm", "peer_catboost")
+DEFAULT_SEARCH_FAMILIES = ("mlp", "xgboost")
 RUNNERS = ("process", "thread", "dask")
 NUMERIC_MAPS = ("standard", "clip", "quantile", "robust")
 
@@ -349,7 +352,8 @@ class SearchConfig:
                       "<study>-mlp, <study>-xgboost")
     storage: str = _opt("", "Optuna storage: empty: a journal file <data_dir>/search/<study>/journal.log; "
                         "a .log path (journal file), sqlite:///FILE or postgresql://USER:PASS@HOST/DB")
-    families: tuple[str, ...] = _opt(SEARCH_FAMILIES, "model families to tune, comma-separated", SEARCH_FAMILIES)
+    families: tuple[str, ...] = _opt(DEFAULT_SEARCH_FAMILIES, "model families to tune, comma-separated",
+                                     SEARCH_FAMILIES)
     trials: int = _opt(40, "trials per family (0: no limit; then set minutes)")
     minutes: float = _opt(0.0, "wall-clock minutes per family, counted over resumes (0: no limit)")
     seed: int = _opt(4751, "seed of the TPE sampler and of every trial's model")
@@ -368,6 +372,8 @@ class SearchConfig:
                                     "quantile (train quantiles to normal scores)", NUMERIC_MAPS)
     xgb_rounds: int = _opt(4000, "maximum boosting rounds of an XGBoost trial")
     xgb_early_stopping: int = _opt(100, "XGBoost early-stopping rounds on valid")
+    peer_iterations: int = _opt(0, "epochs (RealMLP-TD, TabM) or boosting rounds (LightGBM, CatBoost) of a peer "
+                                "trial (0: each one's tuned default)")
     refit_seeds: int = _opt(5, "split seeds on which the best config of each family is refitted and tested")
 
     def __post_init__(self) -> None:
@@ -390,6 +396,8 @@ class SearchConfig:
         _check(self.xgb_rounds >= 1, "search.xgb_rounds", self.xgb_rounds, "must be at least 1")
         _check(self.xgb_early_stopping >= 1, "search.xgb_early_stopping", self.xgb_early_stopping,
                "must be at least 1")
+        _check(self.peer_iterations >= 0, "search.peer_iterations", self.peer_iterations,
+               "must not be negative (0: the tuned defaults)")
         _check(self.refit_seeds >= 2, "search.refit_seeds", self.refit_seeds,
                "must be at least 2 (a paired test needs pairs)")
 
@@ -403,7 +411,8 @@ class BenchConfig:
 
     suite: str = _opt("", "suite file (TOML) listing the datasets: spec, source, sha256, overrides")
     root: str = _opt("", "folder the suite's sources are relative to (empty: the suite file's root key)")
-    families: tuple[str, ...] = _opt(SEARCH_FAMILIES, "families benchmarked, comma-separated", SEARCH_FAMILIES)
+    families: tuple[str, ...] = _opt(DEFAULT_SEARCH_FAMILIES, "families benchmarked, comma-separated",
+                                     SEARCH_FAMILIES)
     minutes: float = _opt(5.0, "CPU-minutes of search per family, per dataset and outer seed (0: no limit)")
     trials: int = _opt(0, "trials per family, per dataset and outer seed (0: no limit; then set minutes)")
     outer_seeds: int = _opt(3, "outer splits per dataset (split seeds first_seed, first_seed + 1, ...)")

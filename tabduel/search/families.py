@@ -11,12 +11,14 @@ run function, its record here, and its name in tabduel.infra.config.SEARCH_FAMIL
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
 from tabduel.infra.config import NUMERIC_MAPS, SearchConfig
 from tabduel.infra.errors import ConfigError
+from tabduel.search import peers
 from tabduel.search.space import BASES, ENCODINGS, group_key, suggest_mlp, suggest_xgboost
 from tabduel.search.trials import run_mlp, run_xgboost
 
@@ -82,6 +84,15 @@ SEARCH_FAMILIES = (
         metrics=lambda r: {"best_iteration": r["best_iteration"]},
         note=lambda r: ""),
 )
+
+# The peers (tabduel/search/peers.py): pytabkit's tuned defaults, one fit per trial with a new seed.
+SEARCH_FAMILIES += tuple(
+    SearchFamily(
+        kind, model=kind, bases=(peers.BASE,),
+        suggest=functools.partial(peers.suggest_peer, kind),
+        run=functools.partial(peers.run_peers, kind), base=lambda spec: peers.BASE, group=None,
+        facts=peers.facts, metrics=peers.facts, note=lambda r: "")
+    for kind in ("peer_realmlp", "peer_tabm", "peer_lgbm", "peer_catboost"))
 _BY_NAME = {f.name: f for f in SEARCH_FAMILIES}
 
 
