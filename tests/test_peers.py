@@ -153,28 +153,33 @@ def test_the_pipeline_logs_a_peer_whose_mlflow_model_predicts_as_tabduel_does(tm
 BLOCK = textwrap.dedent("""
     import sys
 
-    class NoPytabkit:
+    class Refuse:
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "pytabkit":
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            if name.split(".")[0] == {blocked!r}:
+                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
             return None
 
-    sys.meta_path.insert(0, NoPytabkit())
+    sys.meta_path.insert(0, Refuse())
 """)
 
 
-def _without_pytabkit(code: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK + textwrap.dedent(code)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+def _without_pytabkit(code: str, cwd, blocked: str = "pytabkit") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK.format(blocked=blocked) + textwrap.dedent(code)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-def test_without_pytabkit_the_cli_refuses_a_peer_in_one_line_and_the_core_runs(tmp_path):
+def test_without_pytabkit_the_cli_refuses_a_peer_in_one_line_and_the_core_registries_load(tmp_path):
     done = _without_pytabkit("""
         from tabduel.cli import main
         for argv in (["train", "peer_tabm"], ["run", "--models", "mlp,peer_catboost"],
                      ["search", "--families", "xgboost,peer_realmlp"], ["bench", "--families", "peer_lgbm"]):
             print(main(argv), file=sys.stderr)
-        print("pytabkit" in sys.modules, "lightgbm" in sys.modules)
+        from tabduel.models.registry import FAMILIES
+        from tabduel.search.families import names
+        for fam in FAMILIES:
+            if not fam.extra:
+                fam.require()  # the core's families need no extra
+        print(*names())
     """, tmp_path)
     lines = done.stderr.strip().splitlines()
     assert lines == [
@@ -182,7 +187,7 @@ def test_without_pytabkit_the_cli_refuses_a_peer_in_one_line_and_the_core_runs(t
         f"tabduel: error: peer_catboost {MESSAGE} (No module named 'pytabkit')", "2",
         f"tabduel: error: peer_realmlp {MESSAGE} (No module named 'pytabkit')", "2",
         f"tabduel: error: peer_lgbm {MESSAGE} (No module named 'pytabkit')", "2"], done.stderr
-    assert done.stdout.split() == ["False", "False"]
+    assert {"mlp", "xgboost", *PEERS} <= set(done.stdout.split())
 
 
 def test_without_pytabkit_fitting_loading_or_a_search_trial_of_a_peer_is_one_tabduel_error(tmp_path, features_dir):
@@ -209,6 +214,21 @@ def test_without_pytabkit_fitting_loading_or_a_search_trial_of_a_peer_is_one_tab
         f"peer_lgbm {MESSAGE} (No module named 'pytabkit')",
         f"the peer model in {tmp_path} {MESSAGE} (No module named 'pytabkit')",
         f"peer_catboost {MESSAGE} (No module named 'pytabkit')"]
+
+
+def test_a_peer_whose_own_library_is_missing_is_refused_naming_it_and_the_others_are_not(tmp_path):
+    done = _without_pytabkit("""
+        from tabduel.infra.errors import ConfigError
+        from tabduel.models.registry import family
+        for kind in ("peer_realmlp", "peer_tabm", "peer_lgbm", "peer_catboost"):
+            try:
+                family(kind).require()
+                print(kind, "ok")
+            except ConfigError as exc:
+                print(exc)
+    """, tmp_path, blocked="catboost")
+    assert done.stdout.splitlines() == ["peer_realmlp ok", "peer_tabm ok", "peer_lgbm ok",
+                                        f"peer_catboost {MESSAGE} (No module named 'catboost')"], done.stderr
 
 
 def test_the_core_commands_import_no_peer_library():

@@ -15,6 +15,7 @@ models this machine wrote.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from tabduel.infra.config import (
 )
 from tabduel.infra.errors import ConfigError
 from tabduel.infra.runtime import cpu_threads
+from tabduel.models.registry import IMPORT_NAMES, family
 
 __all__ = ["fit", "save", "load", "predict"]
 
@@ -79,10 +81,20 @@ def pytabkit(kind: str) -> Any:
     return module
 
 
+def preload(kind: str) -> None:
+    """Import pytabkit and the library a peer fits with (pytabkit imports LightGBM and CatBoost on first use), so
+    that no fit's clock counts an import; ConfigError in one line when one is missing."""
+    family(kind).require()
+    pytabkit(kind)
+    for name in family(kind).packages:
+        importlib.import_module(IMPORT_NAMES.get(name, name))
+
+
 def estimator(cfg: PeerConfig) -> Any:
     """An unfitted pytabkit estimator of the peer that cfg configures: its tuned defaults, the CPU, cfg's seed and
     threads, and cfg's epochs or rounds when set."""
     peer = PEERS[type(cfg)]
+    family(kind_of(cfg)).require()
     cls = getattr(pytabkit(kind_of(cfg)), peer.estimator)
     extra = {peer.iterations: cfg.iterations} if cfg.iterations else {}
     return cls(device="cpu", n_threads=cpu_threads(cfg.threads), random_state=cfg.seed, verbosity=-1, **extra)

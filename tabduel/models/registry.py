@@ -136,19 +136,18 @@ FAMILIES = (
 
 # The published implementations beside tabduel's own (tabduel/models/peers.py): pytabkit's tuned-default regressors,
 # with `pip install 'tabduel[peers]'`; each is a search and bench family of the same name (tabduel/search/peers.py).
-_PEER = {"packages": ("pytabkit", "torch", "numpy"), "flavour": "pytabkit", "extra": "peers",
-         "hint": "look for extreme or constant input columns, or try another seed"}
+_PEER = {"flavour": "pytabkit", "extra": "peers", "hint": "look for extreme or constant input columns, or try another seed"}
 FAMILIES += (
-    Family("peer_realmlp", "tabduel.models.peers", search="peer_realmlp", **_PEER,
+    Family("peer_realmlp", "tabduel.models.peers", search="peer_realmlp", packages=("pytabkit", "torch", "numpy"), **_PEER,
            summary="Fit pytabkit's RealMLP-TD regressor (Holzmüller et al. 2024) with its tuned defaults, best epoch "
                    "on valid, on the latest features (needs tabduel[peers])."),
-    Family("peer_tabm", "tabduel.models.peers", search="peer_tabm", **_PEER,
+    Family("peer_tabm", "tabduel.models.peers", search="peer_tabm", packages=("pytabkit", "torch", "numpy"), **_PEER,
            summary="Fit pytabkit's TabM-D regressor (Gorishniy et al. 2024; k = 32) with its defaults, early stopping "
                    "on valid, on the latest features (needs tabduel[peers])."),
-    Family("peer_lgbm", "tabduel.models.peers", search="peer_lgbm", **_PEER,
+    Family("peer_lgbm", "tabduel.models.peers", search="peer_lgbm", packages=("pytabkit", "lightgbm", "numpy"), **_PEER,
            summary="Fit pytabkit's LightGBM-TD regressor (Holzmüller et al. 2024) with its tuned defaults, early "
                    "stopping on valid, on the latest features (needs tabduel[peers])."),
-    Family("peer_catboost", "tabduel.models.peers", search="peer_catboost", **_PEER,
+    Family("peer_catboost", "tabduel.models.peers", search="peer_catboost", packages=("pytabkit", "catboost", "numpy"), **_PEER,
            summary="Fit pytabkit's CatBoost-TD regressor (Holzmüller et al. 2024) with its tuned defaults, early "
                    "stopping on valid, on the latest features (needs tabduel[peers])."),
 )

@@ -48,7 +48,7 @@ def run_peer(kind: str, features_dir: str | Path, spec: PeerTrial, with_test: bo
     """
     from tabduel.models import peers
 
-    peers.pytabkit(kind)  # imported before the clock starts, as the other families' libraries are
+    peers.preload(kind)  # imported before the clock starts, as the other families' libraries are
     cpu_start = time.process_time()
     inputs = load_inputs(features_dir, Encoding(BASE), with_test, spec.cfg.seed, kind)
     start = time.perf_counter()
