@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(BIN)/tabduel: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,peers]'
 	touch $@
 
 setup: $(BIN)/tabduel

@@ -120,6 +120,18 @@ def check_devices(settings: dict[str, Any], cfg: Config, kinds: Sequence[str]) -
                 raise ConfigError(f"{kind}.device: {exc}") from None
 
 
+def check_extras(command: str, cfg: Config, kind: str = "") -> None:
+    """Every family the command trains, searches or benchmarks can be imported here: a peer without the peers
+    extra is refused in one line."""
+    from tabduel.models.registry import FAMILIES
+
+    trained = [kind] if kind else list(cfg.pipeline.models) if command in ("run", "evaluate", "serve") else []
+    searched = {"search": cfg.search.families, "bench": cfg.bench.families}.get(command, ())
+    for fam in FAMILIES:
+        if fam.kind in trained or (fam.search and fam.search in searched):
+            fam.require()
+
+
 CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
 CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _CRON_CHARS = re.compile(r"[0-9A-Za-z*?/,#-]+")
@@ -156,6 +168,7 @@ def preflight(args: argparse.Namespace, cfg: Config) -> None:
         if cfg.ingest.dataset:
             check_dataset_spec(cfg.ingest.dataset)
     check_devices(settings, cfg, [args.kind] if getattr(args, "kind", "") else cfg.pipeline.models)
+    check_extras(args.command, cfg, getattr(args, "kind", ""))
     if getattr(args, "more_trials", 0) < 0:
         raise ConfigError(f"--more-trials = {args.more_trials}: must not be negative")
     if args.command == "serve":

@@ -36,6 +36,7 @@ def run_tags(kind: str, step: str) -> dict[str, str]:
 def model_key(kind: str, features: StepResult, cfg: ModelConfig) -> str:
     """Cache key of a model: the features' bytes, the settings in effect and the training code."""
     fam = family(kind)
+    fam.require()  # a family of an extra that is not installed: one line, before its packages' versions are read
     return step_key(f"train-{kind}", {"features": sha256_tree(features.path)}, settings_in_effect(kind, cfg),
                     code_fingerprint([*fam.code_modules, "tabduel.data.features", __name__], fam.packages))
 

@@ -34,7 +34,8 @@ def test_unknown_section_is_named_as_a_section():
         Config.from_dict({"trainer": {}})
     assert str(err.value).startswith("unknown section [trainer]")
     assert str(err.value).endswith("the sections are: pipeline, tracking, ingest, features, mlp, xgboost, linear, "
-                                   "realmlp, tabm, evaluate, search, bench")
+                                   "realmlp, tabm, peer_realmlp, peer_tabm, peer_lgbm, peer_catboost, evaluate, "
+                                   "search, bench")
 
 
 @pytest.mark.parametrize("section,key,value,match", [

@@ -60,7 +60,8 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 MLP_KEYS = ("hidden, activation, optimizer, lr, weight_decay, dropout, batch_size, epochs, patience, seed, device, "
             "population, batch_order, threads, max_seconds")
-SECTIONS = "pipeline, tracking, ingest, features, mlp, xgboost, linear, realmlp, tabm, evaluate, search, bench"
+SECTIONS = ("pipeline, tracking, ingest, features, mlp, xgboost, linear, realmlp, tabm, peer_realmlp, peer_tabm, "
+            "peer_lgbm, peer_catboost, evaluate, search, bench")
 
 # (command line, the one line expected on stderr); {name} is a path from files().
 VIOLATIONS = [

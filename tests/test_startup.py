@@ -13,7 +13,8 @@ from typing import Any
 from tabduel.infra.config import TrackingConfig
 from tabduel.infra.tracking import Tracker, seed_sqlite_store, store_template_path
 
-HEAVY = ("numpy", "pandas", "torch", "mlflow", "prefect", "xgboost", "sklearn", "matplotlib", "pyarrow", "optuna")
+HEAVY = ("numpy", "pandas", "torch", "mlflow", "prefect", "xgboost", "sklearn", "matplotlib", "pyarrow", "optuna",
+         "pytabkit", "lightgbm", "catboost")
 
 PROBE = f"""
 import argparse, contextlib, io, json, sys

@@ -262,6 +262,53 @@ class TabMConfig(ModelSettings, section="tabm"):
         _check(self.max_seconds >= 0, "tabm.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
 
 
+@dataclass(frozen=True)
+class PeerConfig:
+    """What a published implementation (tabduel/models/peers.py, tabduel[peers]) takes besides its tuned defaults."""
+
+    iterations: int = _opt(0, "epochs or boosting rounds (0: the tuned default)")
+    seed: int = _opt(4751, "random seed (pytabkit's random_state)")
+    threads: int = _opt(0, "CPU threads (pytabkit's n_threads; 0: the cores free to this process)")
+
+    def __post_init__(self) -> None:
+        section = next(k for k, v in ModelSettings.sections.items() if v is type(self))
+        _check(self.iterations >= 0, f"{section}.iterations", self.iterations, "must not be negative (0: the default)")
+        _check(self.seed >= 0, f"{section}.seed", self.seed, "must not be negative")
+        _check(self.threads >= 0, f"{section}.threads", self.threads, "must not be negative (0: automatic)")
+
+
+@dataclass(frozen=True)
+class PeerRealMLPConfig(PeerConfig, ModelSettings, section="peer_realmlp"):
+    """pytabkit's RealMLP-TD regressor (Holzmüller et al. 2024) with its tuned defaults, on the CPU."""
+
+    iterations: int = _opt(0, "epochs, which its schedules span (0: the tuned default, 256); the best epoch on valid "
+                           "is kept")
+
+
+@dataclass(frozen=True)
+class PeerTabMConfig(PeerConfig, ModelSettings, section="peer_tabm"):
+    """pytabkit's TabM-D regressor (Gorishniy et al. 2024; k = 32) with its defaults, on the CPU."""
+
+    iterations: int = _opt(0, "maximum epochs (0: the default, no limit but early stopping after 16 epochs without "
+                           "a better valid score)")
+
+
+@dataclass(frozen=True)
+class PeerLGBMConfig(PeerConfig, ModelSettings, section="peer_lgbm"):
+    """pytabkit's LightGBM-TD regressor (Holzmüller et al. 2024) with its tuned defaults, on the CPU."""
+
+    iterations: int = _opt(0, "maximum boosting rounds (0: the tuned default, 1000; early stopping on valid after "
+                           "300 rounds without improvement)")
+
+
+@dataclass(frozen=True)
+class PeerCatBoostConfig(PeerConfig, ModelSettings, section="peer_catboost"):
+    """pytabkit's CatBoost-TD regressor (Holzmüller et al. 2024) with its tuned defaults, on the CPU."""
+
+    iterations: int = _opt(0, "maximum boosting rounds (0: the tuned default, 1000; early stopping on valid after "
+                           "300 rounds without improvement)")
+
+
 # The model sections, in the order they were defined: the kinds `--models` takes.
 MODEL_KINDS = tuple(ModelSettings.sections)
 
@@ -290,8 +337,9 @@ class EvaluateConfig:
 
 
 # The search families (tabduel.search.families registers each; --families takes these); a search and a bench
-# tune the first two unless told otherwise: the others cost far more CPU per trial.
-SEARCH_FAMILIES = ("mlp", "xgboost", "realmlp", "tabm")
+# tune the first two unless told otherwise: the others cost far more CPU per trial. The peers (pytabkit's tuned
+# defaults) need tabduel[peers].
+SEARCH_FAMILIES = ("mlp", "xgboost", "realmlp", "tabm", "peer_realmlp", "peer_tabm", "peer_lgbm", "peer_catboost")
 DEFAULT_SEARCH_FAMILIES = ("mlp", "xgboost")
 RUNNERS = ("process", "thread", "dask")
 NUMERIC_MAPS = ("standard", "clip", "quantile", "robust")
@@ -334,6 +382,8 @@ class SearchConfig:
     tabm_patience: int = _opt(16, "early-stopping patience of a TabM trial, in epochs")
     tabm_max_seconds: float = _opt(180.0, "time limit of one TabM trial's training, in seconds, keeping its best epoch "
                                    "(0: none); on a CPU one TabM fit of k = 16 takes minutes, so keep a limit there")
+    peer_iterations: int = _opt(0, "epochs (RealMLP-TD, TabM) or boosting rounds (LightGBM, CatBoost) of a peer "
+                                "trial (0: each one's tuned default)")
     refit_seeds: int = _opt(5, "split seeds on which the best config of each family is refitted and tested")
 
     def __post_init__(self) -> None:
@@ -364,6 +414,8 @@ class SearchConfig:
         _check(self.tabm_patience >= 0, "search.tabm_patience", self.tabm_patience, "must not be negative (0: off)")
         _check(self.tabm_max_seconds >= 0, "search.tabm_max_seconds", self.tabm_max_seconds,
                "must not be negative (0: no limit)")
+        _check(self.peer_iterations >= 0, "search.peer_iterations", self.peer_iterations,
+               "must not be negative (0: the tuned defaults)")
         _check(self.refit_seeds >= 2, "search.refit_seeds", self.refit_seeds,
                "must be at least 2 (a paired test needs pairs)")
 
@@ -422,6 +474,10 @@ class Config:
     linear: LinearConfig = field(default_factory=LinearConfig)
     realmlp: RealMLPConfig = field(default_factory=RealMLPConfig)
     tabm: TabMConfig = field(default_factory=TabMConfig)
+    peer_realmlp: PeerRealMLPConfig = field(default_factory=PeerRealMLPConfig)
+    peer_tabm: PeerTabMConfig = field(default_factory=PeerTabMConfig)
+    peer_lgbm: PeerLGBMConfig = field(default_factory=PeerLGBMConfig)
+    peer_catboost: PeerCatBoostConfig = field(default_factory=PeerCatBoostConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)

@@ -411,9 +411,23 @@ def _log_sklearn(model: Any, common: dict[str, Any]) -> None:
                                  serialization_format="cloudpickle", **common)
 
 
+def _log_pytabkit(model: Any, common: dict[str, Any]) -> None:
+    # A pytabkit estimator is a scikit-learn one: MLflow's sklearn flavour, cloudpickled, with pytabkit and the
+    # torch it was fitted with as its requirements (tabduel/models/peers.py).
+    from importlib.metadata import version
+
+    import mlflow.sklearn
+
+    with _quiet(logging.getLogger("mlflow.sklearn"), "Saving scikit-learn models in the pickle"):
+        mlflow.sklearn.log_model(model, pip_requirements=[f"pytabkit[models]=={version('pytabkit')}",
+                                                          f"torch=={version('torch').split('+')[0]}",
+                                                          f"scikit-learn=={version('scikit-learn')}"],
+                                 serialization_format="cloudpickle", **common)
+
+
 # How a model is logged in each MLflow flavour that a family may name (tabduel.models.registry.Family.flavour).
 FLAVOURS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
-    "pytorch": _log_pytorch, "xgboost": _log_xgboost, "sklearn": _log_sklearn}
+    "pytorch": _log_pytorch, "xgboost": _log_xgboost, "sklearn": _log_sklearn, "pytabkit": _log_pytabkit}
 
 
 def log_flavour(flavour: str, model: Any, common: dict[str, Any]) -> None:

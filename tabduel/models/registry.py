@@ -12,6 +12,7 @@ scikit-learn, is imported only when one of its models is fitted, saved, loaded o
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ class Family:
     native_missing: bool = False  # it takes missing inputs as NaN (else the imputed value and a missing indicator)
     hint: str = ""  # what to try when its predictions are not finite
     search: str = ""  # the search family (`tabduel search --families`) that tunes it, if any
+    extra: str = ""  # the optional extra its packages come with (pip install 'tabduel[extra]'); "": the core install
 
     @property
     def config(self) -> type[ModelSettings]:
@@ -70,6 +72,20 @@ class Family:
     def code_modules(self) -> tuple[str, ...]:
         """Every module whose source its cache key covers: its own, the listed ones, and the shared training code."""
         return (self.module, *self.code, __name__, "tabduel.models.training", "tabduel.engine.data")
+
+    def require(self) -> None:
+        """ConfigError in one line unless the packages of its extra can be imported here (the core's always can)."""
+        if not self.extra:
+            return
+        for name in self.packages:
+            module = IMPORT_NAMES.get(name, name)
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except ImportError:  # a finder that refuses the module
+                found = False
+            if not found:
+                raise ConfigError(f"{self.kind} needs the {self.extra} extra: pip install 'tabduel[{self.extra}]' "
+                                  f"(No module named {module!r})")
 
     def implementation(self) -> Implementation:
         """Its module, imported on first use."""
@@ -117,6 +133,25 @@ FAMILIES = (
            search="tabm", summary="Train a TabM-style ensemble (k MLPs sharing their weights through BatchEnsemble adapters, "
                    "piecewise-linear embeddings; the prediction is the mean of the k heads) on the latest features."),
 )
+
+# The published implementations beside tabduel's own (tabduel/models/peers.py): pytabkit's tuned-default regressors,
+# with `pip install 'tabduel[peers]'`; each is a search and bench family of the same name (tabduel/search/peers.py).
+_PEER = {"flavour": "pytabkit", "extra": "peers", "hint": "look for extreme or constant input columns, or try another seed"}
+FAMILIES += (
+    Family("peer_realmlp", "tabduel.models.peers", search="peer_realmlp", packages=("pytabkit", "torch", "numpy"), **_PEER,
+           summary="Fit pytabkit's RealMLP-TD regressor (Holzmüller et al. 2024) with its tuned defaults, best epoch "
+                   "on valid, on the latest features (needs tabduel[peers])."),
+    Family("peer_tabm", "tabduel.models.peers", search="peer_tabm", packages=("pytabkit", "torch", "numpy"), **_PEER,
+           summary="Fit pytabkit's TabM-D regressor (Gorishniy et al. 2024; k = 32) with its defaults, early stopping "
+                   "on valid, on the latest features (needs tabduel[peers])."),
+    Family("peer_lgbm", "tabduel.models.peers", search="peer_lgbm", packages=("pytabkit", "lightgbm", "numpy"), **_PEER,
+           summary="Fit pytabkit's LightGBM-TD regressor (Holzmüller et al. 2024) with its tuned defaults, early "
+                   "stopping on valid, on the latest features (needs tabduel[peers])."),
+    Family("peer_catboost", "tabduel.models.peers", search="peer_catboost", packages=("pytabkit", "catboost", "numpy"), **_PEER,
+           summary="Fit pytabkit's CatBoost-TD regressor (Holzmüller et al. 2024) with its tuned defaults, early "
+                   "stopping on valid, on the latest features (needs tabduel[peers])."),
+)
+IMPORT_NAMES = {"scikit-learn": "sklearn"}  # distributions whose module is named otherwise
 _BY_KIND = {f.kind: f for f in FAMILIES}
 
 

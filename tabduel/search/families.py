@@ -13,12 +13,14 @@ tabduel.infra.config.SEARCH_FAMILIES (the choices of --families), and that name 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
 from tabduel.infra.config import NUMERIC_MAPS, SearchConfig
 from tabduel.infra.errors import ConfigError
+from tabduel.search import peers
 from tabduel.search.space import (
     BASES,
     ENCODINGS,
@@ -118,6 +120,15 @@ SEARCH_FAMILIES = (
     net_family("realmlp", suggest_realmlp, realmlp_defaults),
     net_family("tabm", suggest_tabm, tabm_defaults),
 )
+
+# The peers (tabduel/search/peers.py): pytabkit's tuned defaults, one fit per trial with a new seed.
+SEARCH_FAMILIES += tuple(
+    SearchFamily(
+        kind, model=kind, bases=(peers.BASE,),
+        suggest=functools.partial(peers.suggest_peer, kind),
+        run=functools.partial(peers.run_peers, kind), base=lambda spec: peers.BASE, group=None,
+        facts=peers.facts, metrics=peers.facts, note=lambda r: "")
+    for kind in ("peer_realmlp", "peer_tabm", "peer_lgbm", "peer_catboost"))
 _BY_NAME = {f.name: f for f in SEARCH_FAMILIES}
 
 

@@ -1,0 +1,79 @@
+"""The peers (tabduel/models/peers.py) as search and bench families: their tuned defaults, one fit per trial.
+
+A peer's "search" tunes nothing: each trial fits the published defaults with a new seed (the trial's only parameter,
+drawn by the study's seeded sampler), until the budget is spent, and the best on valid is the one refitted. So a
+bench puts RealMLP-TD, TabM, LightGBM and CatBoost beside tabduel's own families on the same outer splits, inputs
+and CPU-second budgets. They read the ordinal features variant, as XGBoost does and as tabduel's RealMLP and TabM
+families were measured: the same numeric matrices, every column numeric.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tabduel.infra.config import PeerConfig, SearchConfig
+from tabduel.models.registry import family
+from tabduel.search.space import Encoding
+from tabduel.search.trials import _mse, _worker, load_inputs, scores_on_test
+
+BASE = "ordinal"  # the features variant every peer reads
+SEED_MAX = 2**31 - 2  # the largest seed every peer's library takes
+
+
+@dataclass(frozen=True)
+class PeerTrial:
+    """One fit of a peer: its kind and its settings (the trial's seed among them)."""
+
+    kind: str
+    cfg: PeerConfig
+
+
+def suggest_peer(kind: str, trial: Any, s: SearchConfig, threads: int = 1, encodings: Any = ()) -> PeerTrial:
+    """A peer's trial: its tuned defaults with a new seed, the epochs or rounds of search.peer_iterations (a peer
+    takes no encodings)."""
+    seed = trial.suggest_int("seed", 0, SEED_MAX)
+    return PeerTrial(kind, family(kind).config(iterations=s.peer_iterations, seed=seed, threads=threads))
+
+
+def run_peer(kind: str, features_dir: str | Path, spec: PeerTrial, with_test: bool = False) -> dict[str, Any]:
+    """Fit one peer trial on train with valid as its validation set; its valid (and test) MSE and facts.
+
+    cpu_seconds is the process's CPU time around loading, fitting and scoring: the peer's own threads count too.
+    """
+    from tabduel.models import peers
+
+    peers.preload(kind)  # imported before the clock starts, as the other families' libraries are
+    cpu_start = time.process_time()
+    inputs = load_inputs(features_dir, Encoding(BASE), with_test, spec.cfg.seed, kind)
+    start = time.perf_counter()
+    fitted = peers.fit(inputs.data, spec.cfg)
+    seconds = time.perf_counter() - start
+    valid = peers.predict(fitted.model, inputs.data.x_valid)
+    finite = bool(np.isfinite(valid).all())
+    row = {"valid_mse": _mse(valid, inputs.data.y_valid) if finite else math.nan, "seconds": seconds,
+           "device": fitted.info["device"], "worker": _worker(), "threads": fitted.info["threads"],
+           **{k: fitted.info[k] for k in ("best_epoch", "best_iteration") if k in fitted.info}}
+    if not finite:
+        row["error"] = f"{kind}: predictions on the valid split are not all finite"
+    if with_test:
+        test = peers.predict(fitted.model, inputs.x_test)
+        row.update(scores_on_test(test, inputs.y_test, inputs.manifest) if finite else {"test_mse": math.nan})
+    row["cpu_seconds"] = time.process_time() - cpu_start
+    return row
+
+
+def run_peers(kind: str, features_dir: str, specs: list[PeerTrial], with_test: bool) -> list[dict[str, Any]]:
+    """Fit each trial of a peer alone (peers train no populations)."""
+    return [run_peer(kind, features_dir, spec, with_test) for spec in specs]
+
+
+def facts(result: dict[str, Any]) -> dict[str, Any]:
+    """What a finished peer trial records: its threads and where pytabkit stopped, when it says."""
+    return {k: result[k] for k in ("threads", "best_epoch", "best_iteration") if k in result}
+
