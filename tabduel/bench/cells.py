@@ -36,7 +36,7 @@ class Cell:
     """One unit of work: a family searched and tested on one outer split of one (possibly corrupted) dataset."""
 
     dataset: str
-    family: str  # a search family (mlp, xgboost, realmlp, tabm), or mlp-<preprocessing> in a corruption bench
+    family: str  # a search family (mlp, xgboost, realmlp, tabm, peer_*), or mlp-<preprocessing> in a corruption bench
     seed: int
     corruption: str = CLEAN
     level: float = 0.0
