@@ -1,11 +1,18 @@
 """The search benchmark: MLP vs XGBoost on Seoul Bike with one stated budget per family, and what it found.
 
     python benchmarks/search.py --minutes 15            # 15 wall minutes per family = 30 CPU-minutes on 2 cores
+    python benchmarks/search.py --rate --cpu-minutes 4  # MLP trials per CPU-minute: pruning and batches, side by side
 
 It runs `tabduel search` in a fresh work directory (its own journal, MLflow store and data), then reads the
 study's evidence and writes benchmarks/results/search-<label>.json: both families' best valid MSE, the refit test
 MSE over the split seeds with the paired test, and the budget (trials, wall and CPU minutes) at which the MLP's
 best-so-far valid MSE first reached XGBoost's best, or how far it stayed short.
+
+With --rate it measures what multi-fidelity pruning (--search-pruner) and batched trials (--search-mlp-batch) buy:
+the MLP family searched on one outer split of Seoul Bike, as a bench cell does (one trial at a time on one thread,
+a budget in CPU-seconds), once per variant, one after another in one run; then each variant's trials per CPU-minute,
+its ratio to the plain search's, its best valid MSE, and the test MSE of its refitted best (one split: a check,
+not a comparison). It writes benchmarks/results/search-rate-<label>.json.
 """
 
 from __future__ import annotations
@@ -26,6 +33,58 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import run_child  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "SeoulBikeData.csv"
+# --rate: (search.pruner, search.mlp_batch) of each variant; the first is the plain search the others are put beside
+RATE_VARIANTS = {"plain": ("none", 1), "hyperband": ("hyperband", 1), "batch4": ("none", 4),
+                 "hyperband_batch4": ("hyperband", 4)}
+
+
+def rate(args: argparse.Namespace) -> None:
+    """Trials per CPU-minute of the MLP search, plain and with pruning and batches, on one outer split of Seoul."""
+    import dataclasses
+
+    sys.path.insert(0, str(ROOT))
+    from tabduel.bench.cells import Cell, bases_of, run_cell
+    from tabduel.data.dataset import load_spec
+    from tabduel.data.features import make_features, save_features
+    from tabduel.data.ingest import ingest
+    from tabduel.infra.config import load_config
+    from tabduel.search.space import features_config
+
+    work = Path(args.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    spec = load_spec(ROOT / "data" / "datasets" / "seoul_bike.toml")
+    df, _ = ingest(args.source, spec)
+    cfg = load_config({})
+    features = {base: str(save_features(work / "features" / base, *make_features(
+        df, spec, features_config(base, spec, cfg.features, args.seed)))) for base in bases_of("mlp")}
+    rows: dict[str, dict] = {}
+    for name, (pruner, batch) in RATE_VARIANTS.items():
+        c = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, minutes=args.cpu_minutes, trials=0),
+                                search=dataclasses.replace(cfg.search, pruner=pruner, mlp_batch=batch))
+        print(f"{name}: pruner {pruner}, batch {batch}, {args.cpu_minutes} CPU-minutes ...", flush=True)
+        r = run_cell(Cell("seoul_bike", "mlp", args.seed), features, c, work / f"{name}.log", threads=1)
+        rows[name] = {"pruner": pruner, "mlp_batch": batch, "trials": r["trials"], "trials_pruned": r["trials_pruned"],
+                      "trials_failed": r["trials_failed"], "cpu_seconds": r["cpu_seconds"],
+                      "wall_seconds": r["wall_seconds"], "trials_per_cpu_minute": r["trials"] / (r["cpu_seconds"] / 60),
+                      "best_valid_mse": r["best_valid_mse"], "test_mse": r["test_mse"], "best_params": r["best_params"]}
+        print(f"  {r['trials']} trials ({r['trials_pruned']} pruned) in {r['cpu_seconds']:.0f} CPU-s; best valid "
+              f"{r['best_valid_mse']:.5f}, test {r['test_mse']:.5f}", flush=True)
+    plain = rows["plain"]["trials_per_cpu_minute"]
+    for row in rows.values():
+        row["trials_per_cpu_minute_vs_plain"] = row["trials_per_cpu_minute"] / plain
+    result = {"benchmark": "search-rate", "host": socket.gethostname(), "cpus": os.cpu_count(),
+              "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "command": "python benchmarks/search.py " + " ".join(sys.argv[1:]), "dataset": "seoul_bike",
+              "outer_seed": args.seed, "cpu_minutes_per_variant": args.cpu_minutes, "threads": 1,
+              "note": "one trial at a time on one thread, as a bench cell runs; budgets are CPU-seconds, so a busy "
+                      "machine changes the wall time, not the counts",
+              "variants": rows}
+    dest = ROOT / "benchmarks" / "results" / f"search-rate-{args.label}.json"
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    os.replace(tmp, dest)
+    print(f"wrote {dest}")
 
 
 def main() -> None:
@@ -38,8 +97,15 @@ def main() -> None:
     parser.add_argument("--extend", action="store_true",
                         help="extend the search already in --workdir by --minutes per family (--more-trials), "
                              "instead of starting a fresh one")
+    parser.add_argument("--rate", action="store_true",
+                        help="measure MLP trials per CPU-minute with and without pruning and batches instead")
+    parser.add_argument("--cpu-minutes", type=float, default=4.0, help="--rate: CPU-minutes per variant [4]")
+    parser.add_argument("--seed", type=int, default=4751, help="--rate: the outer split's seed [4751]")
     parser.add_argument("extra", nargs="*", help="more `tabduel search` flags, after --")
     args = parser.parse_args()
+    if args.rate:
+        rate(args)
+        return
 
     work = Path(args.workdir)
     tabduel = str(Path(sys.executable).parent / "tabduel")

@@ -18,6 +18,7 @@ from tabduel.infra.store import StepResult
 from tabduel.infra.tracking import Tracker, git_commit
 from tabduel.search.families import bases_of
 from tabduel.search.loop import backfill, mlflow_recorder, run_family, search_parent
+from tabduel.search.pruning import pruning_of
 from tabduel.search.report import final_comparison, refit_plan, refit_row, write_evidence
 from tabduel.search.space import features_config, trial_threads, workers_of
 from tabduel.search.study import Budget, open_storage, open_study, search_dir, storage_url, study_name
@@ -60,9 +61,10 @@ def tune_family(family: str, study: Any, budget: Budget, cfg: Config, features: 
     def submit(label: str, base: str, specs: list[Any]) -> Any:
         return trial_task.with_options(task_run_name=label).submit(label, family, features[base], specs)
 
+    pruning = pruning_of(cfg.search, storage_url(cfg.search, cfg.pipeline.data_dir), study.study_name)
     run_family(family, study, budget, cfg.search, workers, trial_threads(cfg.search, workers), submit,
                lambda pending: next(iter(as_completed(pending))), mlflow_recorder(tracker, parent, study.study_name),
-               get_run_logger())
+               get_run_logger(), pruning=pruning)
 
 
 def refit(plan: list[dict[str, Any]], features_of: Callable[[str, int], str]) -> list[dict[str, Any]]:

@@ -154,20 +154,24 @@ def test_a_killed_search_resumes_where_it_stopped(tmp_path, raw_csv, prefect_api
     assert len([r for r in _runs(client, exp.experiment_id, "search-trial") if r.info.status == "FINISHED"]) == 5
 
 
-def test_search_trials_run_on_a_dask_cluster(tmp_path, raw_csv, prefect_api, monkeypatch):
+def test_search_trials_run_batched_and_pruned_on_a_dask_cluster(tmp_path, raw_csv, prefect_api, monkeypatch):
     distributed = pytest.importorskip("distributed")
     monkeypatch.chdir(tmp_path)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   host="127.0.0.1") as cluster, distributed.Client(cluster) as client:
         worker_pids = set(client.run(os.getpid).values())
         assert run_cli("search", "--quick", "--source", str(raw_csv), "--trials", "3", "--refit-seeds", "2",
-                       "--runner", "dask", "--address", cluster.scheduler_address) == 0
+                       "--runner", "dask", "--address", cluster.scheduler_address, "--workers", "1",
+                       "--mlp-batch", "2", "--pruner", "halving", "--prune-min-epochs", "1") == 0
     ran_on = set()
     for family in ("mlp", "xgboost"):
         for t in _study(tmp_path, f"seoul-bike-{family}").trials:
-            assert t.state.name == "COMPLETE"
+            assert t.state.name in (("COMPLETE", "PRUNED") if family == "mlp" else ("COMPLETE",))
             ran_on.add(int(t.user_attrs["worker"].rsplit(":", 1)[1]))
     assert ran_on <= worker_pids and os.getpid() not in ran_on
+    mlp = _study(tmp_path, "seoul-bike-mlp").trials
+    assert [t.user_attrs["population_trials"] for t in mlp] == [2, 2, 1]  # a batch of 2, then the budget's last
+    assert all(1 in t.intermediate_values for t in mlp)  # reported by the workers, through the study's journal
 
 
 def test_search_help_explains_the_actions():

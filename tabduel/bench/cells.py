@@ -24,6 +24,7 @@ from tabduel.infra.errors import ConfigError
 from tabduel.search import compare
 from tabduel.search.families import names, search_family
 from tabduel.search.loop import Inline, first_of, run_family
+from tabduel.search.pruning import pruning_of
 from tabduel.search.space import ENCODINGS, encoding_base
 from tabduel.search.study import ELAPSED, completed, counted_trials, open_storage, open_study
 
@@ -105,6 +106,7 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     s = cell_search_config(cfg, cell, threads)
     storage = open_storage(str(journal))
     import optuna
+    from optuna.trial import TrialState
 
     exists = f"cell-{family}" in optuna.get_all_study_names(storage)
     study, budget = open_study(s, family, storage, resume=exists, more_trials=0)
@@ -113,7 +115,8 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     def submit(label: str, base: str, specs: list[Any]) -> Inline:
         return Inline(lambda: fam.run(features[base], specs, False))
 
-    loop = run_family(family, study, budget, s, 1, threads, submit, first_of, clock="cpu", encodings=encodings)
+    loop = run_family(family, study, budget, s, 1, threads, submit, first_of, clock="cpu", encodings=encodings,
+                      pruning=pruning_of(s, str(journal), study.study_name))
     done = completed(study)
     if not done:
         raise RuntimeError(f"{cell.id}: no trial finished within the budget")
@@ -122,8 +125,10 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     base = fam.base(spec)
     refit = fam.run(features[base], [spec], True)[0]
     curve = sorted(((t.user_attrs.get(ELAPSED, math.nan), t.value) for t in done), key=lambda p: p[0])
-    counted = counted_trials(study)  # diverged or failed trials cost budget; ones a kill interrupted do not
-    return {"cell": dataclasses.asdict(cell), "id": cell.id, "trials": counted, "trials_failed": counted - len(done),
+    counted = counted_trials(study)  # pruned, diverged or failed trials cost budget; ones a kill interrupted do not
+    pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    return {"cell": dataclasses.asdict(cell), "id": cell.id, "trials": counted,
+            "trials_failed": counted - len(done) - pruned, "trials_pruned": pruned,
             "cpu_seconds": loop.spent, "wall_seconds": time.perf_counter() - wall,
             "budget_cpu_seconds": None if math.isinf(budget.seconds) else budget.seconds,
             "budget_trials": None if math.isinf(budget.trials) else int(budget.trials),

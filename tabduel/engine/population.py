@@ -23,6 +23,9 @@ from tabduel.infra.runtime import resolve_torch_device, torch_threads, using_thr
 Tensor = torch.Tensor
 # (epoch, epochs, members still training, their mean train loss, their mean valid loss)
 PopulationCallback = Callable[[int, int, int, float, float], None]
+# (epoch, original indices of the members still training (k,), best valid loss of every member so far (K,))
+#   -> a (k,) bool mask of the members to stop now (a pruner's decision; they keep their best weights)
+MemberPrune = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class PopulationFit:
                 "threads": self.info["threads"], "optimizer_update": self.info["optimizer_update"],
                 "time_limited": self.info["time_limited"],
                 "diverged_epoch": int(self.info["diverged_epoch"][k]),
+                "pruned_epoch": int(self.info["pruned_epoch"][k]),
                 "population": len(self.members)}
         return SingleFit(member(self.params, k), history, info)
 
@@ -103,7 +107,7 @@ def _valid_losses(params: Params, xv: Tensor, yv: Tensor, activation: str, chunk
 
 
 def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: PopulationCallback | None = None,
-        available: int | None = -1, compile: bool = False) -> PopulationFit:
+        available: int | None = -1, compile: bool = False, prune: MemberPrune | None = None) -> PopulationFit:
     """Train len(members) MLPs of cfg's shape together; each member has its own seed, lr, weight decay, dropout.
 
     Member k sees the batches of its own permutation stream (seeded by its seed), exactly as a single model
@@ -112,6 +116,8 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
     A member whose train or valid loss stops being finite has diverged: its epoch is in info["diverged_epoch"]
     (0 for the others) and, with patience > 0, it stops training and keeps its best weights (without patience its
     weights are NaN); the caller leaves it out of any ensemble. When every member has diverged, DivergedError.
+    After each epoch, prune (when given; it needs patience > 0) may stop members one by one: they keep their best
+    weights and leave the stacked tensors like stopped ones; info["pruned_epoch"] holds the epoch of each (0: not).
     `available` is passed to check_memory. compile=True runs each minibatch step through torch.compile; on this
     project's 2-core CPU it measured 1.1x faster than eager for NN5 at K=64 (benchmarks/training.py, row
     compile_k64), after ~11 s of compiling, so it is off by default.
@@ -120,6 +126,8 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
     k_all = len(members)
     if k_all == 0:
         raise ValueError("a population needs at least one member")
+    if prune is not None and cfg.patience <= 0:
+        raise ValueError("pruning needs early stopping (patience > 0): a pruned member keeps its best weights")
     sized = dataclasses.replace(cfg, dropout=max(m.dropout for m in members))  # what memory depends on
     check_memory(data, sized, k_all, available)
     device = torch.device(resolve_torch_device(cfg.device))
@@ -144,6 +152,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
         best_epoch = torch.zeros(k_all, dtype=torch.long)
         epochs_run = torch.zeros(k_all, dtype=torch.long)
         diverged_at = torch.zeros(k_all, dtype=torch.long)
+        pruned_at = torch.zeros(k_all, dtype=torch.long)
         train_hist = torch.full((k_all, epochs), float("nan"))
         valid_hist = torch.full((k_all, epochs), float("nan"))
         step = torch.compile(train_step) if compile else train_step
@@ -185,6 +194,14 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             if on_epoch:
                 on_epoch(epoch, epochs, k, float(train.mean()), float(valid.mean()))
             timed_out = bool(cfg.max_seconds) and time.perf_counter() - start >= cfg.max_seconds
+            pruned = torch.zeros(k, dtype=torch.bool)
+            if prune is not None:
+                mask = np.asarray(prune(epoch, active.numpy().copy(), best_loss.numpy().copy()), dtype=bool)
+                if mask.shape != (k,):
+                    raise ValueError(f"prune returned a mask of shape {mask.shape}, not ({k},): one per member "
+                                     f"still training")
+                pruned = torch.from_numpy(mask)
+                pruned_at[active[pruned]] = epoch
             if best is None:
                 if timed_out:
                     break
@@ -193,7 +210,8 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             if better.numel():
                 for kept, now in zip(best.tensors(), params.tensors()):
                     kept[active[improved].to(device)] = now[better]
-            stopped = (epoch - best_epoch[active] >= cfg.patience) | ~finite  # a diverged member stops too
+            # a diverged member stops too, and a pruned one
+            stopped = (epoch - best_epoch[active] >= cfg.patience) | ~finite | pruned
             if stopped.all() or timed_out:
                 break
             if stopped.any():  # drop stopped members from every stacked tensor: they cost no more updates
@@ -211,7 +229,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             "best_epoch": best_epoch.numpy(), "best_valid_loss": best_loss.numpy(),
             "restored_best": cfg.patience > 0, "train_seconds": seconds, "member_epochs": member_epochs,
             "threads": threads, "optimizer_update": opt.kind, "batch_order": cfg.batch_order,
-            "time_limited": timed_out, "diverged_epoch": diverged_at.numpy(),
+            "time_limited": timed_out, "diverged_epoch": diverged_at.numpy(), "pruned_epoch": pruned_at.numpy(),
             "estimated_bytes": required_bytes(data, sized, k_all)}
     return PopulationFit(final, members, {"train_loss": train_hist.numpy(), "valid_loss": valid_hist.numpy()},
                          info)

@@ -18,7 +18,8 @@ from tabduel.infra.errors import DivergedError
 from tabduel.infra.runtime import resolve_torch_device, seed_everything, torch_threads, using_threads
 
 Tensor = torch.Tensor
-EpochCallback = Callable[[int, int, float, float], None]  # (epoch, epochs, train_loss, valid_loss)
+# (epoch, epochs, train_loss, valid_loss) -> True to stop now (a pruner's decision; the best weights are kept)
+EpochCallback = Callable[[int, int, float, float], "bool | None"]
 
 
 @dataclass
@@ -64,7 +65,8 @@ def diverged(epoch: int, epochs: int, train_loss: float, valid_loss: float, lr: 
 
 
 def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> SingleFit:
-    """Train on data.train, watch data.valid; with patience > 0 stop early and keep the best weights."""
+    """Train on data.train, watch data.valid; with patience > 0 stop early and keep the best weights; stop when
+    on_epoch returns True (info["pruned_epoch"]: that epoch, else 0)."""
     seed_everything(cfg.seed)
     device = torch.device(resolve_torch_device(cfg.device))
     n_in = data.x_train.shape[1]
@@ -81,6 +83,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
         history: dict[str, list[float]] = {"train_loss": [], "valid_loss": []}
         best_loss, best_epoch, best = float("inf"), 0, None
         timed_out = False
+        pruned_epoch = 0
         start = time.perf_counter()
         for epoch in range(1, cfg.epochs + 1):
             perm = torch.randperm(n, generator=order, device=device)
@@ -95,12 +98,14 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
                 raise DivergedError(diverged(epoch, cfg.epochs, train_loss, valid_loss, cfg.lr))
             history["train_loss"].append(train_loss)
             history["valid_loss"].append(valid_loss)
-            if on_epoch:
-                on_epoch(epoch, cfg.epochs, train_loss, valid_loss)
+            stop = bool(on_epoch(epoch, cfg.epochs, train_loss, valid_loss)) if on_epoch else False
             if valid_loss < best_loss:
                 best_loss, best_epoch = valid_loss, epoch
                 best = params.clone() if cfg.patience > 0 else None
             elif cfg.patience > 0 and epoch - best_epoch >= cfg.patience:
+                break
+            if stop:
+                pruned_epoch = epoch
                 break
             if cfg.max_seconds and time.perf_counter() - start >= cfg.max_seconds:
                 timed_out = True
@@ -109,5 +114,6 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
     final = (best if best is not None else params).to("cpu")
     info = {"device": str(device), "epochs_run": len(history["train_loss"]), "best_epoch": best_epoch,
             "best_valid_loss": best_loss, "restored_best": cfg.patience > 0, "train_seconds": seconds,
-            "threads": threads, "optimizer_update": opt.kind, "time_limited": timed_out}
+            "threads": threads, "optimizer_update": opt.kind, "time_limited": timed_out,
+            "pruned_epoch": pruned_epoch}
     return SingleFit(final, history, info)

@@ -27,7 +27,8 @@ Tensor = torch.Tensor
 # defaults 7-14x faster than two, and of TabM k=16 3x faster (benchmarks/results/families-vm.json's notes); set
 # threads to use more.
 ONE_THREAD = 1
-EpochCallback = Callable[[int, int, float, float], None]  # (epoch, epochs, train_loss, valid_loss)
+# (epoch, epochs, train_loss, valid_loss) -> True to stop now (a pruner's decision; the best weights are kept)
+EpochCallback = Callable[[int, int, float, float], "bool | None"]
 
 
 class TrainingDiverged(DivergedError):
@@ -118,7 +119,8 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
 
     batches(gen) gives one epoch's index tensors; loss(model, idx) the mean training loss of a batch; predict(model,
     x) the model's predictions of x on the target's scale. With patience > 0, stop after that many epochs without a
-    better valid MSE. loss_scale turns the training loss back to the target's scale for the history.
+    better valid MSE. loss_scale turns the training loss back to the target's scale for the history. When on_epoch
+    returns True, stop there (info["pruned_epoch"]: that epoch, else 0).
     """
     device = xtr.device
     opt = torch.optim.AdamW([{"params": g.params, "lr": plan.lr * g.lr, "weight_decay": plan.weight_decay * g.wd}
@@ -132,6 +134,7 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
     history: dict[str, list[float]] = {"train_loss": [], "valid_loss": []}
     best_loss, best_epoch, best_state = float("inf"), 0, None
     timed_out = False
+    pruned_epoch = 0
     step = 0
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -161,12 +164,14 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
         _check_finite(valid_loss, "the valid MSE", epoch, hint)
         history["train_loss"].append(train_loss)
         history["valid_loss"].append(valid_loss)
-        if on_epoch:
-            on_epoch(epoch, epochs, train_loss, valid_loss)
+        stop = bool(on_epoch(epoch, epochs, train_loss, valid_loss)) if on_epoch else False
         if valid_loss < best_loss:
             best_loss, best_epoch = valid_loss, epoch
             best_state = copy.deepcopy(model.state_dict())
         elif patience > 0 and epoch - best_epoch >= patience:
+            break
+        if stop:
+            pruned_epoch = epoch
             break
         if max_seconds and time.perf_counter() - start >= max_seconds:
             timed_out = True
@@ -177,7 +182,8 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
     model = model.to("cpu").eval()
     info = {"device": str(device), "epochs_run": len(history["train_loss"]), "best_epoch": best_epoch,
             "best_valid_loss": best_loss, "restored_best": True, "train_seconds": seconds,
-            "steps": step, "time_limited": timed_out, "backward": "autograd", **plan.extra}
+            "steps": step, "time_limited": timed_out, "pruned_epoch": pruned_epoch, "backward": "autograd",
+            **plan.extra}
     return TorchFit(model, history, info)
 
 

@@ -343,6 +343,7 @@ SEARCH_FAMILIES = ("mlp", "xgboost", "realmlp", "tabm", "peer_realmlp", "peer_ta
 DEFAULT_SEARCH_FAMILIES = ("mlp", "xgboost")
 RUNNERS = ("process", "thread", "dask")
 NUMERIC_MAPS = ("standard", "clip", "quantile", "robust")
+PRUNERS = ("none", "halving", "hyperband")  # tabduel/search/pruning.py
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,11 @@ class SearchConfig:
     mlp_epochs: int = _opt(300, "maximum epochs of an MLP trial (early stopping ends most sooner)")
     mlp_patience: int = _opt(16, "early-stopping patience of an MLP trial, in epochs")
     mlp_max_seconds: float = _opt(180.0, "time limit of one MLP trial's training, in seconds (0: none)")
+    mlp_batch: int = _opt(1, "MLP trials trained together as one population: TPE suggests the first, the others keep "
+                          "its inputs and shape and get their own lr, weight decay and dropout (1: each alone)")
+    pruner: str = _opt("none", "multi-fidelity pruning of MLP trials by their valid MSE at epochs prune_min_epochs x "
+                       "3^i: successive halving, Hyperband (Optuna's), or none", PRUNERS)
+    prune_min_epochs: int = _opt(5, "the first epoch at which the pruner may stop an MLP trial")
     max_depth: int = _opt(6, "deepest MLP searched (hidden layers, from 1)")
     max_width: int = _opt(1024, "widest MLP layer searched (powers of two from 16)")
     max_ensemble: int = _opt(8, "largest ensemble of seeds searched (powers of two from 1)")
@@ -399,6 +405,10 @@ class SearchConfig:
         _check(self.mlp_epochs >= 1, "search.mlp_epochs", self.mlp_epochs, "must be at least 1")
         _check(self.mlp_patience >= 1, "search.mlp_patience", self.mlp_patience, "must be at least 1")
         _check(self.mlp_max_seconds >= 0, "search.mlp_max_seconds", self.mlp_max_seconds, "must not be negative")
+        _check(self.pruner in PRUNERS, "search.pruner", self.pruner, f"is not one of: {', '.join(PRUNERS)}")
+        _check(self.mlp_batch >= 1, "search.mlp_batch", self.mlp_batch, "must be at least 1")
+        _check(1 <= self.prune_min_epochs <= self.mlp_epochs, "search.prune_min_epochs", self.prune_min_epochs,
+               f"must be between 1 and search.mlp_epochs ({self.mlp_epochs})")
         _check(1 <= self.max_depth <= 6, "search.max_depth", self.max_depth, "must be between 1 and 6")
         _check(16 <= self.max_width <= 1024, "search.max_width", self.max_width, "must be between 16 and 1024")
         _check(self.max_ensemble >= 1, "search.max_ensemble", self.max_ensemble, "must be at least 1")

@@ -126,28 +126,31 @@ FAMILIES = (
            summary="Fit the ordinary least squares baseline on the latest features."),
     Family("realmlp", "tabduel.models.realmlp", code=(*_AUTOGRAD, "tabduel.engine.realmlp"),
            packages=("torch", "numpy"), device="torch", steps="epoch", flavour="pytorch", hint="lower --realmlp-lr",
-           search="realmlp", summary="Train a RealMLP-style MLP (robust scaling and smooth clipping, periodic embeddings, a front "
+           search="realmlp",
+           summary="Train a RealMLP-style MLP (robust scaling and smooth clipping, periodic embeddings, a front "
                    "scaling layer, NTK parametrization; defaults: pytabkit's RealMLP-TD) on the latest features."),
     Family("tabm", "tabduel.models.tabm", code=(*_AUTOGRAD, "tabduel.engine.tabm", "tabduel.engine.realmlp"),
            packages=("torch", "numpy"), device="torch", steps="epoch", flavour="pytorch", hint="lower --tabm-lr",
-           search="tabm", summary="Train a TabM-style ensemble (k MLPs sharing their weights through BatchEnsemble adapters, "
+           search="tabm",
+           summary="Train a TabM-style ensemble (k MLPs sharing their weights through BatchEnsemble adapters, "
                    "piecewise-linear embeddings; the prediction is the mean of the k heads) on the latest features."),
 )
 
 # The published implementations beside tabduel's own (tabduel/models/peers.py): pytabkit's tuned-default regressors,
 # with `pip install 'tabduel[peers]'`; each is a search and bench family of the same name (tabduel/search/peers.py).
-_PEER = {"flavour": "pytabkit", "extra": "peers", "hint": "look for extreme or constant input columns, or try another seed"}
+_PEER = {"module": "tabduel.models.peers", "flavour": "pytabkit", "extra": "peers",
+         "hint": "look for extreme or constant input columns, or try another seed"}
 FAMILIES += (
-    Family("peer_realmlp", "tabduel.models.peers", search="peer_realmlp", packages=("pytabkit", "torch", "numpy"), **_PEER,
+    Family("peer_realmlp", search="peer_realmlp", packages=("pytabkit", "torch", "numpy"), **_PEER,
            summary="Fit pytabkit's RealMLP-TD regressor (Holzmüller et al. 2024) with its tuned defaults, best epoch "
                    "on valid, on the latest features (needs tabduel[peers])."),
-    Family("peer_tabm", "tabduel.models.peers", search="peer_tabm", packages=("pytabkit", "torch", "numpy"), **_PEER,
+    Family("peer_tabm", search="peer_tabm", packages=("pytabkit", "torch", "numpy"), **_PEER,
            summary="Fit pytabkit's TabM-D regressor (Gorishniy et al. 2024; k = 32) with its defaults, early stopping "
                    "on valid, on the latest features (needs tabduel[peers])."),
-    Family("peer_lgbm", "tabduel.models.peers", search="peer_lgbm", packages=("pytabkit", "lightgbm", "numpy"), **_PEER,
+    Family("peer_lgbm", search="peer_lgbm", packages=("pytabkit", "lightgbm", "numpy"), **_PEER,
            summary="Fit pytabkit's LightGBM-TD regressor (Holzmüller et al. 2024) with its tuned defaults, early "
                    "stopping on valid, on the latest features (needs tabduel[peers])."),
-    Family("peer_catboost", "tabduel.models.peers", search="peer_catboost", packages=("pytabkit", "catboost", "numpy"), **_PEER,
+    Family("peer_catboost", search="peer_catboost", packages=("pytabkit", "catboost", "numpy"), **_PEER,
            summary="Fit pytabkit's CatBoost-TD regressor (Holzmüller et al. 2024) with its tuned defaults, early "
                    "stopping on valid, on the latest features (needs tabduel[peers])."),
 )

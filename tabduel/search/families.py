@@ -20,7 +20,9 @@ from typing import Any, Callable, Hashable, Sequence
 
 from tabduel.infra.config import NUMERIC_MAPS, SearchConfig
 from tabduel.infra.errors import ConfigError
+from tabduel.models.registry import FAMILIES
 from tabduel.search import peers
+from tabduel.search.pruning import Handle
 from tabduel.search.space import (
     BASES,
     ENCODINGS,
@@ -35,6 +37,7 @@ from tabduel.search.space import (
 from tabduel.search.trials import run_mlp, run_net, run_xgboost
 
 Result = dict[str, Any]  # one trial's scores and facts (search/trials.py)
+MLP_PER_MEMBER = ("lr", "weight_decay", "dropout")  # what differs between the members of one population
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,15 @@ class SearchFamily:
     replay: Callable[[SearchConfig, dict[str, Any]], tuple[SearchConfig, dict[str, Any]]] = (
         lambda s, params: (s, params))  # the space and params that rebuild a finished trial's spec
     first: Callable[[], list[dict[str, Any]]] = list  # params a new study tries before any sampled (its defaults)
+    # a spec that carries a pruning handle (search/pruning.py); None: the family's trials are never pruned
+    with_pruning: Callable[[Any, Handle], Any] | None = None
+    # the params a trial's batch siblings keep (search.mlp_batch); None: every trial is sampled alone
+    shared: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    @property
+    def prunable(self) -> bool:
+        """True when its trials report per-epoch scores that a pruner can act on."""
+        return self.with_pruning is not None
 
     def groups(self, asked: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
         """(trial, spec) pairs in the groups that train together."""
@@ -104,11 +116,14 @@ SEARCH_FAMILIES = (
         suggest=lambda trial, s, threads, encodings: suggest_mlp(trial, s, threads, tuple(encodings)),
         run=run_mlp, base=lambda spec: spec.encoding.base, group=group_key,
         facts=lambda r: {"population_trials": r["group_trials"], "population_members": r["group_members"],
-                         "time_limited": r["time_limited"], "epochs_run": max(r["epochs_run"]),
+                         "time_limited": r["time_limited"], "pruned": r.get("pruned", False),
+                         "epochs_run": max(r["epochs_run"]),
                          "member_valid_mse": r["member_valid_mse"]},
         metrics=lambda r: {"epochs_run": max(r["epochs_run"]), "population_members": r["group_members"]},
-        note=lambda r: f", population of {r['group_members']}" if r["group_members"] > 1 else "",
-        replay=_mlp_replay),
+        note=lambda r: (f", population of {r['group_members']}" if r["group_members"] > 1 else "")
+        + (f", pruned after {max(r['epochs_run'])} epochs" if r.get("pruned") else ""),
+        replay=_mlp_replay, with_pruning=lambda spec, handle: dataclasses.replace(spec, prune=handle),
+        shared=lambda params: {k: v for k, v in params.items() if k not in MLP_PER_MEMBER}),
     SearchFamily(
         "xgboost", model="xgboost", bases=("ordinal",),
         suggest=lambda trial, s, threads, encodings: suggest_xgboost(trial, s, threads),
@@ -128,7 +143,7 @@ SEARCH_FAMILIES += tuple(
         suggest=functools.partial(peers.suggest_peer, kind),
         run=functools.partial(peers.run_peers, kind), base=lambda spec: peers.BASE, group=None,
         facts=peers.facts, metrics=peers.facts, note=lambda r: "")
-    for kind in ("peer_realmlp", "peer_tabm", "peer_lgbm", "peer_catboost"))
+    for kind in (f.kind for f in FAMILIES if f.extra == "peers"))
 _BY_NAME = {f.name: f for f in SEARCH_FAMILIES}
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from tabduel.infra.errors import TabduelError
-from tabduel.search.families import search_family
+from tabduel.search.families import SearchFamily, search_family
+from tabduel.search.pruning import Handle, Pruning
 from tabduel.search.space import ENCODINGS
-from tabduel.search.study import ELAPSED, PARENT_RUN, SPENT, Budget, completed
+from tabduel.search.study import ELAPSED, PARENT_RUN, SIBLING_OF, SPENT, Budget, completed
 
 MAX_FAILURES_IN_ROW = 5
 CLOCKS = ("wall", "cpu")
@@ -57,10 +58,28 @@ def trial_attrs(family: str, result: dict[str, Any], elapsed: float) -> dict[str
     return {**attrs, **search_family(family).facts(result)}
 
 
+def ask(study: Any, fam: SearchFamily, s: Any, threads: int, encodings: Sequence[str], room: float,
+        pruning: Pruning | None = None) -> list[tuple[Any, Any]]:
+    """Ask Optuna for one trial and, for a family with batch siblings (s.mlp_batch > 1), up to s.mlp_batch - 1 more
+    that keep its shared params (the rest sampled): at most `room` trials, each with its spec."""
+    trial = study.ask()
+    out = [(trial, fam.suggest(trial, s, threads, encodings))]
+    if fam.shared is not None and s.mlp_batch > 1:
+        fixed = fam.shared(trial.params)
+        for _ in range(int(min(s.mlp_batch - 1, room - 1))):
+            study.enqueue_trial(fixed, user_attrs={SIBLING_OF: trial.number})
+            sibling = study.ask()
+            out.append((sibling, fam.suggest(sibling, s, threads, encodings)))
+    if pruning is not None and pruning.on and fam.with_pruning is not None:
+        out = [(t, fam.with_pruning(spec, Handle(pruning, t._trial_id))) for t, spec in out]
+    return out
+
+
 def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, threads: int, submit: Submit,
                first_done: FirstDone, record: Record | None = None, log: Any = None, clock: str = "wall",
-               encodings: Sequence[str] = ENCODINGS) -> LoopResult:
-    """Ask, train and tell trials of one family until its budget is spent, `workers` groups at a time."""
+               encodings: Sequence[str] = ENCODINGS, pruning: Pruning | None = None) -> LoopResult:
+    """Ask, train and tell trials of one family until its budget is spent, `workers` groups at a time; with
+    pruning, the workers report MLP trials at the rung epochs and the study's pruner may stop them."""
     fam = search_family(family)
     if clock not in CLOCKS:
         raise ValueError(f"clock {clock!r} is not one of: {', '.join(CLOCKS)}")
@@ -80,10 +99,12 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
                  f"time, {threads} thread(s) each")
     while True:
         asked: list[tuple[Any, Any]] = []
-        while len(pending) + len(asked) < workers and budget.allows(started, spent_now() - budget.spent):
-            trial = study.ask()
-            asked.append((trial, fam.suggest(trial, s, threads, encodings)))
-            started += 1
+        batches = 0
+        while len(pending) + batches < workers and budget.allows(started, spent_now() - budget.spent):
+            batch = ask(study, fam, s, threads, encodings, budget.trials - started, pruning)
+            asked += batch
+            started += len(batch)
+            batches += 1
         for group in fam.groups(asked):
             trials = [t for t, _ in group]
             specs = [spec for _, spec in group]
@@ -127,10 +148,16 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
 
 
 def tell(family: str, study: Any, trial: Any, result: dict[str, Any], elapsed: float, best: float) -> float:
-    """Record one finished trial in the study (a non-finite score as FAIL); return the best value so far."""
+    """Record one finished trial in the study (a pruned one as PRUNED, a non-finite score as FAIL); return the best
+    value so far."""
     value = result["valid_mse"]
     for k, v in trial_attrs(family, result, elapsed).items():
         trial.set_user_attr(k, v)
+    if result.get("pruned"):  # Optuna takes its last reported score as its value; it cannot be the best
+        from optuna.trial import TrialState
+
+        study.tell(trial, state=TrialState.PRUNED)
+        return best
     if math.isfinite(value):
         study.tell(trial, value)
         return min(best, value)
@@ -210,6 +237,8 @@ def mlflow_recorder(tracker: Any, parent: str, study_name: str) -> Record:
             metrics["cpu_seconds"] = result["cpu_seconds"]
         metrics.update(search_family(family).metrics(result))
         tags.update(device=result["device"], worker=result["worker"], error=result.get("error", "")[:5000])
+        if result.get("pruned"):
+            tags["optuna.state"] = "PRUNED"
         tracker.record_run(f"{family}-{trial.number:03d}", parent, tags, trial.params, metrics,
                            "FINISHED" if math.isfinite(value) else "FAILED")
     return record

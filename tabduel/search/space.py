@@ -17,6 +17,7 @@ from tabduel.data.numeric import NUMERIC
 from tabduel.infra.config import FeaturesConfig, MLPConfig, RealMLPConfig, SearchConfig, TabMConfig, XGBoostConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.infra.runtime import cpu_threads, free_cores
+from tabduel.search.pruning import Handle
 
 # ordinal: the original analysis's codes; onehot: one-hot calendar columns; cyclic: ordinal + sin/cos of each
 # periodic column (hour, day, month); ple / periodic: the onehot inputs with their numeric columns embedded.
@@ -61,11 +62,13 @@ def encoding_base(name: str) -> str:
 
 @dataclass(frozen=True)
 class MLPTrial:
-    """One MLP trial: its input encoding, its settings and how many seeds its ensemble averages."""
+    """One MLP trial: its input encoding, its settings, how many seeds its ensemble averages, and (in a pruned
+    search) where the process that trains it reports it."""
 
     encoding: Encoding
     mlp: MLPConfig
     ensemble: int
+    prune: Handle | None = None
 
 
 def categorical_inputs(spec: DatasetSpec) -> tuple[str, ...]:

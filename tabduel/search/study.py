@@ -16,6 +16,7 @@ SPENT = "tabduel.seconds_spent"
 PARENT_RUN = "tabduel.mlflow_parent_run_id"
 ELAPSED = "elapsed_seconds"  # trial user attributes
 RETRY_OF = "retry_of"
+SIBLING_OF = "sibling_of"  # a trial asked with another's shape, to train in one population with it (search.mlp_batch)
 FIRST = "first"  # a trial a new study queued before any sampled one: "defaults" (the family's default settings)
 
 
@@ -107,11 +108,14 @@ def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_tr
     # A resumed sampler gets a seed of its own: the original seed would replay the first session's random trials.
     sampler = optuna.samplers.TPESampler(seed=s.seed + n_before, n_startup_trials=10, multivariate=True,
                                          constant_liar=True)
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="minimize",
-                                load_if_exists=True)
-    if not exists:
-        from tabduel.search.families import search_family
+    from tabduel.search.families import search_family
+    from tabduel.search.pruning import make_pruner
 
+    # Only a family whose trials report per-epoch scores is pruned (Hyperband also splits TPE's history by bracket).
+    pruner = make_pruner(s.pruner if search_family(family).prunable else "none", s.prune_min_epochs, s.mlp_epochs)
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction="minimize", load_if_exists=True)
+    if not exists:
         for params in search_family(family).first():
             study.enqueue_trial(params, user_attrs={FIRST: "defaults"})
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # left by a killed search
@@ -133,10 +137,10 @@ def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_tr
 
 
 def counted_trials(study: Any) -> int:
-    """Trials that count against the budget: complete and failed ones, not those failed by an interruption."""
+    """Trials that count against the budget: complete, pruned and failed ones, not those failed by an interruption."""
     from optuna.trial import TrialState
 
-    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
     interrupted = {t.user_attrs[RETRY_OF] for t in study.get_trials(deepcopy=False) if RETRY_OF in t.user_attrs}
     return sum(1 for t in ended if t.number not in interrupted)
 

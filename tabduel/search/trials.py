@@ -23,6 +23,7 @@ from tabduel.engine.data import Data
 from tabduel.infra.config import XGBoostConfig
 from tabduel.infra.errors import DivergedError
 from tabduel.models.training import load_data, native_missing
+from tabduel.search.pruning import Reporter
 from tabduel.search.space import Encoding, MLPTrial, group_key
 
 
@@ -107,7 +108,8 @@ def _members_predict(params: Any, x: np.ndarray, activation: str) -> np.ndarray:
 
 def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: bool = False) -> list[dict[str, Any]]:
     """Train MLP trials that share inputs and shape as one population (each trial's ensemble members in it);
-    returns per trial its valid (and test) MSE of the ensemble mean, and facts of the fit."""
+    returns per trial its valid (and test) MSE of the ensemble mean, and facts of the fit. A trial whose spec carries
+    a pruning handle is reported at the rung epochs and stopped where its study's pruner says (row["pruned"])."""
     from tabduel.engine import population, single
 
     keys = {group_key(t) for t in trials}
@@ -117,10 +119,11 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
     cpu_start = time.process_time()
     inputs = load_inputs(features_dir, first.encoding, with_test, first.mlp.seed)
     data = inputs.data
+    reporter = Reporter([t.prune for t in trials])
     start = time.perf_counter()
     try:
         if len(trials) == 1 and first.ensemble == 1:  # alone, the single-model path is faster
-            fitted = single.fit(data, first.mlp)
+            fitted = single.fit(data, first.mlp, reporter.single() if reporter.on else None)
             params, infos = fitted.params, [fitted.info]
             owners = [0]
             time_limited = fitted.info["time_limited"]
@@ -130,7 +133,8 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
                 members += [population.Member(t.mlp.seed + j, t.mlp.lr, t.mlp.weight_decay, t.mlp.dropout)
                             for j in range(t.ensemble)]
                 owners += [i] * t.ensemble
-            pop = population.fit(data, population.shape_of(first.mlp), members)
+            prune = reporter.members(np.asarray(owners)) if reporter.on else None
+            pop = population.fit(data, population.shape_of(first.mlp), members, prune=prune)
             params, time_limited = pop.params, pop.info["time_limited"]
             infos = [pop.single(k).info for k in range(len(members))]
     except DivergedError as exc:  # every member diverged: each trial is a diverged (not finite) result
@@ -154,6 +158,7 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
                "seconds": float(seconds * mine.sum() / total_members), "group_seconds": seconds,
                "cpu_seconds": float(cpu * mine.sum() / total_members), "group_cpu_seconds": cpu,
                "group_trials": len(trials), "group_members": total_members, "time_limited": bool(time_limited),
+               "pruned": any(infos[k].get("pruned_epoch", 0) for k in np.flatnonzero(mine)),
                "inputs": data.x_train.shape[1], "device": infos[0]["device"], "worker": _worker()}
         if with_test:
             row.update({"test_mse": math.nan} if gone else scores_on_test(test[mine].mean(axis=0), inputs.y_test,
@@ -168,7 +173,8 @@ def _diverged_row(error: str, group_trials: int, group_members: int, seconds: fl
     row = {"valid_mse": math.nan, "member_valid_mse": [], "epochs_run": [0], "best_epoch": [0],
            "seconds": seconds / group_trials, "group_seconds": seconds, "group_trials": group_trials,
            "cpu_seconds": cpu / group_trials, "group_cpu_seconds": cpu,
-           "group_members": group_members, "time_limited": False, "inputs": 0, "device": "", "worker": _worker(),
+           "group_members": group_members, "time_limited": False, "pruned": False, "inputs": 0, "device": "",
+           "worker": _worker(),
            "error": error}
     if with_test:
         row["test_mse"] = math.nan
