@@ -264,3 +264,18 @@ def test_batched_trials_share_a_shape_and_train_as_one_population(tmp_path, feat
         assert len({t.params["lr"] for t in trials[start:start + 3]}) == 3
         assert all(t.user_attrs["population_trials"] == 3 for t in trials[start:start + 3])
     assert out.told == 7 and counted_trials(study) == 7
+
+
+def test_an_autograd_fit_stops_where_its_callback_says_and_keeps_its_best_epoch():
+    from tabduel.infra.config import RealMLPConfig
+    from tabduel.models import realmlp
+
+    seen = []
+
+    def on_epoch(epoch, epochs, train_loss, valid_loss):
+        seen.append(valid_loss)
+        return epoch == 2
+
+    fit = realmlp.fit(_data(), RealMLPConfig(epochs=6, threads=1), on_epoch)
+    assert fit.info["pruned_epoch"] == 2 and fit.info["epochs_run"] == 2 and len(seen) == 2
+    assert fit.info["best_valid_loss"] == min(seen)
