@@ -15,8 +15,19 @@ import pandas as pd
 import pytest
 from benchsuite import SPECS, write_suite
 
+from tabduel.bench import report
 from tabduel.bench import stats as st
-from tabduel.bench.cells import Cell, bases_of, budget_label, corrupted_features, run_cell, variant
+from tabduel.bench.cells import (
+    BEST_MLP,
+    OWN_MLPS,
+    Cell,
+    bases_of,
+    budget_label,
+    corrupted_features,
+    result,
+    run_cell,
+    variant,
+)
 from tabduel.bench.suite import check_sources, load_suite
 from tabduel.data.corruptions import CORRUPTIONS, corrupt
 from tabduel.data.dataset import load_spec
@@ -334,3 +345,51 @@ def test_a_cell_searches_on_train_valid_and_scores_test_once(tmp_path, features_
     assert again["trials"] == 2 and again["test_mse"] == pytest.approx(r["test_mse"])
     assert len(optuna.load_study(study_name="cell-xgboost", storage=open_storage(str(tmp_path / "j.log"))).trials) \
         == 2
+
+
+# ---- the best tabduel MLP, chosen by valid MSE ------------------------------------------------------------------
+
+
+def _cell(dataset, family, seed, valid, test, corruption="none"):
+    return {"cell": {"dataset": dataset, "family": family, "seed": seed, "corruption": corruption, "level": 0.0},
+            "best_valid_mse": valid, "test_mse": test, "test_r2": 0.5, "test_r2_orig": 0.5, "test_rmse_orig": 1.0,
+            "cpu_seconds": 300.0, "wall_seconds": 310.0, "trials": 10}
+
+
+def test_own_mlps_are_the_core_torch_families():
+    assert OWN_MLPS == ("mlp", "realmlp", "tabm")
+
+
+def test_the_best_mlp_is_chosen_by_valid_mse_never_by_test():
+    cells = [_cell("a", "mlp", 1, valid=0.10, test=0.50), _cell("a", "realmlp", 1, valid=0.20, test=0.05),
+             _cell("a", "mlp", 2, valid=0.30, test=0.40), _cell("a", "realmlp", 2, valid=0.10, test=0.30),
+             _cell("a", "xgboost", 1, valid=0.1, test=0.40), _cell("a", "xgboost", 2, valid=0.1, test=0.40),
+             _cell("a", "peer_realmlp", 1, valid=0.1, test=0.44), _cell("a", "peer_realmlp", 2, valid=0.1, test=0.44),
+             _cell("a", "mlp", 3, valid=0.1, test=0.1, corruption="missing")]  # corrupted cells are never chosen
+    doc = result("s", BenchConfig(minutes=5), [1, 2], cells, ["mlp", "realmlp", "xgboost", "peer_realmlp"])
+    best = doc["datasets"]["a"][BEST_MLP]
+    assert best["test_mse"] == [0.50, 0.30] and best["chosen"] == ["mlp", "realmlp"]  # not realmlp's 0.05 on seed 1
+    assert best["cpu_seconds"] == [600.0, 600.0] and best["trials"] == [20, 20]
+    g = doc["best_mlp"]["datasets"]["a"]
+    assert g["best_mlp"] == pytest.approx(0.40) and g["outcome_vs_xgboost"] == "tie"
+    assert g["gap_vs_realmlp_td"] == pytest.approx(0.40 / 0.44 - 1) and g["within_tolerance_of_realmlp_td"]
+    assert doc["best_mlp"]["half_or_more"] and doc["best_mlp"]["never_worse_than_realmlp_td_beyond_tolerance"]
+    assert BEST_MLP not in doc["aggregate"]["mean_rank"]  # made of the ranked families, so not ranked with them
+    text = report.markdown(doc, [], "pics")
+    assert "| a | 0.4 | mlp, realmlp | 0.4 | +0.0% | tie | 0.44 | -9.1% |" in text
+    assert "At or within 2% of XGBoost on 1 of 1 datasets (half or more: yes)" in text
+
+
+def test_a_best_mlp_worse_than_the_bars_is_reported_as_such():
+    cells = [_cell("a", f, s, 0.1, t) for s in (1, 2) for f, t in (("mlp", 0.5), ("tabm", 0.6), ("xgboost", 0.4),
+                                                                    ("peer_realmlp", 0.45))]
+    doc = result("s", BenchConfig(minutes=5), [1, 2], cells, ["mlp", "tabm", "xgboost", "peer_realmlp"])
+    g = doc["best_mlp"]
+    assert g["datasets"]["a"]["outcome_vs_xgboost"] == "loss" and not g["half_or_more"]
+    assert g["never_worse_than_realmlp_td_beyond_tolerance"] is False
+
+
+def test_one_mlp_family_makes_no_best_mlp():
+    cells = [_cell("a", f, s, 0.1, 0.4) for s in (1, 2) for f in ("mlp", "xgboost")]
+    doc = result("s", BenchConfig(minutes=5), [1, 2], cells, ["mlp", "xgboost"])
+    assert BEST_MLP not in doc["datasets"]["a"] and "best_mlp" not in doc
