@@ -126,11 +126,11 @@ def main() -> None:
 
     from tabduel.infra.runtime import free_cores
     from tabduel.search import compare
-    from tabduel.search.study import SPENT, completed, open_storage
+    from tabduel.search.study import SPENT, budgeted_trials, completed, open_storage
 
     storage = open_storage(str(work / "data" / "search" / "bench" / "journal.log"))
     studies = {fam: optuna.load_study(study_name=f"bench-{fam}", storage=storage) for fam in ("mlp", "xgboost")}
-    curves = {fam: compare.best_so_far(completed(st)) for fam, st in studies.items()}
+    curves = {fam: compare.best_so_far(completed(st), budgeted_trials(st)) for fam, st in studies.items()}
     spent = {fam: st.user_attrs.get(SPENT, 0.0) for fam, st in studies.items()}
     cores = free_cores()
     best = json.loads((work / "data" / "search" / "bench" / "best.json").read_text())

@@ -100,9 +100,10 @@ def test_a_population_refuses_pruning_without_early_stopping():
 # ---- settings ---------------------------------------------------------------------------------------------------
 
 
-def test_rungs_grow_by_three_up_to_the_epochs():
+def test_rungs_grow_by_three_below_the_epochs():
     assert rungs(5, 300) == (5, 15, 45, 135)
-    assert rungs(1, 1) == (1,)
+    assert rungs(1, 27) == (1, 3, 9)  # a trial at its last epoch has trained fully: never pruned there
+    assert rungs(1, 1) == ()
 
 
 def test_pruners_by_name():
@@ -116,16 +117,20 @@ def test_an_unknown_pruner_is_named():
         Pruning("j.log", "s", "asha")
 
 
-def test_a_first_rung_beyond_the_epochs_is_named():
-    with pytest.raises(ConfigError, match="search.prune_min_epochs = 400"):
-        Pruning("j.log", "s", "halving", min_epochs=400, max_epochs=300)
+def test_a_first_rung_at_or_beyond_the_epochs_is_named():
+    with pytest.raises(ConfigError, match="search.prune_min_epochs = 300: must be at least 1 and below"):
+        Pruning("j.log", "s", "halving", min_epochs=300, max_epochs=300)
+    assert not Pruning("j.log", "s", "none", min_epochs=300, max_epochs=3).on  # no pruner: no rungs to check
 
 
 def test_search_settings_check_the_pruner_the_first_rung_and_the_batch():
     with pytest.raises(ConfigError, match="search.pruner"):
         SearchConfig(pruner="asha")
-    with pytest.raises(ConfigError, match=r"search.prune_min_epochs = 50: must be between 1 and search.mlp_epochs"):
-        SearchConfig(prune_min_epochs=50, mlp_epochs=40)
+    with pytest.raises(ConfigError, match=r"search.prune_min_epochs = 40: must be below search.mlp_epochs \(40\)"):
+        SearchConfig(pruner="halving", prune_min_epochs=40, mlp_epochs=40)
+    with pytest.raises(ConfigError, match=r"search.prune_min_epochs = 0: must be at least 1"):
+        SearchConfig(prune_min_epochs=0)
+    assert SearchConfig(mlp_epochs=3).prune_min_epochs == 5  # without a pruner, short trials are fine
     with pytest.raises(ConfigError, match="search.mlp_batch = 0"):
         SearchConfig(mlp_batch=0)
 
@@ -231,7 +236,7 @@ def test_the_loop_tells_pruned_trials_as_pruned_and_counts_them(tmp_path, featur
     assert len(states) == 8 and counted_trials(study) == 8 and out.told == 8
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
     for t in study.trials:
-        assert set(t.intermediate_values) <= {1, 3, 9, 27}  # reported at the rungs only
+        assert set(t.intermediate_values) <= {1, 3, 9}  # reported at the rungs only, never at the last epoch
         if t.state == TrialState.PRUNED:
             assert t.user_attrs["pruned"] and t.value == t.intermediate_values[t.last_step]
     complete = [t.value for t in study.trials if t.state == TrialState.COMPLETE]
@@ -243,11 +248,21 @@ def test_without_a_pruner_no_trial_is_reported(tmp_path, features_dir):
     assert all(t.state == TrialState.COMPLETE and not t.intermediate_values for t in study.trials)
 
 
-def test_hyperband_studies_prune_with_brackets(tmp_path, features_dir):
-    s = _search(pruner="hyperband", prune_min_epochs=1)
+def test_hyperband_prunes_each_trial_by_its_brackets_rungs_only(tmp_path, features_dir):
+    s = _search(pruner="hyperband", prune_min_epochs=1, trials=24)  # past TPE's 10 random trials
     study, _, _ = _loop(tmp_path, features_dir, s)
-    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
-    assert counted_trials(study) == 8 and any(t.intermediate_values for t in study.trials)
+    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner) and counted_trials(study) == 24
+    brackets = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=27, reduction_factor=3)
+    brackets._try_initialization(study)  # the brackets the workers' pruners used: crc32 of study name and trial
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned
+    first_rung = {}
+    for t in study.trials:
+        b = brackets._get_bracket_id(study, t)
+        first_rung[t.number] = 3 ** b  # bracket b promotes first at min_epochs x 3^b
+    for t in pruned:
+        assert t.last_step >= first_rung[t.number]  # never pruned before its bracket's first rung
+    assert all(t.state != TrialState.PRUNED for t in study.trials if first_rung[t.number] >= 27)
 
 
 def test_batched_trials_share_a_shape_and_train_as_one_population(tmp_path, features_dir):
@@ -279,3 +294,32 @@ def test_an_autograd_fit_stops_where_its_callback_says_and_keeps_its_best_epoch(
     fit = realmlp.fit(_data(), RealMLPConfig(epochs=6, threads=1), on_epoch)
     assert fit.info["pruned_epoch"] == 2 and fit.info["epochs_run"] == 2 and len(seen) == 2
     assert fit.info["best_valid_loss"] == min(seen)
+
+
+def test_a_resumed_search_runs_its_retries_before_it_batches_again(tmp_path, features_dir):
+    s = _search(trials=6, mlp_batch=2)
+    path = str(tmp_path / "j.log")
+    study, _ = open_study(s, "mlp", open_storage(path), False, 0)
+    for _ in range(2):  # a kill left two trials running
+        trial = study.ask()
+        search_family("mlp").suggest(trial, s, 1, ("ordinal",))
+    study, out, groups = _loop_resumed(path, features_dir, s)
+    assert [len(g) for g in groups] == [1, 2, 2, 1]  # the first retry alone (the second waits), then batches
+    for t in study.trials:
+        if SIBLING_OF in t.user_attrs:
+            assert study.trials[t.user_attrs[SIBLING_OF]].user_attrs.get(SIBLING_OF) is None
+            assert t.number == t.user_attrs[SIBLING_OF] + 1
+    assert counted_trials(study) == 6 and not [t for t in study.trials if t.state == TrialState.WAITING]
+
+
+def _loop_resumed(path, features_dir, s):
+    study, budget = open_study(s, "mlp", open_storage(path), True, 0)
+    groups = []
+    fam = search_family("mlp")
+
+    def submit(label, base, specs):
+        groups.append(specs)
+        return Inline(lambda: fam.run(features_dir, specs, False))
+
+    out = run_family("mlp", study, budget, s, 1, 1, submit, first_of, clock="cpu", encodings=("ordinal",))
+    return study, out, groups

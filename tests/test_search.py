@@ -419,5 +419,9 @@ def test_best_so_far_and_first_crossing():
     assert list(curve["best_valid_mse"]) == [0.5, 0.4, 0.3, 0.3]
     assert compare.first_crossing(curve, 0.4) == {"trials": 2, "seconds": 20.0}
     assert compare.first_crossing(curve, 0.1) is None
+    pruned = [T(4, 0.9, 15.0), T(5, 0.9, 22.0)]  # pruned or failed trials finish too, and count against budgets
+    curve = compare.best_so_far(trials, trials + pruned)
+    assert list(curve["finished"]) == [1, 3, 5, 6]
+    assert compare.first_crossing(curve, 0.4) == {"trials": 3, "seconds": 20.0}
     board = compare.leaderboard({"mlp": trials}, top=2)
     assert list(board["trial"]) == [2, 3] and isinstance(board, pd.DataFrame)

@@ -407,8 +407,9 @@ class SearchConfig:
         _check(self.mlp_max_seconds >= 0, "search.mlp_max_seconds", self.mlp_max_seconds, "must not be negative")
         _check(self.pruner in PRUNERS, "search.pruner", self.pruner, f"is not one of: {', '.join(PRUNERS)}")
         _check(self.mlp_batch >= 1, "search.mlp_batch", self.mlp_batch, "must be at least 1")
-        _check(1 <= self.prune_min_epochs <= self.mlp_epochs, "search.prune_min_epochs", self.prune_min_epochs,
-               f"must be between 1 and search.mlp_epochs ({self.mlp_epochs})")
+        _check(self.prune_min_epochs >= 1, "search.prune_min_epochs", self.prune_min_epochs, "must be at least 1")
+        _check(self.pruner == "none" or self.prune_min_epochs < self.mlp_epochs, "search.prune_min_epochs",
+               self.prune_min_epochs, f"must be below search.mlp_epochs ({self.mlp_epochs}) for a pruner to act")
         _check(1 <= self.max_depth <= 6, "search.max_depth", self.max_depth, "must be between 1 and 6")
         _check(16 <= self.max_width <= 1024, "search.max_width", self.max_width, "must be between 16 and 1024")
         _check(self.max_ensemble >= 1, "search.max_ensemble", self.max_ensemble, "must be at least 1")

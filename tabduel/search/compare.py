@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,12 +25,20 @@ def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def best_so_far(done: Sequence[Any]) -> pd.DataFrame:
-    """Per complete trial, in the order trials finished: its search time and the best valid MSE up to it."""
-    ordered = sorted(done, key=lambda t: (t.user_attrs.get("elapsed_seconds", 0.0), t.number))
+def best_so_far(done: Sequence[Any], ended: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Per complete trial, in the order trials finished: its search time and the best valid MSE up to it.
+
+    finished counts the trials that had ended by then: the complete ones, or with `ended` (every trial the budget
+    counted: complete, pruned and failed), all of those.
+    """
+    def key(t: Any) -> tuple[float, int]:
+        return (t.user_attrs.get("elapsed_seconds", 0.0), t.number)
+
+    ordered = sorted(done, key=key)
+    keys = sorted(key(t) for t in (done if ended is None else ended))
     values = np.array([t.value for t in ordered], dtype=float)
     return pd.DataFrame({"trial": [t.number for t in ordered],
-                         "finished": np.arange(1, len(ordered) + 1),
+                         "finished": [bisect.bisect_right(keys, key(t)) for t in ordered],
                          "at_seconds": [t.user_attrs.get("elapsed_seconds", np.nan) for t in ordered],
                          "valid_mse": values,
                          "best_valid_mse": np.minimum.accumulate(values) if len(values) else values})

@@ -60,11 +60,15 @@ def trial_attrs(family: str, result: dict[str, Any], elapsed: float) -> dict[str
 
 def ask(study: Any, fam: SearchFamily, s: Any, threads: int, encodings: Sequence[str], room: float,
         pruning: Pruning | None = None) -> list[tuple[Any, Any]]:
-    """Ask Optuna for one trial and, for a family with batch siblings (s.mlp_batch > 1), up to s.mlp_batch - 1 more
-    that keep its shared params (the rest sampled): at most `room` trials, each with its spec."""
+    """Ask Optuna for one trial and, for a family with batch siblings (s.mlp_batch > 1) when no queued trial waits,
+    up to s.mlp_batch - 1 more that keep its shared params (the rest sampled): at most `room` trials, with specs."""
+    from optuna.trial import TrialState
+
+    WAITING = TrialState.WAITING  # noqa: N806
     trial = study.ask()
     out = [(trial, fam.suggest(trial, s, threads, encodings))]
-    if fam.shared is not None and s.mlp_batch > 1:
+    # Optuna hands out queued trials oldest first: siblings only when nothing else waits (a resume's retries do)
+    if fam.shared is not None and s.mlp_batch > 1 and not study.get_trials(deepcopy=False, states=(WAITING,)):
         fixed = fam.shared(trial.params)
         for _ in range(int(min(s.mlp_batch - 1, room - 1))):
             study.enqueue_trial(fixed, user_attrs={SIBLING_OF: trial.number})
@@ -121,6 +125,7 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
             failures_in_row += 1
             out.failed += len(trials)
             for t in trials:
+                t.set_user_attr(ELAPSED, spent_now())  # where it ended, for the curves' trial counts
                 study.tell(t, state=fail_state())
                 if record:
                     record(family, t, None, exc, spent_now(), out.best)

@@ -13,7 +13,9 @@ score is its value); only complete trials can be the search's best.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -37,8 +39,8 @@ class Pruning:
     def __post_init__(self) -> None:
         if self.pruner not in PRUNERS:
             raise ConfigError(f"search.pruner = {self.pruner!r} is not one of: {', '.join(PRUNERS)}")
-        if self.min_epochs < 1 or self.max_epochs < self.min_epochs:
-            raise ConfigError(f"search.prune_min_epochs = {self.min_epochs}: must be at least 1 and at most the "
+        if self.min_epochs < 1 or (self.on and self.max_epochs <= self.min_epochs):
+            raise ConfigError(f"search.prune_min_epochs = {self.min_epochs}: must be at least 1 and below the "
                               f"epochs of a trial ({self.max_epochs})")
 
     @property
@@ -62,13 +64,16 @@ class Handle:
 def pruning_of(s: Any, storage: str, study: str) -> Pruning:
     """The pruning of a search's settings (search.pruner, search.prune_min_epochs, search.mlp_epochs) for a study
     that the workers open from `storage`."""
+    if "://" not in storage:  # a journal file: the same file from whatever directory a worker runs in
+        storage = str(Path(storage).resolve())
     return Pruning(storage, study, s.pruner, s.prune_min_epochs, s.mlp_epochs)
 
 
 def rungs(min_epochs: int, max_epochs: int) -> tuple[int, ...]:
-    """min_epochs x 3^i for i = 0, 1, ... up to max_epochs."""
+    """min_epochs x 3^i for i = 0, 1, ... below max_epochs (a trial at its last epoch has trained fully: it is
+    never pruned there)."""
     out, epoch = [], min_epochs
-    while epoch <= max_epochs:
+    while epoch < max_epochs:
         out.append(epoch)
         epoch *= REDUCTION
     return tuple(out)
@@ -88,14 +93,41 @@ def make_pruner(name: str, min_epochs: int, max_epochs: int) -> Any:
     raise ConfigError(f"search.pruner = {name!r} is not one of: {', '.join(PRUNERS)}")
 
 
+def _storage_key(url: str) -> tuple[str, int]:
+    """A journal file's path and inode (a new file at the same path is another storage); a URL and 0."""
+    if "://" in url:
+        return url, 0
+    try:
+        return url, os.stat(url).st_ino
+    except OSError:
+        return url, -1
+
+
+class _Storages:
+    """The storages this process has opened, so that a worker replays a journal once, not once per trial."""
+
+    def __init__(self) -> None:
+        self.opened: dict[tuple[str, int], Any] = {}
+
+    def get(self, url: str) -> Any:
+        """The storage of a URL or journal path, opened once per process (and again for a new file there)."""
+        from tabduel.search.study import open_storage
+
+        key = _storage_key(url)
+        if key not in self.opened:
+            self.opened[key] = open_storage(url)
+        return self.opened[key]
+
+
+_STORAGES = _Storages()  # per process: filled by the first trial a worker reports, never at import
+
+
 def open_for_worker(pruning: Pruning) -> Any:
     """The study as a worker sees it: the shared storage, the pruner; a random sampler (a worker samples nothing)."""
     import optuna
 
-    from tabduel.search.study import open_storage
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=pruning.study, storage=open_storage(pruning.storage),
+    return optuna.load_study(study_name=pruning.study, storage=_STORAGES.get(pruning.storage),
                              sampler=optuna.samplers.RandomSampler(),
                              pruner=make_pruner(pruning.pruner, pruning.min_epochs, pruning.max_epochs))
 

@@ -17,7 +17,7 @@ from tabduel.models.evaluate import to_markdown
 from tabduel.search import compare
 from tabduel.search.families import search_family
 from tabduel.search.space import trial_threads, workers_of
-from tabduel.search.study import completed
+from tabduel.search.study import budgeted_trials, completed
 
 DPI = 110
 
@@ -61,7 +61,8 @@ def write_evidence(studies: dict[str, Any], out: Path, tracker: Tracker, parent:
     done = {family: completed(st) for family, st in studies.items()}
     board = compare.leaderboard(done)
     _write_table(board, out / "leaderboard")
-    curves = {family: compare.best_so_far(trials) for family, trials in done.items() if trials}
+    curves = {family: compare.best_so_far(trials, budgeted_trials(studies[family]))
+              for family, trials in done.items() if trials}
     if curves:
         _atomic_plot(lambda p: plots.best_so_far(curves, p, DPI, scale), out / "best_so_far.png")
         tracker.log_artifact(parent, out / "best_so_far.png")

@@ -111,7 +111,8 @@ def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_tr
     from tabduel.search.families import search_family
     from tabduel.search.pruning import make_pruner
 
-    # Only a family whose trials report per-epoch scores is pruned (Hyperband also splits TPE's history by bracket).
+    # Only a family whose trials report per-epoch scores is pruned. The pruner acts where trials train (a worker
+    # opens the study with it: search/pruning.py); here it is the study's record of what prunes its trials.
     pruner = make_pruner(s.pruner if search_family(family).prunable else "none", s.prune_min_epochs, s.mlp_epochs)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction="minimize", load_if_exists=True)
@@ -136,13 +137,18 @@ def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_tr
     return study, Budget(float(trials), float(seconds), spent)
 
 
-def counted_trials(study: Any) -> int:
+def budgeted_trials(study: Any) -> list[Any]:
     """Trials that count against the budget: complete, pruned and failed ones, not those failed by an interruption."""
     from optuna.trial import TrialState
 
     ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
     interrupted = {t.user_attrs[RETRY_OF] for t in study.get_trials(deepcopy=False) if RETRY_OF in t.user_attrs}
-    return sum(1 for t in ended if t.number not in interrupted)
+    return [t for t in ended if t.number not in interrupted]
+
+
+def counted_trials(study: Any) -> int:
+    """How many trials count against the budget (budgeted_trials)."""
+    return len(budgeted_trials(study))
 
 
 def completed(study: Any) -> list[Any]:
