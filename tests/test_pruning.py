@@ -323,3 +323,65 @@ def _loop_resumed(path, features_dir, s):
 
     out = run_family("mlp", study, budget, s, 1, 1, submit, first_of, clock="cpu", encodings=("ordinal",))
     return study, out, groups
+
+
+# ---- time limits on the budget's clock --------------------------------------------------------------------------
+
+
+def test_a_cpu_stopwatch_does_not_count_waiting():
+    import time
+
+    from tabduel.infra.runtime import stopwatch
+
+    wall, cpu = stopwatch("wall"), stopwatch("cpu")
+    time.sleep(0.3)
+    assert wall() >= 0.3 and cpu() < 0.15
+    with pytest.raises(ConfigError, match="time clock 'gpu' is not one of: wall, cpu"):
+        stopwatch("gpu")
+
+
+@pytest.mark.parametrize("clock, cut", [("wall", True), ("cpu", False)])
+def test_a_time_limit_counts_its_clock(clock, cut):
+    import time
+
+    def slow(epoch, epochs, train_loss, valid_loss):  # a busy machine: the fit waits, its CPU time does not grow
+        time.sleep(0.15)
+
+    fit = single.fit(_data(), _cfg(epochs=6, max_seconds=0.4, time_clock=clock), slow)
+    assert fit.info["time_limited"] is cut and (fit.info["epochs_run"] < 6) is cut
+
+
+def test_time_clock_settings_are_checked():
+    with pytest.raises(ConfigError, match="mlp.time_clock = 'gpu': is not one of: wall, cpu"):
+        MLPConfig(time_clock="gpu")
+    with pytest.raises(ConfigError, match="search.trial_clock = 'gpu': is not one of: wall, cpu"):
+        SearchConfig(trial_clock="gpu")
+
+
+def test_bench_cells_time_their_trials_in_cpu_seconds():
+    from tabduel.bench.cells import Cell, cell_search_config
+    from tabduel.infra.config import Config
+    from tabduel.search.space import suggest_mlp, suggest_realmlp, suggest_tabm
+
+    s = cell_search_config(Config(), Cell("d", "mlp", 4751), threads=1)
+    assert s.trial_clock == "cpu"
+    def ask():
+        return optuna.create_study().ask()
+
+    assert suggest_mlp(ask(), s).mlp.time_clock == "cpu"
+    assert suggest_realmlp(ask(), s).time_clock == "cpu" and suggest_tabm(ask(), s).time_clock == "cpu"
+
+
+def test_a_batch_of_trials_gets_the_time_of_each(monkeypatch, features_dir):
+    seen = []
+    real = population.fit
+
+    def recording(data, cfg, members, *args, **kwargs):
+        seen.append(cfg.max_seconds)
+        return real(data, cfg, members, *args, **kwargs)
+
+    monkeypatch.setattr(population, "fit", recording)
+    trials = [_trial(epochs=3, max_seconds=7.0), _trial(epochs=3, max_seconds=7.0, lr=0.003),
+              _trial(epochs=3, max_seconds=7.0, lr=0.02)]
+    run_mlp(features_dir, trials)
+    assert seen == [21.0]

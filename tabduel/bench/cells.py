@@ -94,11 +94,12 @@ def bench_name(suite: str, b: BenchConfig) -> str:
 
 def cell_search_config(cfg: Config, cell: Cell, threads: int) -> SearchConfig:
     """The search settings of a cell: the bench's budget, the outer seed as the sampler's and models' seed, the
-    variant's numeric maps."""
+    variant's numeric maps, and trial time limits in CPU-seconds like the budget (a busy machine cuts no trial
+    shorter)."""
     _, _, numeric = variant(cell.family)
     s = dataclasses.replace(cfg.search, study="cell", families=(variant(cell.family)[0],), trials=cfg.bench.trials,
                             minutes=cfg.bench.minutes, seed=cell.seed, workers=1, threads=threads, runner="process",
-                            address="", storage="")
+                            address="", storage="", trial_clock="cpu")
     return dataclasses.replace(s, numeric=numeric) if numeric else s
 
 

@@ -18,7 +18,7 @@ from tabduel.engine.optim import Optimizer
 from tabduel.engine.single import SingleFit, diverged, macs_per_step, split_tensors, train_step
 from tabduel.infra.config import MLPConfig
 from tabduel.infra.errors import DivergedError
-from tabduel.infra.runtime import resolve_torch_device, torch_threads, using_threads
+from tabduel.infra.runtime import resolve_torch_device, stopwatch, torch_threads, using_threads
 
 Tensor = torch.Tensor
 # (epoch, epochs, members still training, their mean train loss, their mean valid loss)
@@ -160,6 +160,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
         timed_out = False
         member_epochs = 0  # member-epochs actually trained (stopped members cost nothing)
         start = time.perf_counter()
+        limit = stopwatch(cfg.time_clock)  # what max_seconds counts
         for epoch in range(1, epochs + 1):
             k = active.numel()
             if len(orders) == 1:  # one permutation: the batch (features, batch) is shared, not copied K times
@@ -193,7 +194,7 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
             best_epoch[active[improved]] = epoch
             if on_epoch:
                 on_epoch(epoch, epochs, k, float(train.mean()), float(valid.mean()))
-            timed_out = bool(cfg.max_seconds) and time.perf_counter() - start >= cfg.max_seconds
+            timed_out = bool(cfg.max_seconds) and limit() >= cfg.max_seconds
             pruned = torch.zeros(k, dtype=torch.bool)
             if prune is not None:
                 mask = np.asarray(prune(epoch, active.numpy().copy(), best_loss.numpy().copy()), dtype=bool)

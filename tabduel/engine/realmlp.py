@@ -222,7 +222,7 @@ def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None) -> TorchFit:
         result = train_loop(net, plan, xtr, ytr, xva, yva, batches=shared_batches(len(xtr), cfg.batch_size, device),
                             loss=loss, predict=lambda m, x: m(x).squeeze(1), epochs=cfg.epochs,
                             patience=cfg.patience, seed=cfg.seed, max_seconds=cfg.max_seconds,
-                            loss_scale=float(y_std) ** 2, on_epoch=on_epoch)
+                            time_clock=cfg.time_clock, loss_scale=float(y_std) ** 2, on_epoch=on_epoch)
     result.model.p_drop = 0.0
     result.info["threads"] = threads
     return result

@@ -15,7 +15,7 @@ from tabduel.engine.net import Params, Tape, backward, forward, init_params
 from tabduel.engine.optim import Optimizer
 from tabduel.infra.config import MLPConfig
 from tabduel.infra.errors import DivergedError
-from tabduel.infra.runtime import resolve_torch_device, seed_everything, torch_threads, using_threads
+from tabduel.infra.runtime import resolve_torch_device, seed_everything, stopwatch, torch_threads, using_threads
 
 Tensor = torch.Tensor
 # (epoch, epochs, train_loss, valid_loss) -> True to stop now (a pruner's decision; the best weights are kept)
@@ -85,6 +85,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
         timed_out = False
         pruned_epoch = 0
         start = time.perf_counter()
+        limit = stopwatch(cfg.time_clock)  # what max_seconds counts
         for epoch in range(1, cfg.epochs + 1):
             perm = torch.randperm(n, generator=order, device=device)
             rows = xy[perm].t()  # (features + 1, n): the epoch's rows in batch order, gathered once
@@ -107,7 +108,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
             if stop:
                 pruned_epoch = epoch
                 break
-            if cfg.max_seconds and time.perf_counter() - start >= cfg.max_seconds:
+            if cfg.max_seconds and limit() >= cfg.max_seconds:
                 timed_out = True
                 break
         seconds = time.perf_counter() - start

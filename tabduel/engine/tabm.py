@@ -246,7 +246,7 @@ def fit(data: Arrays, cfg: TabMConfig, on_epoch: Any = None) -> TorchFit:
         plan = Plan(parameter_groups(net), cfg.lr, cfg.weight_decay, (0.9, 0.999), extra={"members": cfg.k})
         result = train_loop(net, plan, xtr, ytr, xva, yva, batches=batches, loss=loss,
                             predict=lambda m, x: m(x).squeeze(1), epochs=cfg.epochs, patience=cfg.patience,
-                            seed=cfg.seed, max_seconds=cfg.max_seconds, loss_scale=float(net.y_std) ** 2,
-                            on_epoch=on_epoch)
+                            seed=cfg.seed, max_seconds=cfg.max_seconds, time_clock=cfg.time_clock,
+                            loss_scale=float(net.y_std) ** 2, on_epoch=on_epoch)
     result.info["threads"] = threads
     return result

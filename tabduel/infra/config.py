@@ -29,6 +29,9 @@ def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any
     return field(default=default, metadata=meta)
 
 
+TIME_CLOCKS = ("wall", "cpu")  # what a time limit counts (tabduel.infra.runtime.stopwatch)
+
+
 def _check(ok: bool, name: str, value: Any, why: str) -> None:
     """Raise ConfigError naming the setting unless ok."""
     if not ok:
@@ -105,10 +108,14 @@ class MLPConfig(ModelSettings, section="mlp"):
                             "shared by all", ("member", "shared"))
     threads: int = _opt(0, "CPU threads (0: one for small nets, else the cores free to this process)")
     max_seconds: float = _opt(0.0, "stop training after this many seconds, keeping the best weights (0: no limit)")
+    time_clock: str = _opt("wall", "what max_seconds counts: wall-clock seconds, or this process's CPU-seconds (as a "
+                           "bench's budgets do, so that a busy machine cuts no trial short)", TIME_CLOCKS)
 
     def __post_init__(self) -> None:
         _check(all(h >= 1 for h in self.hidden), "mlp.hidden", self.hidden, "widths must be at least 1")
         _check(self.max_seconds >= 0, "mlp.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
+        _check(self.time_clock in TIME_CLOCKS, "mlp.time_clock", self.time_clock,
+               f"is not one of: {', '.join(TIME_CLOCKS)}")
         _check(self.population >= 1, "mlp.population", self.population, "must be at least 1")
         _check(self.threads >= 0, "mlp.threads", self.threads, "must not be negative (0: automatic)")
         _check(self.lr > 0, "mlp.lr", self.lr, "must be positive")
@@ -191,6 +198,8 @@ class RealMLPConfig(ModelSettings, section="realmlp"):
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     threads: int = _opt(0, "CPU threads (0: one, measured fastest on a 2-core VM; N: at most the free cores)")
     max_seconds: float = _opt(0.0, "stop training after this many seconds, keeping the best weights (0: no limit)")
+    time_clock: str = _opt("wall", "what max_seconds counts: wall-clock seconds, or this process's CPU-seconds (as a "
+                           "bench's budgets do, so that a busy machine cuts no trial short)", TIME_CLOCKS)
 
     def __post_init__(self) -> None:
         _check(bool(_TORCH_DEVICE.fullmatch(self.device)), "realmlp.device", self.device,
@@ -210,6 +219,8 @@ class RealMLPConfig(ModelSettings, section="realmlp"):
         _check(self.patience >= 0, "realmlp.patience", self.patience, "must not be negative (0: off)")
         _check(self.threads >= 0, "realmlp.threads", self.threads, "must not be negative (0: automatic)")
         _check(self.max_seconds >= 0, "realmlp.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
+        _check(self.time_clock in TIME_CLOCKS, "realmlp.time_clock", self.time_clock,
+               f"is not one of: {', '.join(TIME_CLOCKS)}")
 
 
 @dataclass(frozen=True)
@@ -239,6 +250,8 @@ class TabMConfig(ModelSettings, section="tabm"):
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     threads: int = _opt(0, "CPU threads (0: one, measured fastest on a 2-core VM; N: at most the free cores)")
     max_seconds: float = _opt(0.0, "stop training after this many seconds, keeping the best weights (0: no limit)")
+    time_clock: str = _opt("wall", "what max_seconds counts: wall-clock seconds, or this process's CPU-seconds (as a "
+                           "bench's budgets do, so that a busy machine cuts no trial short)", TIME_CLOCKS)
 
     def __post_init__(self) -> None:
         _check(bool(_TORCH_DEVICE.fullmatch(self.device)), "tabm.device", self.device,
@@ -260,6 +273,8 @@ class TabMConfig(ModelSettings, section="tabm"):
         _check(self.patience >= 0, "tabm.patience", self.patience, "must not be negative (0: off)")
         _check(self.threads >= 0, "tabm.threads", self.threads, "must not be negative (0: automatic)")
         _check(self.max_seconds >= 0, "tabm.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
+        _check(self.time_clock in TIME_CLOCKS, "tabm.time_clock", self.time_clock,
+               f"is not one of: {', '.join(TIME_CLOCKS)}")
 
 
 @dataclass(frozen=True)
@@ -367,6 +382,8 @@ class SearchConfig:
     mlp_epochs: int = _opt(300, "maximum epochs of an MLP trial (early stopping ends most sooner)")
     mlp_patience: int = _opt(16, "early-stopping patience of an MLP trial, in epochs")
     mlp_max_seconds: float = _opt(180.0, "time limit of one MLP trial's training, in seconds (0: none)")
+    trial_clock: str = _opt("wall", "what the trials' time limits count: wall-clock seconds, or CPU-seconds (a bench's "
+                            "cells use cpu, as their budgets do)", TIME_CLOCKS)
     mlp_batch: int = _opt(1, "MLP trials trained together as one population: TPE suggests the first, the others keep "
                           "its inputs and shape and get their own lr, weight decay and dropout (1: each alone)")
     pruner: str = _opt("none", "multi-fidelity pruning of MLP trials by their valid MSE at epochs prune_min_epochs x "
@@ -404,6 +421,8 @@ class SearchConfig:
                "runner = dask needs the scheduler's address (tcp://HOST:PORT)")
         _check(self.mlp_epochs >= 1, "search.mlp_epochs", self.mlp_epochs, "must be at least 1")
         _check(self.mlp_patience >= 1, "search.mlp_patience", self.mlp_patience, "must be at least 1")
+        _check(self.trial_clock in TIME_CLOCKS, "search.trial_clock", self.trial_clock,
+               f"is not one of: {', '.join(TIME_CLOCKS)}")
         _check(self.mlp_max_seconds >= 0, "search.mlp_max_seconds", self.mlp_max_seconds, "must not be negative")
         _check(self.pruner in PRUNERS, "search.pruner", self.pruner, f"is not one of: {', '.join(PRUNERS)}")
         _check(self.mlp_batch >= 1, "search.mlp_batch", self.mlp_batch, "must be at least 1")

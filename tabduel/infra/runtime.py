@@ -5,12 +5,23 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from tabduel.infra.errors import ConfigError
+
+
+def stopwatch(clock: str) -> Callable[[], float]:
+    """Seconds since the call, counted by a clock: 'wall' (time.perf_counter) or 'cpu' (this process's CPU time,
+    every thread's: what a bench's budgets count)."""
+    if clock not in ("wall", "cpu"):
+        raise ConfigError(f"time clock {clock!r} is not one of: wall, cpu")
+    now = time.perf_counter if clock == "wall" else time.process_time
+    start = now()
+    return lambda: now() - start
 
 
 def seed_everything(seed: int) -> None:

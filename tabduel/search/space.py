@@ -136,8 +136,8 @@ def suggest_mlp(trial: Any, s: SearchConfig, threads: int = 1, encodings: tuple[
         lr=trial.suggest_float("lr", 1e-4, 0.3, log=True),
         weight_decay=trial.suggest_float("weight_decay", 1e-7, 1e-2, log=True),
         batch_size=trial.suggest_categorical("batch_size", BATCH_SIZES),
-        epochs=s.mlp_epochs, patience=s.mlp_patience, max_seconds=s.mlp_max_seconds, seed=s.seed,
-        threads=threads,
+        epochs=s.mlp_epochs, patience=s.mlp_patience, max_seconds=s.mlp_max_seconds, time_clock=s.trial_clock,
+        seed=s.seed, threads=threads,
     )
     ensemble = trial.suggest_categorical("ensemble", _powers(1, s.max_ensemble))
     return MLPTrial(encoding, mlp, ensemble)
@@ -194,7 +194,8 @@ def suggest_realmlp(trial: Any, s: SearchConfig, threads: int = 1) -> RealMLPCon
         activation=trial.suggest_categorical("activation", REALMLP_ACTIVATIONS),
         hidden=REALMLP_HIDDEN[trial.suggest_categorical("hidden", tuple(REALMLP_HIDDEN))],
         weight_decay=trial.suggest_categorical("weight_decay", REALMLP_WEIGHT_DECAYS),
-        epochs=s.realmlp_epochs, max_seconds=s.realmlp_max_seconds, seed=s.seed, threads=threads,
+        epochs=s.realmlp_epochs, max_seconds=s.realmlp_max_seconds, time_clock=s.trial_clock, seed=s.seed,
+        threads=threads,
     )
 
 
@@ -229,7 +230,7 @@ def suggest_tabm(trial: Any, s: SearchConfig, threads: int = 1) -> TabMConfig:
     return TabMConfig(
         k=s.tabm_k, embedding=embedding, n_blocks=n_blocks, d_block=d_block, dropout=dropout, lr=lr,
         weight_decay=weight_decay, bins=bins, embedding_dim=dim, epochs=s.tabm_epochs, patience=s.tabm_patience,
-        max_seconds=s.tabm_max_seconds, seed=s.seed, threads=threads,
+        max_seconds=s.tabm_max_seconds, time_clock=s.trial_clock, seed=s.seed, threads=threads,
     )
 
 

@@ -6,6 +6,7 @@ and `seconds` (the fit's wall time), and names the `device` and the `worker` tha
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
@@ -134,7 +135,9 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
                             for j in range(t.ensemble)]
                 owners += [i] * t.ensemble
             prune = reporter.members(np.asarray(owners)) if reporter.on else None
-            pop = population.fit(data, population.shape_of(first.mlp), members, prune=prune)
+            # A trial's time limit is its own: a batch of n trials trains as one population for n times as long.
+            shape = dataclasses.replace(population.shape_of(first.mlp), max_seconds=first.mlp.max_seconds * len(trials))
+            pop = population.fit(data, shape, members, prune=prune)
             params, time_limited = pop.params, pop.info["time_limited"]
             infos = [pop.single(k).info for k in range(len(members))]
     except DivergedError as exc:  # every member diverged: each trial is a diverged (not finite) result
