@@ -97,6 +97,21 @@ def test_a_population_refuses_pruning_without_early_stopping():
                        prune=lambda epoch, active, best: np.zeros(len(active), dtype=bool))
 
 
+def test_an_autograd_fit_stops_where_its_callback_says_and_keeps_its_best_epoch():
+    from tabduel.infra.config import RealMLPConfig
+    from tabduel.models import realmlp
+
+    seen = []
+
+    def on_epoch(epoch, epochs, train_loss, valid_loss):
+        seen.append(valid_loss)
+        return epoch == 2
+
+    fit = realmlp.fit(_data(), RealMLPConfig(epochs=6, threads=1), on_epoch)
+    assert fit.info["pruned_epoch"] == 2 and fit.info["epochs_run"] == 2 and len(seen) == 2
+    assert fit.info["best_valid_loss"] == min(seen)
+
+
 # ---- settings ---------------------------------------------------------------------------------------------------
 
 
@@ -214,9 +229,10 @@ def _search(**more) -> SearchConfig:
                            "max_width": 32, "max_ensemble": 2, **more})
 
 
-def _loop(tmp_path, features_dir, s):
+def _loop(tmp_path, features_dir, s, resume=False):
+    """Run the loop on the study of tmp_path/j.log (resuming it), trials inline; (study, loop result, groups run)."""
     path = str(tmp_path / "j.log")
-    study, budget = open_study(s, "mlp", open_storage(path), False, 0)
+    study, budget = open_study(s, "mlp", open_storage(path), resume, 0)
     groups = []
     fam = search_family("mlp")
 
@@ -281,48 +297,19 @@ def test_batched_trials_share_a_shape_and_train_as_one_population(tmp_path, feat
     assert out.told == 7 and counted_trials(study) == 7
 
 
-def test_an_autograd_fit_stops_where_its_callback_says_and_keeps_its_best_epoch():
-    from tabduel.infra.config import RealMLPConfig
-    from tabduel.models import realmlp
-
-    seen = []
-
-    def on_epoch(epoch, epochs, train_loss, valid_loss):
-        seen.append(valid_loss)
-        return epoch == 2
-
-    fit = realmlp.fit(_data(), RealMLPConfig(epochs=6, threads=1), on_epoch)
-    assert fit.info["pruned_epoch"] == 2 and fit.info["epochs_run"] == 2 and len(seen) == 2
-    assert fit.info["best_valid_loss"] == min(seen)
-
-
 def test_a_resumed_search_runs_its_retries_before_it_batches_again(tmp_path, features_dir):
     s = _search(trials=6, mlp_batch=2)
-    path = str(tmp_path / "j.log")
-    study, _ = open_study(s, "mlp", open_storage(path), False, 0)
+    study, _ = open_study(s, "mlp", open_storage(str(tmp_path / "j.log")), False, 0)
     for _ in range(2):  # a kill left two trials running
         trial = study.ask()
         search_family("mlp").suggest(trial, s, 1, ("ordinal",))
-    study, out, groups = _loop_resumed(path, features_dir, s)
+    study, out, groups = _loop(tmp_path, features_dir, s, resume=True)
     assert [len(g) for g in groups] == [1, 2, 2, 1]  # the first retry alone (the second waits), then batches
     for t in study.trials:
         if SIBLING_OF in t.user_attrs:
             assert study.trials[t.user_attrs[SIBLING_OF]].user_attrs.get(SIBLING_OF) is None
             assert t.number == t.user_attrs[SIBLING_OF] + 1
     assert counted_trials(study) == 6 and not [t for t in study.trials if t.state == TrialState.WAITING]
-
-
-def _loop_resumed(path, features_dir, s):
-    study, budget = open_study(s, "mlp", open_storage(path), True, 0)
-    groups = []
-    fam = search_family("mlp")
-
-    def submit(label, base, specs):
-        groups.append(specs)
-        return Inline(lambda: fam.run(features_dir, specs, False))
-
-    out = run_family("mlp", study, budget, s, 1, 1, submit, first_of, clock="cpu", encodings=("ordinal",))
-    return study, out, groups
 
 
 # ---- time limits on the budget's clock --------------------------------------------------------------------------
