@@ -59,7 +59,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 MLP_KEYS = ("hidden, activation, optimizer, lr, weight_decay, dropout, batch_size, epochs, patience, seed, device, "
-            "population, batch_order, threads, max_seconds")
+            "population, batch_order, threads, max_seconds, time_clock")
 SECTIONS = ("pipeline, tracking, ingest, features, mlp, xgboost, linear, realmlp, tabm, peer_realmlp, peer_tabm, "
             "peer_lgbm, peer_catboost, evaluate, search, bench")
 
