@@ -192,7 +192,7 @@ def best_mlp_cells(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if c["corruption"] == CLEAN and c["family"] in OWN_MLPS:
             by.setdefault((c["dataset"], c["seed"]), []).append(r)
     out = []
-    for (_, _), rows in sorted(by.items()):
+    for _, rows in sorted(by.items()):
         if len(rows) < 2:
             continue
         best = min(rows, key=lambda r: r["best_valid_mse"])

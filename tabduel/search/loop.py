@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from tabduel.infra.config import TIME_CLOCKS
 from tabduel.infra.errors import TabduelError
 from tabduel.search.families import SearchFamily, search_family
 from tabduel.search.pruning import Handle, Pruning
@@ -21,7 +22,7 @@ from tabduel.search.space import ENCODINGS
 from tabduel.search.study import ELAPSED, PARENT_RUN, SIBLING_OF, SPENT, Budget, completed
 
 MAX_FAILURES_IN_ROW = 5
-CLOCKS = ("wall", "cpu")
+CLOCKS = TIME_CLOCKS  # what a budget counts: the clocks a trial's time limit may count too
 
 # (label, features base, trial specs) -> a future (anything `first_done` understands)
 Submit = Callable[[str, str, list[Any]], Any]
@@ -64,11 +65,11 @@ def ask(study: Any, fam: SearchFamily, s: Any, threads: int, encodings: Sequence
     up to s.mlp_batch - 1 more that keep its shared params (the rest sampled): at most `room` trials, with specs."""
     from optuna.trial import TrialState
 
-    WAITING = TrialState.WAITING  # noqa: N806
     trial = study.ask()
     out = [(trial, fam.suggest(trial, s, threads, encodings))]
     # Optuna hands out queued trials oldest first: siblings only when nothing else waits (a resume's retries do)
-    if fam.shared is not None and s.mlp_batch > 1 and not study.get_trials(deepcopy=False, states=(WAITING,)):
+    if fam.shared is not None and s.mlp_batch > 1 and not study.get_trials(deepcopy=False,
+                                                                                states=(TrialState.WAITING,)):
         fixed = fam.shared(trial.params)
         for _ in range(int(min(s.mlp_batch - 1, room - 1))):
             study.enqueue_trial(fixed, user_attrs={SIBLING_OF: trial.number})

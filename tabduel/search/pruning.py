@@ -3,7 +3,7 @@ valid scores.
 
 The loop gives each MLP trial's spec a Handle (plain data: it travels to pool processes and Dask workers). Where the
 trial trains, a Reporter opens the study from its storage (a journal file or a database the workers can reach),
-reports each trial's valid MSE at the rung epochs (min_epochs, 3 x min_epochs, 9 x ..., up to max_epochs), and asks
+reports each trial's valid MSE at the rung epochs (min_epochs, 3 x min_epochs, 9 x ..., below max_epochs), and asks
 the study's pruner whether to stop it. A population's trials are reported and pruned one by one: a pruned trial's
 members leave the population, the others train on. A trial's score at an epoch is the mean, over its ensemble
 members, of each member's best valid MSE so far. The loop tells Optuna a pruned trial as PRUNED (its last reported
@@ -12,6 +12,7 @@ score is its value); only complete trials can be the search's best.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tabduel.infra.config import PRUNERS
+from tabduel.infra.config import PRUNERS, check_choice
 from tabduel.infra.errors import ConfigError
 
 REDUCTION = 3  # each rung keeps the best third
@@ -37,8 +38,7 @@ class Pruning:
     max_epochs: int = 300  # the most epochs a trial trains (Hyperband's largest budget)
 
     def __post_init__(self) -> None:
-        if self.pruner not in PRUNERS:
-            raise ConfigError(f"search.pruner = {self.pruner!r} is not one of: {', '.join(PRUNERS)}")
+        check_choice("search.pruner", self.pruner, PRUNERS)
         if self.min_epochs < 1 or (self.on and self.max_epochs <= self.min_epochs):
             raise ConfigError(f"search.prune_min_epochs = {self.min_epochs}: must be at least 1 and below the "
                               f"epochs of a trial ({self.max_epochs})")
@@ -83,43 +83,32 @@ def make_pruner(name: str, min_epochs: int, max_epochs: int) -> Any:
     """The Optuna pruner of a name: NopPruner, SuccessiveHalvingPruner or HyperbandPruner (reduction factor 3)."""
     import optuna
 
-    if name == "none":
-        return optuna.pruners.NopPruner()
+    check_choice("search.pruner", name, PRUNERS)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=REDUCTION)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=max_epochs,
                                               reduction_factor=REDUCTION)
-    raise ConfigError(f"search.pruner = {name!r} is not one of: {', '.join(PRUNERS)}")
+    return optuna.pruners.NopPruner()
 
 
-def _storage_key(url: str) -> tuple[str, int]:
-    """A journal file's path and inode (a new file at the same path is another storage); a URL and 0."""
+def _inode(url: str) -> int:
+    """A journal file's inode (a new file at the same path is another storage); 0 for a database URL."""
     if "://" in url:
-        return url, 0
+        return 0
     try:
-        return url, os.stat(url).st_ino
+        return os.stat(url).st_ino
     except OSError:
-        return url, -1
+        return -1
 
 
-class _Storages:
-    """The storages this process has opened, so that a worker replays a journal once, not once per trial."""
+@functools.lru_cache(maxsize=None)
+def _storage(url: str, inode: int) -> Any:
+    """The storage of a URL or journal file, opened once per process: a worker replays a journal once, not per
+    trial."""
+    from tabduel.search.study import open_storage
 
-    def __init__(self) -> None:
-        self.opened: dict[tuple[str, int], Any] = {}
-
-    def get(self, url: str) -> Any:
-        """The storage of a URL or journal path, opened once per process (and again for a new file there)."""
-        from tabduel.search.study import open_storage
-
-        key = _storage_key(url)
-        if key not in self.opened:
-            self.opened[key] = open_storage(url)
-        return self.opened[key]
-
-
-_STORAGES = _Storages()  # per process: filled by the first trial a worker reports, never at import
+    return open_storage(url)
 
 
 def open_for_worker(pruning: Pruning) -> Any:
@@ -127,7 +116,7 @@ def open_for_worker(pruning: Pruning) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=pruning.study, storage=_STORAGES.get(pruning.storage),
+    return optuna.load_study(study_name=pruning.study, storage=_storage(pruning.storage, _inode(pruning.storage)),
                              sampler=optuna.samplers.RandomSampler(),
                              pruner=make_pruner(pruning.pruner, pruning.min_epochs, pruning.max_epochs))
 
