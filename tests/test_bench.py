@@ -393,3 +393,45 @@ def test_one_mlp_family_makes_no_best_mlp():
     cells = [_cell("a", f, s, 0.1, 0.4) for s in (1, 2) for f in ("mlp", "xgboost")]
     doc = result("s", BenchConfig(minutes=5), [1, 2], cells, ["mlp", "xgboost"])
     assert BEST_MLP not in doc["datasets"]["a"] and "best_mlp" not in doc
+
+
+# ---- hypothesis 2: does the gap grow, and does preprocessing shrink it? ------------------------------------------
+
+
+def _mess(dataset, family, seed, corruption, level, test):
+    r = _cell(dataset, family, seed, 0.1, test, corruption)
+    r["cell"]["level"] = level
+    return r
+
+
+def test_corruption_tests_pair_the_gaps_by_dataset_and_seed():
+    cells = []
+    for i, (ds, seed) in enumerate([("a", 1), ("a", 2), ("b", 1), ("b", 2)]):
+        cells += [_mess(ds, "xgboost", seed, "none", 0.0, 1.0), _mess(ds, "xgboost", seed, "extra", 1.0, 2.0),
+                  _mess(ds, "mlp-standard", seed, "none", 0.0, 1.1),        # gap 0.1 clean
+                  _mess(ds, "mlp-standard", seed, "extra", 1.0, 3.0 + i),   # gap 0.5 + i/2 at the top level
+                  _mess(ds, "mlp-ple", seed, "none", 0.0, 1.2),             # gap 0.2 clean
+                  _mess(ds, "mlp-ple", seed, "extra", 1.0, 2.2 if i else 4.0)]  # gap 0.1, but 1.0 on the first pair
+    doc = result("s", BenchConfig(minutes=5, corrupt=("extra",)), [1, 2], cells,
+                 ["mlp-standard", "mlp-ple", "xgboost"])
+    t = doc["corruption_tests"]["extra"]
+    assert t["level"] == 1.0 and t["reference"] == "mlp-standard"
+    g = t["growth"]["mlp-standard"]  # 0.4, 0.9, 1.4, 1.9: all four up, so the exact one-sided p is 1/16
+    assert g["mean"] == pytest.approx(1.15) and g["positive"] == 4 and g["pairs"] == 4
+    assert g["p_greater"] == pytest.approx(1 / 16)
+    ple = t["growth"]["mlp-ple"]  # 0.8, -0.1, -0.1, -0.1
+    assert ple["mean"] == pytest.approx(0.125) and ple["positive"] == 1
+    below = t["below_reference"]["mlp-ple"]  # standard's gap minus ple's: -0.5, 0.9, 1.4, 1.9
+    assert below["mean"] == pytest.approx(0.925) and below["positive"] == 3
+    assert below["p_greater"] == pytest.approx(2 / 16)
+    assert "mlp-standard" not in t["below_reference"]
+    text = report.markdown(doc, [], "pics")
+    assert "| extra | 1 | mlp-ple | 0.125 | 1/4 |" in text
+    assert "| extra | 1 | mlp-standard | 1.15 | 4/4 | 0.0625 |" in text
+
+
+def test_corruption_tests_leave_out_a_pair_without_its_xgboost_cell():
+    cells = [_mess("a", "xgboost", 1, "none", 0.0, 1.0), _mess("a", "mlp-standard", 1, "none", 0.0, 1.0),
+             _mess("a", "mlp-standard", 1, "missing", 0.3, 2.0)]  # no xgboost cell at missing 0.3
+    doc = result("s", BenchConfig(minutes=5, corrupt=("missing",)), [1], cells, ["mlp-standard", "xgboost"])
+    assert "missing" not in doc["corruption_tests"]

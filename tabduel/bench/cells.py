@@ -258,6 +258,47 @@ def corruption_table(results: list[dict[str, Any]], corruptions: list[str]) -> d
     return out
 
 
+def _seed_gaps(results: list[dict[str, Any]]) -> dict[tuple[str, int, str, float, str], float]:
+    """{(dataset, seed, corruption, level, mlp variant): (mlp - xgboost) / xgboost test MSE on that very outer split
+    and condition}: both families saw the same corrupted rows, so the pair is matched."""
+    mse = {(r["cell"]["dataset"], r["cell"]["seed"], r["cell"]["corruption"], r["cell"]["level"], r["cell"]["family"]):
+           r["test_mse"] for r in results}
+    return {key: (v - mse[ref]) / mse[ref] for key, v in mse.items()
+            if key[4] != "xgboost" and (ref := (*key[:4], "xgboost")) in mse}
+
+
+def corruption_tests(results: list[dict[str, Any]], corruptions: list[str], reference: str = "mlp-standard"
+                     ) -> dict[str, Any]:
+    """Hypothesis 2, per corruption at its top level, over the matched (dataset, outer seed) pairs: does each MLP
+    variant's gap to XGBoost grow from level 0 ('growth', one-sided Wilcoxon), and is each variant's gap at the top
+    level smaller than the reference preprocessing's ('below_reference', one-sided Wilcoxon)?"""
+    gaps = _seed_gaps(results)
+    out: dict[str, Any] = {}
+    for corruption in corruptions:
+        levels = sorted({k[3] for k in gaps if k[2] == corruption})
+        if not levels:
+            continue
+        top = levels[-1]
+        pairs = sorted({(k[0], k[1]) for k in gaps if k[2] == corruption and k[3] == top})
+        variants = sorted({k[4] for k in gaps if k[2] == corruption})
+        growth, below = {}, {}
+        for v in variants:
+            d = [gaps[(ds, s, corruption, top, v)] - gaps[(ds, s, CLEAN, 0.0, v)] for ds, s in pairs
+                 if (ds, s, corruption, top, v) in gaps and (ds, s, CLEAN, 0.0, v) in gaps]
+            growth[v] = _diffs(d)
+            if v != reference:
+                d = [gaps[(ds, s, corruption, top, reference)] - gaps[(ds, s, corruption, top, v)] for ds, s in pairs
+                     if (ds, s, corruption, top, v) in gaps and (ds, s, corruption, top, reference) in gaps]
+                below[v] = _diffs(d)
+        out[corruption] = {"level": top, "reference": reference, "growth": growth, "below_reference": below}
+    return out
+
+
+def _diffs(d: list[float]) -> dict[str, Any]:
+    return {"mean": float(np.mean(d)) if d else math.nan, "pairs": len(d), "positive": int(sum(x > 0 for x in d)),
+            "p_greater": bench_stats.wilcoxon_greater(d)}
+
+
 def result(suite: str, b: BenchConfig, seeds: list[int], results: list[dict[str, Any]], families: list[str]
            ) -> dict[str, Any]:
     """The bench's result document (the issue's keys and more)."""
@@ -279,6 +320,7 @@ def result(suite: str, b: BenchConfig, seeds: list[int], results: list[dict[str,
         doc["best_mlp"] = best_mlp_goal(datasets)
     if b.corrupt:
         doc["corruption"] = corruption_table(results, list(b.corrupt))
+        doc["corruption_tests"] = corruption_tests(results, list(b.corrupt))
     return doc
 
 

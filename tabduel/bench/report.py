@@ -200,5 +200,20 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
                 lines.append(f"| {f} | " + " | ".join(_f(by[lv]["gap_mean"], 3) if lv in by else "-"
                                                       for lv in levels) + " |")
             lines.append("")
+    if doc.get("corruption_tests"):
+        lines += ["## Hypothesis 2: tests over matched (dataset, outer seed) pairs", "",
+                  "Growth: the variant's gap at the top level minus its gap on the clean data (one-sided Wilcoxon, "
+                  "greater). Below reference: the reference preprocessing's gap minus the variant's, at the top "
+                  "level (one-sided Wilcoxon, greater).", "",
+                  "| corruption | top level | MLP variant | growth (mean) | up | p | below reference (mean) | "
+                  "smaller | p |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for corruption, t in doc["corruption_tests"].items():
+            for v, g in t["growth"].items():
+                b = t["below_reference"].get(v)
+                rest = (f"{_f(b['mean'], 3)} | {b['positive']}/{b['pairs']} | {_f(b['p_greater'], 3)}" if b else
+                        "(reference) | | ")
+                lines.append(f"| {corruption} | {t['level']:g} | {v} | {_f(g['mean'], 3)} | "
+                             f"{g['positive']}/{g['pairs']} | {_f(g['p_greater'], 3)} | {rest} |")
+        lines.append("")
     lines += ["", "## Pictures", ""] + [f"![{p.stem}]({folder_name}/{p.name})" for p in pictures]
     return "\n".join(lines) + "\n"

@@ -86,6 +86,16 @@ def wilcoxon_holm(table: pd.DataFrame) -> dict[tuple[str, str], float]:
     return {**raw, **holm(finite)}
 
 
+def wilcoxon_greater(diffs: list[float]) -> float:
+    """One-sided Wilcoxon signed-rank p that the differences' centre is above 0 (exact for few pairs); NaN where
+    every difference is zero or there are none."""
+    from scipy import stats
+
+    if not diffs or np.allclose(diffs, 0):
+        return math.nan
+    return float(stats.wilcoxon(diffs, alternative="greater").pvalue)
+
+
 def outcome(a: float, b: float, tolerance: float = TOLERANCE) -> str:
     """'win' when loss a is more than `tolerance` (relative to the smaller) below b, 'loss' when above, else
     'tie'."""
