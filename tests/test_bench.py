@@ -68,6 +68,16 @@ def test_friedman_matches_scipy_without_ties_and_demsar_by_hand():
         st.friedman(TABLE.iloc[:1])
 
 
+def test_iman_davenport_is_undefined_when_every_dataset_ranks_alike():
+    same = pd.DataFrame({"mlp": [2.0, 3.0, 4.0], "xgboost": [1.0, 1.0, 1.0]}, index=["d1", "d2", "d3"])
+    out = st.friedman(same)
+    assert out["statistic"] == pytest.approx(3.0) and math.isnan(out["iman_davenport_p"])  # not a p of 0
+    cells = [_cell(d, f, 1, 0.1, v) for d, row in same.iterrows() for f, v in row.items()]
+    doc = result("s", BenchConfig(minutes=1), [1], cells, ["mlp", "xgboost"])
+    assert math.isnan(doc["aggregate"]["iman_davenport_p"])
+    assert "Iman–Davenport F undefined: every dataset ranks the families alike" in report.markdown(doc, [], "pics")
+
+
 def test_nemenyi_critical_difference_uses_demsars_q_values():
     for k, q in ((2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728)):
         assert st.nemenyi_cd(k, 10) == pytest.approx(q * math.sqrt(k * (k + 1) / 60), abs=2e-3)

@@ -130,6 +130,12 @@ def _f(v: Any, digits: int = 5) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
+def _iman_davenport(p: float) -> str:
+    if math.isfinite(p):
+        return f"Iman–Davenport p = {p:.3g}"
+    return "Iman–Davenport F undefined: every dataset ranks the families alike"
+
+
 def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str:
     """The report: per-dataset table, paired tests and outcomes, across-dataset statistics, pictures."""
     b = doc["budget"]
@@ -187,7 +193,7 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
                          f"{agg['ties'][f]} | {agg['losses'][f]} |")
         if agg.get("friedman_p") is not None:
             lines += ["", f"Friedman χ² = {agg['friedman_statistic']:.3f}, p = {agg['friedman_p']:.3g} over "
-                          f"{len(agg['datasets'])} datasets (Iman–Davenport p = {_f(agg['iman_davenport_p'], 3)}); "
+                          f"{len(agg['datasets'])} datasets ({_iman_davenport(agg['iman_davenport_p'])}); "
                           f"Nemenyi critical difference at α = {agg['alpha']}: {agg['nemenyi_cd']:.3f}.", ""]
             lines += [f"- Wilcoxon–Holm {pair}: p = {_f(p, 3)}" for pair, p in agg["wilcoxon_holm_p"].items()]
     if doc.get("corruption"):

@@ -31,7 +31,8 @@ def mean_ranks(table: pd.DataFrame) -> pd.Series:
 def friedman(table: pd.DataFrame) -> dict[str, float]:
     """Friedman's chi-square over N datasets and k families (Demšar 2006, eq. 1), with the Iman-Davenport F.
 
-    Without tie correction, as Demšar writes it; for k >= 3 and no ties it equals scipy's friedmanchisquare.
+    Without tie correction, as Demšar writes it; for k >= 3 and no ties it equals scipy's friedmanchisquare. When
+    every dataset ranks the families alike, the F statistic is undefined (its denominator is 0): F and its p are NaN.
     """
     from scipy import stats
 
@@ -42,8 +43,8 @@ def friedman(table: pd.DataFrame) -> dict[str, float]:
     chi2 = 12 * n / (k * (k + 1)) * (float(np.sum(r ** 2)) - k * (k + 1) ** 2 / 4)
     p = float(stats.chi2.sf(chi2, k - 1))
     denom = n * (k - 1) - chi2
-    f = (n - 1) * chi2 / denom if denom > 0 else math.inf
-    p_f = float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))) if math.isfinite(f) else 0.0
+    f = (n - 1) * chi2 / denom if denom > 0 else math.nan
+    p_f = float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))) if math.isfinite(f) else math.nan
     return {"statistic": float(chi2), "p": p, "iman_davenport_f": float(f), "iman_davenport_p": p_f,
             "datasets": n, "families": k}
 
