@@ -23,6 +23,7 @@ from tabduel.bench.cells import (
     Cell,
     bases_of,
     budget_label,
+    cell_search_config,
     corrupted_features,
     result,
     run_cell,
@@ -36,6 +37,7 @@ from tabduel.data.ingest import ingest
 from tabduel.data.numeric import fit_numeric, map_numeric
 from tabduel.infra.config import BenchConfig, Config, FeaturesConfig, SearchConfig
 from tabduel.infra.errors import ConfigError, SourceError, TabduelError
+from tabduel.search.families import search_family
 from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.space import features_config
 from tabduel.search.study import SPENT, open_storage, open_study
@@ -355,6 +357,23 @@ def test_a_cell_searches_on_train_valid_and_scores_test_once(tmp_path, features_
     assert again["trials"] == 2 and again["test_mse"] == pytest.approx(r["test_mse"])
     assert len(optuna.load_study(study_name="cell-xgboost", storage=open_storage(str(tmp_path / "j.log"))).trials) \
         == 2
+
+
+def test_a_preprocessing_variant_refits_with_its_own_numeric_map(tmp_path, features_dir):
+    # mlp-quantile's space has one map, so its trials carry no 'numeric' param: the refit must still use quantile
+    cfg = Config.from_dict({"bench": {"trials": 2, "minutes": 0},
+                            "search": {"mlp_epochs": 6, "mlp_max_seconds": 0, "max_width": 32, "max_ensemble": 2}})
+    cell = Cell("airfoil", "mlp-quantile", 4751)
+    s = cell_search_config(cfg, cell, 1)
+    spec = search_family("mlp").rebuild(dict(_MLP_PARAMS), s, 1)
+    assert spec.encoding.numeric == "quantile"
+    r = run_cell(cell, {b: features_dir for b in bases_of("mlp-quantile")}, cfg, tmp_path / "j.log")
+    assert "numeric" not in r["best_params"]
+    assert r["refit_valid_mse"] == pytest.approx(r["best_valid_mse"], rel=1e-6)  # the refit is the best trial again
+
+
+_MLP_PARAMS = {"activation": "relu", "batch_size": 64, "depth": 1, "dropout": 0.0, "encoding": "ordinal",
+               "ensemble": 1, "lr": 0.01, "optimizer": "adam", "weight_decay": 1e-5, "width": 16}
 
 
 # ---- the best tabduel MLP, chosen by valid MSE ------------------------------------------------------------------

@@ -85,8 +85,10 @@ class SearchFamily:
 
 
 def _mlp_replay(s: SearchConfig, params: dict[str, Any]) -> tuple[SearchConfig, dict[str, Any]]:
-    # The trial's own numeric map, whatever the space offers now ("standard" before the space had one).
-    return dataclasses.replace(s, numeric=NUMERIC_MAPS), {"numeric": "standard", **params}
+    # The trial's own numeric map, whatever the space offers now. A space of one map suggests none, so a trial without
+    # the param used the space's only map (a bench's mlp-robust: robust; studies older than the maps: standard).
+    only = s.numeric[0] if len(s.numeric) == 1 else "standard"
+    return dataclasses.replace(s, numeric=NUMERIC_MAPS), {"numeric": only, **params}
 
 
 def _epochs(r: Result) -> dict[str, Any]:
