@@ -1,5 +1,6 @@
-"""The MLP families side by side at their defaults: one default fit each of realmlp, the MLP (NN5), XGBoost and tabm
-per dataset and split seed, with valid and test MSE and training seconds; writes benchmarks/results/families-<label>.json.
+"""The MLP families side by side at their defaults: one default fit each of realmlp, the MLP (NN5), XGBoost and
+tabm per dataset and split seed, with valid and test MSE and training seconds; writes
+benchmarks/results/families-<label>.json.
 
 Without --suite: the Seoul features (the features step's defaults with the built-in Seoul spec) for split seeds 4751
 and 4752. With --suite FILE: every dataset of that suite (its spec, its local source under --root, its features
@@ -90,7 +91,8 @@ def choice(rows: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default=str(SHARED), help="raw CSV without --suite [../shared/data/SeoulBikeData.csv]")
+    parser.add_argument("--source", default=str(SHARED),
+                        help="raw CSV without --suite [../shared/data/SeoulBikeData.csv]")
     parser.add_argument("--suite", default="", help="suite file: fit on each of its datasets instead")
     parser.add_argument("--root", default="", help="the suite's root for its sources (e.g. ../shared)")
     parser.add_argument("--seeds", default="4751,4752", help="split seeds, comma-separated [4751,4752]")

@@ -323,7 +323,7 @@ def test_a_cpu_stopwatch_does_not_count_waiting():
     wall, cpu = stopwatch("wall"), stopwatch("cpu")
     time.sleep(0.3)
     assert wall() >= 0.3 and cpu() < 0.15
-    with pytest.raises(ConfigError, match="time clock 'gpu' is not one of: wall, cpu"):
+    with pytest.raises(ConfigError, match="time clock = 'gpu' is not one of: wall, cpu"):
         stopwatch("gpu")
 
 
@@ -339,9 +339,9 @@ def test_a_time_limit_counts_its_clock(clock, cut):
 
 
 def test_time_clock_settings_are_checked():
-    with pytest.raises(ConfigError, match="mlp.time_clock = 'gpu': is not one of: wall, cpu"):
+    with pytest.raises(ConfigError, match="mlp.time_clock = 'gpu' is not one of: wall, cpu"):
         MLPConfig(time_clock="gpu")
-    with pytest.raises(ConfigError, match="search.trial_clock = 'gpu': is not one of: wall, cpu"):
+    with pytest.raises(ConfigError, match="search.trial_clock = 'gpu' is not one of: wall, cpu"):
         SearchConfig(trial_clock="gpu")
 
 

@@ -114,8 +114,7 @@ class MLPConfig(ModelSettings, section="mlp"):
     def __post_init__(self) -> None:
         _check(all(h >= 1 for h in self.hidden), "mlp.hidden", self.hidden, "widths must be at least 1")
         _check(self.max_seconds >= 0, "mlp.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
-        _check(self.time_clock in TIME_CLOCKS, "mlp.time_clock", self.time_clock,
-               f"is not one of: {', '.join(TIME_CLOCKS)}")
+        check_choice("mlp.time_clock", self.time_clock, TIME_CLOCKS)
         _check(self.population >= 1, "mlp.population", self.population, "must be at least 1")
         _check(self.threads >= 0, "mlp.threads", self.threads, "must not be negative (0: automatic)")
         _check(self.lr > 0, "mlp.lr", self.lr, "must be positive")
@@ -219,8 +218,7 @@ class RealMLPConfig(ModelSettings, section="realmlp"):
         _check(self.patience >= 0, "realmlp.patience", self.patience, "must not be negative (0: off)")
         _check(self.threads >= 0, "realmlp.threads", self.threads, "must not be negative (0: automatic)")
         _check(self.max_seconds >= 0, "realmlp.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
-        _check(self.time_clock in TIME_CLOCKS, "realmlp.time_clock", self.time_clock,
-               f"is not one of: {', '.join(TIME_CLOCKS)}")
+        check_choice("realmlp.time_clock", self.time_clock, TIME_CLOCKS)
 
 
 @dataclass(frozen=True)
@@ -273,8 +271,7 @@ class TabMConfig(ModelSettings, section="tabm"):
         _check(self.patience >= 0, "tabm.patience", self.patience, "must not be negative (0: off)")
         _check(self.threads >= 0, "tabm.threads", self.threads, "must not be negative (0: automatic)")
         _check(self.max_seconds >= 0, "tabm.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
-        _check(self.time_clock in TIME_CLOCKS, "tabm.time_clock", self.time_clock,
-               f"is not one of: {', '.join(TIME_CLOCKS)}")
+        check_choice("tabm.time_clock", self.time_clock, TIME_CLOCKS)
 
 
 @dataclass(frozen=True)
@@ -421,8 +418,7 @@ class SearchConfig:
                "runner = dask needs the scheduler's address (tcp://HOST:PORT)")
         _check(self.mlp_epochs >= 1, "search.mlp_epochs", self.mlp_epochs, "must be at least 1")
         _check(self.mlp_patience >= 1, "search.mlp_patience", self.mlp_patience, "must be at least 1")
-        _check(self.trial_clock in TIME_CLOCKS, "search.trial_clock", self.trial_clock,
-               f"is not one of: {', '.join(TIME_CLOCKS)}")
+        check_choice("search.trial_clock", self.trial_clock, TIME_CLOCKS)
         _check(self.mlp_max_seconds >= 0, "search.mlp_max_seconds", self.mlp_max_seconds, "must not be negative")
         _check(self.pruner in PRUNERS, "search.pruner", self.pruner, f"is not one of: {', '.join(PRUNERS)}")
         _check(self.mlp_batch >= 1, "search.mlp_batch", self.mlp_batch, "must be at least 1")

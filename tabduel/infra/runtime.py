@@ -11,15 +11,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from tabduel.infra.config import TIME_CLOCKS
+from tabduel.infra.config import TIME_CLOCKS, check_choice
 from tabduel.infra.errors import ConfigError
 
 
 def stopwatch(clock: str) -> Callable[[], float]:
     """Seconds since the call, counted by a clock: 'wall' (time.perf_counter) or 'cpu' (this process's CPU time,
     every thread's: what a bench's budgets count)."""
-    if clock not in TIME_CLOCKS:
-        raise ConfigError(f"time clock {clock!r} is not one of: {', '.join(TIME_CLOCKS)}")
+    check_choice("time clock", clock, TIME_CLOCKS)
     now = time.perf_counter if clock == "wall" else time.process_time
     start = now()
     return lambda: now() - start

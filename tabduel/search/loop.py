@@ -22,7 +22,6 @@ from tabduel.search.space import ENCODINGS
 from tabduel.search.study import ELAPSED, PARENT_RUN, SIBLING_OF, SPENT, Budget, completed
 
 MAX_FAILURES_IN_ROW = 5
-CLOCKS = TIME_CLOCKS  # what a budget counts: the clocks a trial's time limit may count too
 
 # (label, features base, trial specs) -> a future (anything `first_done` understands)
 Submit = Callable[[str, str, list[Any]], Any]
@@ -86,8 +85,8 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
     """Ask, train and tell trials of one family until its budget is spent, `workers` groups at a time; with
     pruning, the workers report MLP trials at the rung epochs and the study's pruner may stop them."""
     fam = search_family(family)
-    if clock not in CLOCKS:
-        raise ValueError(f"clock {clock!r} is not one of: {', '.join(CLOCKS)}")
+    if clock not in TIME_CLOCKS:
+        raise ValueError(f"clock {clock!r} is not one of: {', '.join(TIME_CLOCKS)}")
     from tabduel.search.study import counted_trials
 
     out = LoopResult(best=min((t.value for t in completed(study)), default=math.inf))
