@@ -101,6 +101,8 @@ def main() -> None:
                         help="override one default setting (repeatable)")
     parser.add_argument("--skip", action="append", default=[], metavar="KIND:DATASET",
                         help="leave out one family's fits on one dataset (repeatable)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows of the results file already there and fit only the missing ones")
     parser.add_argument("--workers", type=int, default=1, help="fits at once, each in its own process [1]")
     parser.add_argument("--workdir", default="/tmp/tabduel-families-bench", help="features are written here")
     parser.add_argument("--label", default=socket.gethostname(), help="results file suffix [the host name]")
@@ -122,6 +124,11 @@ def main() -> None:
         overrides.setdefault(kind, {})[name] = value
     skipped = {tuple(item.split(":", 1)) for item in args.skip}
     path = ROOT / "benchmarks" / "results" / f"families-{args.label}.json"
+    command = "python benchmarks/families.py " + " ".join(sys.argv[1:])
+    before = json.loads(path.read_text()) if args.resume and path.is_file() else {}
+    rows: list[dict[str, Any]] = before.get("rows", [])
+    commands = before.get("commands", [before["command"]] if before else []) + [command]
+    wall_before = before.get("wall_seconds", 0.0)
 
     # (dataset name, spec path or "" for the built-in, raw file, features settings)
     sources: list[tuple[str, str, str, FeaturesConfig]] = []
@@ -140,10 +147,11 @@ def main() -> None:
             fc = dataclasses.replace(fcfg, split_seed=seed)
             feats = save_features(Path(args.workdir) / f"features-{name}-{seed}", *make_features(df, spec, fc))
             rows_train = int(round(len(df) * fc.train_frac))
+            done = {r["family"] for r in rows if r["dataset"] == name and r["seed"] == seed}
             jobs += [(COST.get(kind, 1.0) * rows_train, str(feats), name, kind, seed) for kind in kinds
-                     if (kind, name) not in skipped]
+                     if (kind, name) not in skipped and kind not in done]
     jobs.sort(key=lambda j: -j[0])
-    print(f"{len(jobs)} fits, {args.workers} at a time; {len(skipped)} left out: "
+    print(f"{len(jobs)} fits ({len(rows)} done before), {args.workers} at a time; {len(skipped)} left out: "
           f"{', '.join(':'.join(s) for s in sorted(skipped)) or 'none'}", flush=True)
 
     def write(rows: list[dict], wall: float) -> None:
@@ -152,7 +160,7 @@ def main() -> None:
                "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                "python": platform.python_version(), "threads": free_cores(), "workers": args.workers,
                "load_average_1min": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M"),
-               "command": "python benchmarks/families.py " + " ".join(sys.argv[1:]), "wall_seconds": wall,
+               "command": command, "commands": commands, "wall_seconds": wall_before + wall,
                "skipped": sorted(":".join(s) for s in skipped), "rows": rows}
         if args.suite:
             out["choice"] = choice(rows, [k for k in kinds if k != "xgboost"])
@@ -160,7 +168,6 @@ def main() -> None:
         tmp.write_text(json.dumps(out, indent=2) + "\n")
         os.replace(tmp, path)
 
-    rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
         pending = {pool.submit(fit_row, feats, name, kind, seed, overrides.get(kind, {}))

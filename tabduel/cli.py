@@ -200,9 +200,9 @@ def resolve_config(args: argparse.Namespace) -> Config:
         if "." in dest and value is not None:
             section, name = dest.split(".", 1)
             flags.setdefault(section, {})[name] = value
-    from tabduel.infra.config import with_dataset_names  # empty experiment and study: the dataset spec's name
+    from tabduel.infra.config import with_dataset_defaults  # empty experiment, study, models: the spec's
 
-    cfg = with_dataset_names(Config.from_dict(merge(data, flags)))
+    cfg = with_dataset_defaults(Config.from_dict(merge(data, flags)))
     # Resolved here, once: MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI to the process later.
     tracking = dataclasses.replace(cfg.tracking, tracking_uri=resolve_tracking_uri(cfg.tracking))
     return dataclasses.replace(cfg, tracking=tracking)

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from tabduel.cli import main
 from tabduel.engine.data import Data
-from tabduel.infra.config import Config, TrackingConfig, with_dataset_names
+from tabduel.infra.config import DEFAULT_MODELS, Config, TrackingConfig, with_dataset_defaults
 from tabduel.infra.errors import DivergedError, TrainingError
 from tabduel.models import registry
 
@@ -87,9 +87,10 @@ def svg_texts(path: Path) -> list[str]:
 def test_no_date_spec_runs_end_to_end_in_its_own_experiment(tmp_path, prefect_api, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     csv, spec = write_toy(tmp_path, "toy-a")
-    assert main(["run", "--source", str(csv), "--dataset", str(spec), *FAST]) == 0
+    default = DEFAULT_MODELS[0]  # a spec that names no models gets the default MLP family, not NN5
+    assert main(["run", "--source", str(csv), "--dataset", str(spec), *FAST, f"--{default}-epochs", "5"]) == 0
     out = capsys.readouterr().out
-    assert "| mlp |" in out and "bike" not in out.lower()
+    assert f"| {default} |" in out and "| mlp |" not in out and "bike" not in out.lower()
 
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("toy-a")  # the spec's name, not seoul-bike
@@ -104,7 +105,7 @@ def test_no_date_spec_runs_end_to_end_in_its_own_experiment(tmp_path, prefect_ap
     eval_dir = Path(json.loads((tmp_path / "data" / "evaluate" / "latest" / "toy-a.json").read_text())["path"])
     predictions = pd.read_parquet(eval_dir / "predictions.parquet")
     assert set(predictions["split"]) == {"train", "valid", "test"}
-    assert np.isfinite(predictions[["pred_mlp", "pred_xgboost", "pred_linear"]].to_numpy()).all()
+    assert np.isfinite(predictions[[f"pred_{kind}" for kind in DEFAULT_MODELS]].to_numpy()).all()
 
 
 def test_two_datasets_in_one_data_dir_keep_their_own_latest_outputs(tmp_path, prefect_api, monkeypatch, capsys):
@@ -136,12 +137,26 @@ def test_two_datasets_in_one_data_dir_keep_their_own_latest_outputs(tmp_path, pr
 
 def test_experiment_and_study_default_to_the_spec_name(tmp_path):
     _, spec = write_toy(tmp_path, "toy-c", rows=10)
-    cfg = with_dataset_names(Config.from_dict({"ingest": {"dataset": str(spec)}}))
+    cfg = with_dataset_defaults(Config.from_dict({"ingest": {"dataset": str(spec)}}))
     assert (cfg.tracking.experiment, cfg.search.study) == ("toy-c", "toy-c")
-    assert with_dataset_names(Config()).tracking.experiment == "seoul-bike"
-    mine = with_dataset_names(Config.from_dict({"ingest": {"dataset": str(spec)}, "tracking": {"experiment": "x"},
+    assert with_dataset_defaults(Config()).tracking.experiment == "seoul-bike"
+    mine = with_dataset_defaults(Config.from_dict({"ingest": {"dataset": str(spec)}, "tracking": {"experiment": "x"},
                                                 "search": {"study": "s"}}))
     assert (mine.tracking.experiment, mine.search.study) == ("x", "s")
+
+
+def test_models_default_to_the_spec_s_then_to_the_default_family(tmp_path):
+    """The built-in Seoul spec names the original analysis's models; a spec naming none gets DEFAULT_MODELS; a spec's
+    `models` and then the settings' win over that."""
+    _, spec = write_toy(tmp_path, "toy-d", rows=10)
+    models = lambda data: with_dataset_defaults(Config.from_dict(data)).pipeline.models  # noqa: E731
+    assert models({}) == ("mlp", "xgboost", "linear")
+    assert models({"ingest": {"dataset": str(spec)}}) == DEFAULT_MODELS
+    assert DEFAULT_MODELS[0] != "mlp" and {"xgboost", "linear"} < set(DEFAULT_MODELS)
+    named = spec.with_name("named.toml")
+    named.write_text(spec.read_text().replace('name = "toy-d"', 'name = "toy-d"\nmodels = ["tabm", "linear"]'))
+    assert models({"ingest": {"dataset": str(named)}}) == ("tabm", "linear")
+    assert models({"ingest": {"dataset": str(named)}, "pipeline": {"models": ["xgboost"]}}) == ("xgboost",)
 
 
 def test_an_existing_experiment_gets_the_kind_tag(tmp_path):

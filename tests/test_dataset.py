@@ -46,6 +46,10 @@ def col(d, name):
 
 @pytest.mark.parametrize("change,match", [
     (lambda d: d.update(extra=1), "unknown key\\(s\\) extra"),
+    (lambda d: d.update(models="mlp"), "models = 'mlp' must be a list of strings"),
+    (lambda d: d.update(models=[]), "models = \\[\\] names no model"),
+    (lambda d: d.update(models=["mlp", "gbm"]), "models: 'gbm' is not a model kind; one of: mlp"),
+    (lambda d: d.update(models=["mlp", "xgboost", "mlp"]), "models: a model is named twice"),
     (lambda d: d.pop("target"), "missing key\\(s\\) target"),
     (lambda d: d.update(name="seoul bike"), "name = 'seoul bike' must hold only"),
     (lambda d: d["source"].update(sha256="abc"), "sha256 must be 64 lowercase hex digits"),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tabduel.data.target import TRANSFORMS
+from tabduel.infra.config import MODEL_KINDS
 from tabduel.infra.errors import ConfigError
 
 COLUMN_TYPES = ("int", "float", "category", "date", "time", "ignore")
@@ -90,6 +91,7 @@ class DatasetSpec:
     columns: tuple[ColumnSpec, ...]
     path: str
     sha256: str
+    models: tuple[str, ...] = ()  # what `tabduel run` trains on it unless the settings say (empty: the default)
 
     def column(self, name: str) -> ColumnSpec:
         """The spec of the column with this short name."""
@@ -322,7 +324,7 @@ def _check_columns(data: Any, path: str, read: ReadSpec) -> tuple[ColumnSpec, ..
 
 def parse_spec(data: Mapping[str, Any], path: str = "<spec>", sha256: str = "") -> DatasetSpec:
     """Check a parsed spec mapping and build a DatasetSpec, naming what is wrong."""
-    _check_keys(path, data, {"name", "description", "source", "read", "target", "features", "columns"},
+    _check_keys(path, data, {"name", "description", "models", "source", "read", "target", "features", "columns"},
                 {"name", "target", "features", "columns"})
     name = _typed(path, "name", data["name"], str, "a string")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
@@ -393,4 +395,18 @@ def parse_spec(data: Mapping[str, Any], path: str = "<spec>", sha256: str = "") 
         target=target, transform=transform, target_label=label, target_unit=unit,
         date_parts=tuple(date_parts.items()), periods=tuple(periods.items()),
         inputs=inputs, columns=columns, path=path, sha256=sha256,
+        models=_check_models(path, data["models"]) if "models" in data else (),
     )
+
+
+def _check_models(path: str, value: Any) -> tuple[str, ...]:
+    """The spec's `models`: known model kinds, none twice, at least one when the key is there."""
+    models = _strings(path, "models", value)
+    if not models:
+        raise ConfigError(f"{path}: models = [] names no model; leave the key out for the default models")
+    for kind in models:
+        if kind not in MODEL_KINDS:
+            raise ConfigError(f"{path}: models: {kind!r} is not a model kind; one of: {', '.join(MODEL_KINDS)}")
+    if len(set(models)) != len(models):
+        raise ConfigError(f"{path}: models: a model is named twice")
+    return models

@@ -81,7 +81,7 @@ def study_name(s: SearchConfig, family: str) -> str:
 def study_dir(s: SearchConfig) -> str:
     """The study's name, as its folder under <data_dir>/search/ (raises if it was left empty)."""
     if not s.study:
-        raise ValueError("SearchConfig.study is empty: fill it in with config.with_dataset_names first")
+        raise ValueError("SearchConfig.study is empty: fill it in with config.with_dataset_defaults first")
     return s.study
 
 
