@@ -4,6 +4,8 @@ search loop (real Optuna, real trials on generated features), and cells."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
 import math
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -42,6 +44,8 @@ from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.space import features_config
 from tabduel.search.study import SPENT, open_storage, open_study
 from tabduel.search.trials import run_xgboost
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # ---- statistics -------------------------------------------------------------------------------------------------
 
@@ -219,7 +223,7 @@ def test_a_generated_suite_loads_and_its_sources_check(tmp_path):
 
 
 def test_the_dev_suite_lists_every_shipped_spec():
-    suite = load_suite(Path(__file__).resolve().parents[1] / "benchmarks" / "suites" / "dev.toml")
+    suite = load_suite(ROOT / "benchmarks" / "suites" / "dev.toml")
     assert {Path(d.spec).name for d in suite.datasets} == {f"{n}" for n in messy.SUITE} | {"seoul_bike.toml"}
     assert {Path(d.source).name for d in suite.datasets if "suite" in d.source} == {
         Path(f).name for f, _ in messy.SUITE.values()}
@@ -227,7 +231,7 @@ def test_the_dev_suite_lists_every_shipped_spec():
 
 
 def test_the_mess_suite_is_the_dev_suites_small_datasets_as_they_are_there():
-    suites = Path(__file__).resolve().parents[1] / "benchmarks" / "suites"
+    suites = ROOT / "benchmarks" / "suites"
     dev = {d.name: d for d in load_suite(suites / "dev.toml").datasets}
     mess = load_suite(suites / "mess.toml")
     assert mess.name == "mess" and [d.name for d in mess.pick(quick=True)] == [d.name for d in mess.datasets]
@@ -422,6 +426,36 @@ def test_one_mlp_family_makes_no_best_mlp():
     cells = [_cell("a", f, s, 0.1, 0.4) for s in (1, 2) for f in ("mlp", "xgboost")]
     doc = result("s", BenchConfig(minutes=5), [1, 2], cells, ["mlp", "xgboost"])
     assert BEST_MLP not in doc["datasets"]["a"] and "best_mlp" not in doc
+
+
+def test_a_partial_report_keeps_only_the_finished_datasets(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_partial", ROOT / "benchmarks" / "bench_partial.py")
+    bench_partial = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_partial)
+    suite = write_suite(tmp_path / "suite")  # airfoil, wine_red, auto_mpg
+    first, second = tmp_path / "run" / "cells", tmp_path / "seeded" / "cells"
+    for folder, d, f, s, test in [(second, "airfoil", "mlp", 1, 0.5), (second, "airfoil", "mlp", 2, 0.5),
+                                  (first, "airfoil", "tabm", 1, 0.3), (first, "airfoil", "tabm", 2, 0.3),
+                                  (second, "airfoil", "xgboost", 1, 0.4), (second, "airfoil", "xgboost", 2, 0.4),
+                                  (first, "wine_red", "mlp", 1, 0.5), (first, "wine_red", "mlp", 2, 0.5),
+                                  (first, "wine_red", "tabm", 1, 0.3), (first, "wine_red", "xgboost", 1, 0.4),
+                                  (first, "wine_red", "xgboost", 2, 0.4), (second, "wine_red", "tabm", 1, 9.9)]:
+        r = {**_cell(d, f, s, 0.1, test), "id": f"{d}/none/{f}-s{s}", "budget_cpu_seconds": 300.0}
+        (folder / d / "none").mkdir(parents=True, exist_ok=True)
+        (folder / d / "none" / f"{f}-s{s}.json").write_text(json.dumps(r))
+    out = tmp_path / "partial.json"
+    bench_partial.main(["--cells", str(first), str(second), "--families", "mlp,tabm,xgboost", "--suite", str(suite),
+                        "--seeds", "1,2", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["partial"] and doc["datasets_finished"] == ["airfoil"] and doc["cells"] == 6
+    assert doc["datasets_to_run"] == {"wine_red": ["tabm-s2"],
+                                      "auto_mpg": [f"{f}-s{s}" for f in ("mlp", "tabm", "xgboost") for s in (1, 2)]}
+    assert set(doc["datasets"]) == {"airfoil"} and doc["budget"]["cpu_seconds_per_family"] == pytest.approx(300)
+    assert doc["best_mlp"]["datasets"]["airfoil"]["best_mlp"] == pytest.approx(0.3)  # tabm, chosen on valid
+    with pytest.raises(SystemExit, match="no dataset has every family and seed finished"):
+        bench_partial.main(["--cells", str(first), "--families", "mlp,tabm,xgboost", "--suite", str(suite),
+                            "--seeds", "1,2", "--out", str(tmp_path / "none.json")])
+    assert not (tmp_path / "none.json").exists()
 
 
 # ---- hypothesis 2: does the gap grow, and does preprocessing shrink it? ------------------------------------------

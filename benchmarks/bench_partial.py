@@ -1,0 +1,100 @@
+"""A bench's result for the datasets it has finished, while the rest still runs: reads cell results from one or more
+folders (the bench's `cells/`, and e.g. the committed cells of an earlier bench it was seeded with), keeps only the
+datasets where every family has every outer seed, and writes the same result document as `tabduel bench` for them
+(`tabduel.bench.cells.result`: per-dataset tables, the best-MLP goal, ranks over the finished datasets), marked
+partial, with the datasets still to run named. Nothing is searched or refitted; test scores are those the cells
+recorded, once each.
+
+    python benchmarks/bench_partial.py --cells benchmarks/results/bench-dev-300s/cells \
+        benchmarks/results/goal/bench-dev-300s/cells --families mlp,realmlp,tabm,xgboost,peer_realmlp \
+        --suite benchmarks/suites/dev.toml --out benchmarks/results/goal/bench-dev-300s.partial.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tabduel.bench.cells import CLEAN, result  # noqa: E402
+from tabduel.bench.suite import load_suite  # noqa: E402
+from tabduel.infra.config import BenchConfig  # noqa: E402
+from tabduel.infra.errors import TabduelError  # noqa: E402
+from tabduel.infra.store import atomic_write_json  # noqa: E402
+
+
+def read_cells(folders: list[Path]) -> list[dict[str, Any]]:
+    """Every cell result under the folders (the first folder's copy wins where two hold the same cell)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise SystemExit(f"bench_partial: error: {folder} is not a folder of cell results")
+        for path in sorted(folder.rglob("*.json")):
+            r = json.loads(path.read_text())
+            seen.setdefault(r["id"], r)
+    return list(seen.values())
+
+
+def finished(results: list[dict[str, Any]], datasets: list[str], families: list[str], seeds: list[int]
+             ) -> tuple[list[str], dict[str, list[str]]]:
+    """The datasets with a clean cell for every family and seed, and for the others the cells they still lack."""
+    have = {(r["cell"]["dataset"], r["cell"]["family"], r["cell"]["seed"]) for r in results
+            if r["cell"]["corruption"] == CLEAN}
+    done, missing = [], {}
+    for d in datasets:
+        lack = [f"{f}-s{s}" for f in families for s in seeds if (d, f, s) not in have]
+        if lack:
+            missing[d] = lack
+        else:
+            done.append(d)
+    return done, missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p.add_argument("--cells", nargs="+", required=True, type=Path, help="folders of cell results (searched deep)")
+    p.add_argument("--families", required=True, help="the bench's families, comma-separated")
+    p.add_argument("--suite", required=True, type=Path, help="the bench's suite file: its datasets, in order")
+    p.add_argument("--seeds", default="4751,4752,4753", help="the bench's outer seeds [default: 4751,4752,4753]")
+    p.add_argument("--out", required=True, type=Path, help="the JSON to write (temp file, then os.replace)")
+    a = p.parse_args(argv)
+    families = a.families.split(",")
+    try:
+        suite = load_suite(a.suite)
+    except TabduelError as exc:
+        raise SystemExit(f"bench_partial: error: {exc}") from None
+    datasets = [d.name for d in suite.datasets]
+    seeds = [int(s) for s in a.seeds.split(",")]
+    results = read_cells(a.cells)
+    done, missing = finished(results, datasets, families, seeds)
+    if not done:
+        raise SystemExit("bench_partial: error: no dataset has every family and seed finished yet")
+    keep = [r for r in results if r["cell"]["dataset"] in done and r["cell"]["family"] in families
+            and r["cell"]["seed"] in seeds and r["cell"]["corruption"] == CLEAN]
+    budgets = {r["budget_cpu_seconds"] for r in keep}
+    if len(budgets) != 1:
+        raise SystemExit(f"bench_partial: error: the cells have different CPU budgets: {sorted(budgets)}")
+    bench = BenchConfig(families=tuple(families), minutes=budgets.pop() / 60, outer_seeds=len(seeds),
+                        first_seed=seeds[0])
+    doc = {"partial": True, "datasets_finished": done, "datasets_to_run": missing,
+           "command": "python benchmarks/bench_partial.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           **result(suite.name, bench, seeds, keep, families)}
+    atomic_write_json(a.out, doc)
+    goal = doc.get("best_mlp", {})
+    print(f"{len(done)} of {len(datasets)} datasets finished ({len(keep)} cells); still to run: "
+          f"{', '.join(missing) or 'none'}")
+    for name, row in goal.get("datasets", {}).items():
+        peer = f", RealMLP-TD {row['realmlp_td']:.5g} ({row['gap_vs_realmlp_td']:+.1%})" if "realmlp_td" in row else ""
+        print(f"  {name}: best MLP {row['best_mlp']:.5g} ({'/'.join(sorted(set(row['chosen'])))}) vs XGBoost "
+              f"{row['xgboost']:.5g} ({row['gap_vs_xgboost']:+.1%}, {row['outcome_vs_xgboost']}){peer}")
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
