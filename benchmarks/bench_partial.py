@@ -13,7 +13,6 @@ recorded, once each.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from tabduel.bench.cells import CLEAN, result  # noqa: E402
 from tabduel.bench.suite import load_suite  # noqa: E402
 from tabduel.infra.config import BenchConfig  # noqa: E402
 from tabduel.infra.errors import TabduelError  # noqa: E402
-from tabduel.infra.store import atomic_write_json  # noqa: E402
+from tabduel.infra.store import atomic_write_json, read_json  # noqa: E402
 
 
 def read_cells(folders: list[Path]) -> list[dict[str, Any]]:
@@ -35,7 +34,7 @@ def read_cells(folders: list[Path]) -> list[dict[str, Any]]:
         if not folder.is_dir():
             raise SystemExit(f"bench_partial: error: {folder} is not a folder of cell results")
         for path in sorted(folder.rglob("*.json")):
-            r = json.loads(path.read_text())
+            r = read_json(path)
             seen.setdefault(r["id"], r)
     return list(seen.values())
 
