@@ -353,13 +353,12 @@ def row_pipeline_compute(data, device: str, quick: bool, repeats: int, source: s
     from tabduel.data.dataset import load_spec
     from tabduel.data.features import make_features
     from tabduel.data.ingest import ingest
-    from tabduel.infra.config import Config
-    from tabduel.infra.plots import daily_totals, loss_history, predicted_vs_observed, residuals
-    from tabduel.models.evaluate import run_evaluation
+    from tabduel.infra.config import Config, with_dataset_defaults
+    from tabduel.models.evaluate import draw_plots, run_evaluation
     from tabduel.models.registry import family
     from tabduel.models.training import fit, load_data
 
-    cfg = Config()
+    cfg = with_dataset_defaults(Config())  # the models `tabduel run` trains: the built-in spec's
     steps: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -367,6 +366,7 @@ def row_pipeline_compute(data, device: str, quick: bool, repeats: int, source: s
         spec = load_spec("")
         df, _ = ingest(source, spec)
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp / "table.parquet")
+        (tmp / "dataset.toml").write_bytes(Path(spec.path).read_bytes())
         steps["ingest"] = time.perf_counter() - start
         start = time.perf_counter()
         splits, manifest = make_features(pd.read_parquet(tmp / "table.parquet"), spec, cfg.features)
@@ -377,7 +377,6 @@ def row_pipeline_compute(data, device: str, quick: bool, repeats: int, source: s
         (feats / "manifest.json").write_text(json.dumps(manifest))
         steps["features"] = time.perf_counter() - start
         dirs = {}
-        histories = {}
         for kind in cfg.pipeline.models:
             start = time.perf_counter()
             d, _ = load_data(feats)
@@ -385,19 +384,12 @@ def row_pipeline_compute(data, device: str, quick: bool, repeats: int, source: s
             dirs[kind] = tmp / kind
             dirs[kind].mkdir()
             family(kind).save(result, dirs[kind])
+            (dirs[kind] / "history.json").write_text(json.dumps(result.history))  # as the train task writes it
             steps[f"train_{kind}"] = time.perf_counter() - start
-            histories[kind] = result.history
         start = time.perf_counter()
         predictions, _ = run_evaluation(feats, {k: str(v) for k, v in dirs.items()})
-        table = pd.read_parquet(tmp / "table.parquet")
-        date_col = next(c.name for c in spec.columns if c.type == "date")
-        daily_totals(table, predictions, date_col, spec.target, spec.transform, list(dirs), tmp / "daily.png",
-                     cfg.evaluate.dpi)
-        for kind in dirs:
-            residuals(predictions, kind, tmp / f"res_{kind}.png", cfg.evaluate.dpi)
-            predicted_vs_observed(predictions, kind, tmp / f"pvo_{kind}.png", cfg.evaluate.dpi)
-            if histories[kind]:
-                loss_history(histories[kind], tmp / f"loss_{kind}.png", cfg.evaluate.dpi)
+        (tmp / "evaluate").mkdir()
+        draw_plots(tmp / "evaluate", tmp, feats, predictions, dirs, cfg.evaluate.dpi)
         steps["evaluate"] = time.perf_counter() - start
     return {"figures": {"steps_s": {k: round(v, 3) for k, v in steps.items()},
                         "compute_s": round(sum(steps.values()), 3)}}

@@ -31,3 +31,24 @@ def test_comparison_sorted_by_valid_mse_and_markdown():
     assert list(table.columns)[:2] == ["valid_mse", "valid_rmse"]
     md = to_markdown(table)
     assert md.splitlines()[0].startswith("| model | valid_mse") and "| b | 0.1000" in md
+
+
+def test_benchmark_pure_compute_row_runs_the_pipelines_steps(raw_csv, tmp_path):
+    """benchmarks/training.py's pure-compute row (the denominator of `pipeline_overhead`) trains the models that
+    `tabduel run` trains on the built-in spec and draws the evaluation's plots with the same function."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))  # the script imports its sibling _common
+    try:
+        spec = importlib.util.spec_from_file_location("training_bench", bench / "training.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        figures = module.row_pipeline_compute(None, "cpu", True, 1, source=str(raw_csv))["figures"]
+    finally:
+        sys.path.remove(str(bench))
+    assert list(figures["steps_s"]) == ["ingest", "features", "train_mlp", "train_xgboost", "train_linear",
+                                        "evaluate"]
+    assert figures["compute_s"] > 0

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 
 from tabduel.data import target
+from tabduel.data.dataset import load_spec
 from tabduel.data.features import ROW, SPLITS, load_xy
+from tabduel.data.labels import original_scale, scale_label
 from tabduel.models.registry import family
 from tabduel.models.training import predictor
 
@@ -93,3 +95,40 @@ def run_evaluation(features_dir: str | Path, models: dict[str, str]) -> tuple[pd
     manifest = json.loads((Path(features_dir) / "manifest.json").read_text())
     transform = manifest.get("target_transform", "none")
     return predictions, metrics_table(predictions, list(models), transform, manifest.get("target_params"))
+
+
+def target_scale(features_dir: str | Path) -> tuple[str, dict]:
+    """The target transform of a features output and its params fitted on train (e.g. yeo-johnson's lambda)."""
+    manifest = json.loads((Path(features_dir) / "manifest.json").read_text())
+    return manifest.get("target_transform", "none"), manifest.get("target_params") or {}
+
+
+def draw_plots(out: Path, ingest_dir: str | Path, features_dir: str | Path, predictions: pd.DataFrame,
+               models: dict[str, str | Path], dpi: int) -> None:
+    """All PNGs of an evaluation into out/plots, labelled from the dataset spec and the target transform."""
+    from tabduel.infra import plots  # matplotlib: imported only when plots are drawn
+
+    folder = out / "plots"
+    folder.mkdir()
+    spec = load_spec(Path(ingest_dir) / "dataset.toml")
+    transform, params = target_scale(features_dir)
+    scale = scale_label(spec.target_title, transform, params)
+    kinds = list(models)
+    original = original_scale(predictions, kinds, transform, params)
+    if spec.date_column:  # sums per day on the original scale, over every split
+        table = pd.read_parquet(Path(ingest_dir) / "table.parquet", columns=[spec.date_column])
+        rows = predictions[ROW].to_numpy()
+        plots.daily_totals(table[spec.date_column].to_numpy()[rows], original["observed"].to_numpy(),
+                           {kind: original[f"pred_{kind}"].to_numpy() for kind in kinds}, spec.target_label,
+                           spec.target_unit, folder / "daily_totals.png", dpi)
+    else:
+        plots.by_split(original, kinds, spec.target_title, folder / "predicted_vs_observed_by_split.png", dpi)
+    for kind, model_dir in models.items():
+        plots.residuals(predictions, kind, folder / f"residuals_{kind}.png", dpi, scale)
+        plots.predicted_vs_observed(predictions, kind, folder / f"predicted_vs_observed_{kind}.png", dpi, scale)
+        history = json.loads((Path(model_dir) / "history.json").read_text())
+        if history:
+            per_epoch = family(kind).steps == "epoch"
+            plots.loss_history(history, folder / f"loss_history_{kind}.png", dpi, title=f"{kind}: training history",
+                               xlabel="epoch" if per_epoch else "boosting round",
+                               ylabel=f"{'MSE' if per_epoch else 'RMSE'}, {scale}")
