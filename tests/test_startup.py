@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tabduel.infra.config import TrackingConfig
 from tabduel.infra.tracking import Tracker, seed_sqlite_store, store_template_path
@@ -93,3 +96,24 @@ def test_a_tracker_on_a_new_store_logs_runs(tmp_path, monkeypatch):
     run = tracker.client.get_run(run_id)
     assert run.data.metrics == {"m": 0.5} and run.data.params == {"p": "1"}
     assert store_template_path().is_file()
+
+
+LIGHTNING_PROBE = """
+import json, sys
+from tabduel.infra.tracking import mlflow_pytorch
+module = mlflow_pytorch()
+after = {"log_model": hasattr(module, "log_model"), "lightning": "pytorch_lightning" in sys.modules,
+         "blocked_left": "mlflow.pytorch._lightning_autolog" in sys.modules}
+import mlflow.pytorch._lightning_autolog  # autologging can still import it later
+after["autolog_later"] = "pytorch_lightning" in sys.modules
+print(json.dumps(after))
+"""
+
+
+def test_logging_a_torch_model_does_not_import_pytorch_lightning():
+    """tabduel[peers] installs pytorch-lightning (for pytabkit); mlflow.pytorch would import it: seconds per run."""
+    if importlib.util.find_spec("pytorch_lightning") is None:
+        pytest.skip("pytorch-lightning is not installed (it comes with tabduel[peers])")
+    out = subprocess.run([sys.executable, "-c", LIGHTNING_PROBE], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {"log_model": True, "lightning": False, "blocked_left": False,
+                                                        "autolog_later": True}

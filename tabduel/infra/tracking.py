@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -379,16 +380,38 @@ class Tracker:
             self.client.finalize_logged_model(logged.model_id, "READY")
 
 
+LIGHTNING_CALLBACK = "mlflow.pytorch._lightning_autolog"
+
+
+def mlflow_pytorch() -> Any:
+    """mlflow.pytorch, imported without its pytorch-lightning checkpoint callback.
+
+    With pytorch-lightning installed (pytabkit, of tabduel[peers], brings it), `import mlflow.pytorch` imports it and
+    torchmetrics for that callback: seconds, for autologging tabduel never uses. A None in sys.modules makes that one
+    import fail with ImportError, which mlflow.pytorch expects when lightning is missing; the entry is removed after,
+    so mlflow's autologging can still import the module later.
+    """
+    if "mlflow.pytorch" in sys.modules:
+        return sys.modules["mlflow.pytorch"]
+    blocked = LIGHTNING_CALLBACK not in sys.modules
+    if blocked:
+        sys.modules[LIGHTNING_CALLBACK] = None  # type: ignore[assignment]
+    try:
+        import mlflow.pytorch
+    finally:
+        if blocked and sys.modules.get(LIGHTNING_CALLBACK, False) is None:
+            del sys.modules[LIGHTNING_CALLBACK]
+    return mlflow.pytorch
+
+
 def _log_pytorch(model: Any, common: dict[str, Any]) -> None:
     # Pickle, not MLflow's default pt2 format: that runs torch.export (importing torch._dynamo costs ~2 s).
     from importlib.metadata import version
 
-    import mlflow.pytorch
-
     torch_version = version("torch").split("+")[0]
     with _quiet(logging.getLogger("mlflow.pytorch"), "Saving pytorch model by Pickle"):
-        mlflow.pytorch.log_model(model, pip_requirements=[f"torch=={torch_version}"], serialization_format="pickle",
-                                 **common)
+        mlflow_pytorch().log_model(model, pip_requirements=[f"torch=={torch_version}"],
+                                   serialization_format="pickle", **common)
 
 
 def _log_xgboost(model: Any, common: dict[str, Any]) -> None:
