@@ -332,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _warm_up(args: argparse.Namespace, cfg: Config) -> None:
     """While Prefect's API server boots, open the MLflow store and import torch in a background thread.
 
-    The flow needs both, and each is slow (MLflow's store ~2 s, torch ~1.5 s); here they overlap with the wait.
+    The flow needs both, and each is slow (MLflow's store ~2 s, torch ~1.5 s); here they overlap with the wait, as does
+    MLflow's scan of the installed packages that logging a model needs.
     A failure is left for the flow itself to meet and report.
     """
     import threading
@@ -347,6 +348,12 @@ def _warm_up(args: argparse.Namespace, cfg: Config) -> None:
             # only torch: importing xgboost too, beside MLP training, measured slower
             if any(kind and "torch" in registry.family(kind).packages for kind in kinds):
                 import torch  # noqa: F401
+            if args.command in ("run", "train"):
+                # Logging a model checks its requirements against the installed packages: MLflow's map of every
+                # installed distribution's modules, built once per process (~0.5 s), is built here, after torch.
+                from mlflow.utils.requirements_utils import _init_modules_to_packages_map
+
+                _init_modules_to_packages_map()
         except Exception:  # the flow opens the same store and reports what went wrong
             pass
 
