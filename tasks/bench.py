@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tabduel.bench.cells import Cell, corrupted_features, run_cell
 from tabduel.data.dataset import load_spec
 from tabduel.data.features import save_features
 from tabduel.infra.config import Config, FeaturesConfig, PipelineConfig, to_plain
+from tabduel.infra.runtime import Every
 from tabduel.infra.store import (
     StepResult,
     atomic_write_json,
@@ -22,6 +23,8 @@ from tabduel.infra.store import (
     sha256_tree,
     step_key,
 )
+
+PROGRESS_SECONDS = 60.0  # a running cell logs its search's progress at most this often
 
 CODE = ["tabduel.data.features", "tabduel.data.dataset", "tabduel.data.corruptions", "tabduel.bench.cells", __name__]
 
@@ -53,6 +56,7 @@ def cell_task(label: str, cell: Cell, features: dict[str, str], config: dict[str
     """Run one cell (its study resumed from its journal if a killed bench left one) and write its result JSON."""
     cfg = Config.from_dict(config)
     Path(journal).parent.mkdir(parents=True, exist_ok=True)
-    row = run_cell(cell, features, cfg, journal, threads)
+    progress = Every(get_run_logger(), PROGRESS_SECONDS)  # Prefect's lines name the cell (its task run)
+    row = run_cell(cell, features, cfg, journal, threads, log=progress)
     atomic_write_json(out, row)
     return out

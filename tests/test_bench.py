@@ -39,6 +39,7 @@ from tabduel.data.ingest import ingest
 from tabduel.data.numeric import fit_numeric, map_numeric
 from tabduel.infra.config import BenchConfig, Config, FeaturesConfig, SearchConfig
 from tabduel.infra.errors import ConfigError, SourceError, TabduelError
+from tabduel.infra.runtime import Every
 from tabduel.search.families import search_family
 from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.space import features_config
@@ -350,11 +351,40 @@ def test_family_variants_and_budget_labels():
         variant("svm")
 
 
+class Lines:
+    """A logger that keeps its lines."""
+
+    def __init__(self) -> None:
+        self.info_lines: list[str] = []
+        self.warning_lines: list[str] = []
+
+    def info(self, msg: str) -> None:
+        self.info_lines.append(msg)
+
+    def warning(self, msg: str) -> None:
+        self.warning_lines.append(msg)
+
+
+def test_a_cells_progress_is_one_line_a_minute():
+    now = [0.0]
+    log = Lines()
+    every = Every(log, 60.0, clock=lambda: now[0])
+    for t, msg in [(0, "budget"), (10, "trial 0"), (59, "trial 1"), (61, "trial 2"), (100, "trial 3"), (121, "t4")]:
+        now[0] = t
+        every.info(msg)
+    every.warning("failed")
+    assert log.info_lines == ["budget", "trial 2", "t4"]
+    assert log.warning_lines == ["failed"]
+
+
 def test_a_cell_searches_on_train_valid_and_scores_test_once(tmp_path, features_dir):
     cfg = Config.from_dict({"bench": {"trials": 2, "minutes": 0}, "search": {"xgb_rounds": 30,
                                                                             "xgb_early_stopping": 5}})
     cell = Cell("airfoil", "xgboost", 4751)
-    r = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")
+    log = Lines()
+    r = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log", log=log)
+    assert log.info_lines[0].startswith("xgboost: budget 2 trials;") and len(log.info_lines) == 3  # + 2 trial lines
+    assert log.info_lines[-1].startswith("xgboost trial 1: valid MSE ")
     assert r["trials"] == 2 and r["refit_valid_mse"] == pytest.approx(r["best_valid_mse"], rel=1e-6)
     assert r["test_mse"] > 0 and r["test_rmse_orig"] == pytest.approx(math.sqrt(r["test_mse_orig"]))
     again = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")  # the stored study: nothing to add

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -22,6 +23,24 @@ def stopwatch(clock: str) -> Callable[[], float]:
     now = time.perf_counter if clock == "wall" else time.process_time
     start = now()
     return lambda: now() - start
+
+
+class Every:
+    """A logger for long work: passes on the first info line, then at most one per `seconds`, and every warning
+    (a bench cell's progress: one line a minute, not one per trial)."""
+
+    def __init__(self, log: Any, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.log, self.seconds, self.clock = log, seconds, clock
+        self.last = -math.inf
+
+    def info(self, msg: str) -> None:
+        now = self.clock()
+        if now - self.last >= self.seconds:
+            self.last = now
+            self.log.info(msg)
+
+    def warning(self, msg: str) -> None:
+        self.log.warning(msg)
 
 
 def seed_everything(seed: int) -> None:
