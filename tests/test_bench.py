@@ -231,12 +231,13 @@ def test_the_dev_suite_lists_every_shipped_spec():
     assert len(suite.pick(quick=True)) == 3
 
 
-def test_the_mess_suite_is_the_dev_suites_small_datasets_as_they_are_there():
+def test_the_mess_and_seoul_suites_are_dev_suite_datasets_as_they_are_there():
     suites = ROOT / "benchmarks" / "suites"
     dev = {d.name: d for d in load_suite(suites / "dev.toml").datasets}
-    mess = load_suite(suites / "mess.toml")
+    mess, seoul = load_suite(suites / "mess.toml"), load_suite(suites / "seoul.toml")
     assert mess.name == "mess" and [d.name for d in mess.pick(quick=True)] == [d.name for d in mess.datasets]
-    for d in mess.datasets:  # same spec, source and checksum: the corruption bench reads the dev suite's data
+    assert seoul.name == "seoul" and [d.name for d in seoul.datasets] == ["seoul_bike"]
+    for d in [*mess.datasets, *seoul.datasets]:  # same spec, source and checksum as the dev suite's
         assert (d.spec, d.source, d.sha256) == (dev[d.name].spec, dev[d.name].source, dev[d.name].sha256)
 
 

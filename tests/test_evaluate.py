@@ -33,6 +33,7 @@ def test_comparison_sorted_by_valid_mse_and_markdown():
     assert md.splitlines()[0].startswith("| model | valid_mse") and "| b | 0.1000" in md
 
 
+@pytest.mark.slow
 def test_benchmark_pure_compute_row_runs_the_pipelines_steps(raw_csv, tmp_path):
     """benchmarks/training.py's pure-compute row (the denominator of `pipeline_overhead`) trains the models that
     `tabduel run` trains on the built-in spec and draws the evaluation's plots with the same function."""

@@ -103,10 +103,11 @@ def cell_search_config(cfg: Config, cell: Cell, threads: int) -> SearchConfig:
     return dataclasses.replace(s, numeric=numeric) if numeric else s
 
 
-def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | Path, threads: int = 1
-             ) -> dict[str, Any]:
+def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | Path, threads: int = 1,
+             log: Any = None) -> dict[str, Any]:
     """Search the cell's family on its split's train/valid within the budget (resuming the cell's study when its
-    journal has one), refit the best config on the same split and score it once on test."""
+    journal has one), refit the best config on the same split and score it once on test; `log` (info, warning)
+    gets the search's budget line and its trial lines."""
     family, encodings, _ = variant(cell.family)
     fam = search_family(family)
     s = cell_search_config(cfg, cell, threads)
@@ -121,8 +122,8 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     def submit(label: str, base: str, specs: list[Any]) -> Inline:
         return Inline(lambda: fam.run(features[base], specs, False))
 
-    loop = run_family(family, study, budget, s, 1, threads, submit, first_of, clock="cpu", encodings=encodings,
-                      pruning=pruning_of(s, str(journal), study.study_name))
+    loop = run_family(family, study, budget, s, 1, threads, submit, first_of, log=log, clock="cpu",
+                      encodings=encodings, pruning=pruning_of(s, str(journal), study.study_name))
     done = completed(study)
     if not done:
         raise RuntimeError(f"{cell.id}: no trial finished within the budget")

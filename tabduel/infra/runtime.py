@@ -1,4 +1,4 @@
-"""Seeds, devices and core counts."""
+"""Seeds, devices, core counts, clocks, and a throttled logger for long work."""
 
 from __future__ import annotations
 
@@ -26,8 +26,7 @@ def stopwatch(clock: str) -> Callable[[], float]:
 
 
 class Every:
-    """A logger for long work: passes on the first info line, then at most one per `seconds`, and every warning
-    (a bench cell's progress: one line a minute, not one per trial)."""
+    """A logger that passes on the first info line, then at most one per `seconds`, and every warning."""
 
     def __init__(self, log: Any, seconds: float, clock: Callable[[], float] = time.monotonic):
         self.log, self.seconds, self.clock = log, seconds, clock

@@ -389,10 +389,8 @@ def mlflow_pytorch() -> Any:
     With pytorch-lightning installed (pytabkit, of tabduel[peers], brings it), `import mlflow.pytorch` imports it and
     torchmetrics for that callback: seconds, for autologging tabduel never uses. A None in sys.modules makes that one
     import fail with ImportError, which mlflow.pytorch expects when lightning is missing; the entry is removed after,
-    so mlflow's autologging can still import the module later.
+    so mlflow's autologging can still import the module later. Once mlflow.pytorch is loaded, the import returns it.
     """
-    if "mlflow.pytorch" in sys.modules:
-        return sys.modules["mlflow.pytorch"]
     blocked = LIGHTNING_CALLBACK not in sys.modules
     if blocked:
         sys.modules[LIGHTNING_CALLBACK] = None  # type: ignore[assignment]

@@ -92,9 +92,8 @@ def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
 def run_evaluation(features_dir: str | Path, models: dict[str, str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Predictions of every model on every split, and their metrics."""
     predictions = predict_all(features_dir, models)
-    manifest = json.loads((Path(features_dir) / "manifest.json").read_text())
-    transform = manifest.get("target_transform", "none")
-    return predictions, metrics_table(predictions, list(models), transform, manifest.get("target_params"))
+    transform, params = target_scale(features_dir)
+    return predictions, metrics_table(predictions, list(models), transform, params)
 
 
 def target_scale(features_dir: str | Path) -> tuple[str, dict]:
