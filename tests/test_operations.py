@@ -22,8 +22,15 @@ BIN = Path(sys.executable).parent
 
 
 def _tabduel(*args: str, cwd: Path, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tabduel", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+    kw.setdefault("stdout", subprocess.PIPE)
+    # Ctrl-C as at a terminal: a shell's background job inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt (a test run launched with `cmd &` left `tabduel serve` deaf to it)
+    return subprocess.Popen([sys.executable, "-m", "tabduel", *args], cwd=cwd, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=_default_sigint, **kw)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _prefect(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -34,8 +41,11 @@ def test_serve_runs_the_pipeline_as_a_cron_deployment(tmp_path, raw_csv, prefect
     from prefect import get_client
     from prefect.deployments import run_deployment
 
-    serve = _tabduel("serve", "--cron", "0 3 * * *", "--name", "nightly", "--source", str(raw_csv), *FAST,
-                     cwd=tmp_path)
+    # serve runs until stopped and streams its flow runs' logs: into a file, as an unread pipe fills and blocks it
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        serve = _tabduel("serve", "--cron", "0 3 * * *", "--name", "nightly", "--source", str(raw_csv), *FAST,
+                         cwd=tmp_path, stdout=out)
     try:
         deployment, deadline = None, time.time() + 120
         with get_client(sync_client=True) as client:
@@ -44,14 +54,19 @@ def test_serve_runs_the_pipeline_as_a_cron_deployment(tmp_path, raw_csv, prefect
                 try:
                     deployment = client.read_deployment_by_name("tabduel-pipeline/nightly")
                 except Exception:
-                    assert serve.poll() is None, serve.stdout.read()
+                    assert serve.poll() is None, log.read_text()
         assert deployment is not None, "the deployment never appeared"
         assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * *"]
         flow_run = run_deployment("tabduel-pipeline/nightly", timeout=300)
         assert flow_run.state.is_completed(), flow_run.state
     finally:
         os.killpg(serve.pid, signal.SIGINT)
-        serve.wait(timeout=60)
+        try:
+            serve.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+            pytest.fail("serve did not stop within 60 s of Ctrl-C; its output ends:\n" + log.read_text()[-3000:])
     client = client_for(tmp_path)
     runs = client.search_runs([client.get_experiment_by_name("seoul-bike").experiment_id],
                               "tags.`tabduel.step` = 'pipeline'")
