@@ -379,7 +379,7 @@ def row_pipeline_compute(data, device: str, quick: bool, repeats: int, source: s
         dirs = {}
         for kind in cfg.pipeline.models:
             start = time.perf_counter()
-            d, _ = load_data(feats)
+            d, _ = load_data(feats, kind)  # as the train task loads them (per-family missing values)
             result = fit(kind, d, cfg.model(kind))
             dirs[kind] = tmp / kind
             dirs[kind].mkdir()
