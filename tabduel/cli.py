@@ -303,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_expected_errors()
         _warm_up(args, cfg)
         api.wait_ready()
-        summary = _dispatch(flows, args, cfg.to_dict())
+        with api.flow_settings():
+            summary = _dispatch(flows, args, cfg.to_dict())
     except TabduelError as exc:
         print(f"tabduel: error: {one_line(exc)}", file=sys.stderr)
         return 1

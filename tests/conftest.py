@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,10 @@ SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "SeoulBik
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if "prefect" in sys.modules:  # the flows' buffered logs and events go out while their server still answers
+        from tabduel.cli import _flush_prefect_logs
+
+        _flush_prefect_logs()
     _API.stop()
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 
@@ -41,6 +46,13 @@ def prefect_api() -> str:
     """URL of the session's Prefect API, once it answers."""
     _API.wait_ready()
     return _API.url
+
+
+@pytest.fixture(scope="session")
+def local_api() -> LocalAPI:
+    """The session's own Prefect API server (as `tabduel` starts one), once it answers."""
+    _API.wait_ready()
+    return _API
 
 
 @pytest.fixture()

@@ -117,3 +117,20 @@ def test_logging_a_torch_model_does_not_import_pytorch_lightning():
     out = subprocess.run([sys.executable, "-c", LIGHTNING_PROBE], capture_output=True, text=True, check=True).stdout
     assert json.loads(out.strip().splitlines()[-1]) == {"log_model": True, "lightning": False, "blocked_left": False,
                                                         "autolog_later": True}
+
+
+def test_flows_on_tabduels_own_prefect_server_send_no_heartbeats(local_api):
+    """Heartbeats serve a lasting server's crash detection; on the server a call starts for itself they are off."""
+    from prefect import flow
+    from prefect.settings import get_current_settings
+
+    from tabduel.infra.prefect_api import LocalAPI
+
+    @flow
+    def heartbeat_seconds() -> int | None:
+        return get_current_settings().flows.heartbeat_frequency
+
+    with local_api.flow_settings():
+        assert heartbeat_seconds() is None
+    with LocalAPI().flow_settings():  # not started: a user's own server (PREFECT_API_URL), whose setting stands
+        assert heartbeat_seconds() == get_current_settings().flows.heartbeat_frequency is not None

@@ -8,12 +8,14 @@ real `prefect server`), nothing is started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tabduel.infra.errors import TabduelError, status_in_chain
 
@@ -65,6 +67,19 @@ class LocalAPI:
         self.stop()
         raise TabduelError(f"the local Prefect API server did not start (exit code {code}); set "
                            "PREFECT_API_URL to a running `prefect server start` instead")
+
+    def flow_settings(self) -> contextlib.AbstractContextManager[Any]:
+        """Prefect settings for the flows this process runs: no flow-run heartbeats when the server is ours.
+
+        A heartbeat (every 180 s) lets a lasting server's automations mark a crashed flow run. This server lives for
+        one call and runs no such automation, and Prefect's heartbeat thread, sleeping in 1-s steps, held every
+        flow's end for up to a second.
+        """
+        if self.process is None:
+            return contextlib.nullcontext()
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
     def stop(self, grace: float = 2.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after grace seconds) and unset the URL start() set."""
