@@ -36,7 +36,7 @@ def main() -> None:
     os.environ.pop("PREFECT_API_URL", None)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     sys.path.insert(0, str(ROOT))
-    from tabduel.infra.prefect_api import LocalAPI
+    from tabduel.infra.prefect_api import LocalAPI, flush_prefect_logs
 
     api = LocalAPI()
     api.start()
@@ -64,9 +64,7 @@ def main() -> None:
                     runs[name].append(round(time.perf_counter() - start, 3))
             print(f"round {i + 1}: " + ", ".join(f"{n} {r[-1]:.2f}s" for n, r in runs.items()), flush=True)
     finally:
-        from tabduel.cli import _flush_prefect_logs
-
-        _flush_prefect_logs()  # the runs' logs and events reach the server before it stops, as in `tabduel`
+        flush_prefect_logs()  # the runs' logs and events reach the server before it stops, as in `tabduel`
         api.stop()
     medians = {name: round(statistics.median(r), 3) for name, r in runs.items()}
     report = {"benchmark": "flow_heartbeat", "host": socket.gethostname(), "cpus": os.cpu_count(),

@@ -22,7 +22,7 @@ from tabduel.infra.config import (
     section_fields,
 )
 from tabduel.infra.errors import TabduelError, one_line
-from tabduel.infra.prefect_api import LocalAPI, prefect_refusal_message, prefect_refused
+from tabduel.infra.prefect_api import LocalAPI, flush_prefect_logs, prefect_refusal_message, prefect_refused
 from tabduel.infra.tracking import (
     SERVER_RETRIES,
     refusal_message,
@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"they are reused.", file=sys.stderr)
         return 1
     finally:
-        _flush_prefect_logs()
+        flush_prefect_logs()
         api.stop()
     print_summary(summary, time.perf_counter() - start)
     return 0
@@ -452,18 +452,6 @@ def _check_cron(expr: str) -> None:
         CronSchedule(cron=expr)
     except Exception as exc:  # pydantic's ValidationError names the fault
         raise ConfigError(f"--cron {expr!r} is not a valid cron expression ({str(exc).splitlines()[-1].strip()})")
-
-
-def _flush_prefect_logs() -> None:
-    """Send buffered run logs and events to the Prefect API before its server stops."""
-    try:
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
-
-        APILogWorker.drain_all(timeout=5)
-        EventsWorker.drain_all(timeout=5)
-    except Exception:  # logs are best effort; the run's result does not depend on them
-        pass
 
 
 def run() -> None:

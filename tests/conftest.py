@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,7 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 from rawdata import write_raw  # noqa: E402
-from tabduel.infra.prefect_api import LocalAPI  # noqa: E402
+from tabduel.infra.prefect_api import LocalAPI, flush_prefect_logs  # noqa: E402
 
 _API = LocalAPI()
 _API.start()  # a real Prefect API server on loopback, shared by the in-process flow tests
@@ -27,10 +26,7 @@ SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "SeoulBik
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if "prefect" in sys.modules:  # the flows' buffered logs and events go out while their server still answers
-        from tabduel.cli import _flush_prefect_logs
-
-        _flush_prefect_logs()
+    flush_prefect_logs()  # the flows' buffered logs and events go out while their server still answers
     _API.stop()
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 

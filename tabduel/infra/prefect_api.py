@@ -97,6 +97,20 @@ class LocalAPI:
             self.process.wait()
 
 
+def flush_prefect_logs() -> None:
+    """Send this process's buffered run logs and events to the Prefect API (before its server stops, or we exit)."""
+    if "prefect" not in sys.modules:  # nothing was logged
+        return
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
+        EventsWorker.drain_all(timeout=5)
+    except Exception:  # logs are best effort; the run's result does not depend on them
+        pass
+
+
 def _profile_api_url() -> str:
     """PREFECT_API_URL from the active Prefect profile (~/.prefect/profiles.toml), if any."""
     import tomllib
