@@ -15,7 +15,7 @@ import pytest
 from tabduel.cli import main
 from tabduel.data import draft as d
 from tabduel.data.dataset import load_spec
-from tabduel.infra.config import DEFAULT_MODELS
+from tabduel.infra.config import default_models
 from tabduel.infra.errors import ConfigError, DataError
 
 # ../shared/data/suite beside the checkout (as conftest's SHARED_CSV); TABDUEL_SUITE overrides it (worktrees)
@@ -488,12 +488,12 @@ def test_drafted_spec_runs_the_pipeline(tmp_path, prefect_api, monkeypatch, caps
     writer, target = GENERATED[name]
     raw = writer(tmp_path / name)
     assert main(["spec", "draft", str(raw), "--target", target, "-o", "my.toml"]) == 0
-    assert main(["run", "--dataset", "my.toml", "--source", str(raw), f"--{DEFAULT_MODELS[0]}-epochs", "3",
+    assert main(["run", "--dataset", "my.toml", "--source", str(raw), f"--{default_models()[0]}-epochs", "3",
                  "--xgboost-n-estimators", "20", "--evaluate-plots", plots, "--evaluate-dpi", "40"]) == 0
     out = capsys.readouterr().out
     assert "ingest" in out and "evaluate" in out
     metrics = json.loads(next((tmp_path / "data" / "evaluate").glob("*/metrics.json")).read_text())
-    assert set(metrics) >= set(DEFAULT_MODELS)  # a drafted spec names no models: the default MLP family trains
+    assert set(metrics) >= set(default_models())  # a drafted spec names no models: the default MLP family trains
 
 
 def test_row_numbers_and_distinct_text_are_ignored(tmp_path):

@@ -13,10 +13,15 @@ from typing import Any, ClassVar, Mapping
 
 from tabduel.infra.errors import ConfigError
 
-# What `tabduel run` trains when neither the settings nor the dataset spec name the models: the MLP family that
-# measured best at its defaults on the dev suite (docs/results.md, "Which MLP the pipeline trains by default"), with
-# XGBoost and the linear baseline. The built-in Seoul spec names its own: the original analysis's NN5 ("mlp").
-DEFAULT_MODELS = ("tabm", "xgboost", "linear")
+# What `tabduel run` trains when neither the settings nor the dataset spec name the models, by device (docs/results.md,
+# "Which MLP the pipeline trains by default"): on a CPU the RealMLP-style MLP, whose default fit of a 20,000-row file
+# takes minutes on 2 cores; on CUDA TabM, the family with the best valid MSE at its defaults on the dev suite, whose
+# fits take 5-20x longer than RealMLP's on a CPU. Each with XGBoost and the linear baseline. The built-in Seoul spec
+# names its own: the original analysis's NN5 ("mlp").
+DEFAULT_MODELS = {"cpu": ("realmlp", "xgboost", "linear"), "cuda": ("tabm", "xgboost", "linear")}
+# The default of `--time-limit`: seconds of training per model fit. Two fits that reach it, plus a run's other steps,
+# keep `tabduel run` on a 50,000-row file under 10 minutes on 2 cores (docs/results.md, "The first run").
+DEFAULT_TIME_LIMIT = 240.0
 TORCH_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 XGBOOST_DEVICES = "auto, cpu, cuda, cuda:N"
 _TORCH_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
@@ -145,8 +150,13 @@ class XGBoostConfig(ModelSettings, section="xgboost"):
     seed: int = _opt(4751, "random seed")
     device: str = _opt("auto", "auto (cuda when present), cpu, cuda or cuda:N")
     n_jobs: int = _opt(0, "threads (0: the cores free to this process; never more than those)")
+    max_seconds: float = _opt(0.0, "stop boosting after this many seconds, keeping the best round so far (0: no limit)")
+    time_clock: str = _opt("wall", "what max_seconds counts: wall-clock seconds, or this process's CPU-seconds",
+                           TIME_CLOCKS)
 
     def __post_init__(self) -> None:
+        _check(self.max_seconds >= 0, "xgboost.max_seconds", self.max_seconds, "must not be negative (0: no limit)")
+        check_choice("xgboost.time_clock", self.time_clock, TIME_CLOCKS)
         _check(self.n_estimators >= 1, "xgboost.n_estimators", self.n_estimators, "must be at least 1")
         _check(self.learning_rate > 0, "xgboost.learning_rate", self.learning_rate, "must be positive")
         _check(self.max_depth >= 0, "xgboost.max_depth", self.max_depth, "must not be negative")
@@ -333,10 +343,15 @@ class PipelineConfig:
 
     data_dir: str = _opt("data", "directory for step outputs (relative to the working directory)")
     models: tuple[str, ...] = _opt((), "models to train, comma-separated; empty: the dataset spec's `models`, else "
-                                   + ",".join(DEFAULT_MODELS), MODEL_KINDS)
+                                   + ",".join(DEFAULT_MODELS["cpu"]) + " on a CPU and "
+                                   + ",".join(DEFAULT_MODELS["cuda"]) + " where torch sees a CUDA device", MODEL_KINDS)
+    time_limit: float = _opt(DEFAULT_TIME_LIMIT, "seconds of training per model fit, for every model whose own "
+                             "max_seconds is 0: a fit that reaches it stops and keeps its best epoch or round so far, "
+                             "and says so (0: no limit)")
 
     def __post_init__(self) -> None:
         _check(len(set(self.models)) == len(self.models), "pipeline.models", self.models, "a model is named twice")
+        _check(self.time_limit >= 0, "pipeline.time_limit", self.time_limit, "must not be negative (0: no limit)")
 
 
 @dataclass(frozen=True)
@@ -537,16 +552,27 @@ def dataset_name(cfg: Config) -> str:
 
 def with_dataset_defaults(cfg: Config) -> Config:
     """cfg with what it leaves empty filled in from the dataset spec (loads it): the MLflow experiment and search
-    study get the spec's name; pipeline.models the spec's `models`, else DEFAULT_MODELS."""
+    study get the spec's name; pipeline.models the spec's `models`, else default_models()."""
     if cfg.tracking.experiment and cfg.search.study and cfg.pipeline.models:
         return cfg
     from tabduel.data.dataset import load_spec
 
     spec = load_spec(cfg.ingest.dataset)
+    models = cfg.pipeline.models or spec.models or default_models()
     return dataclasses.replace(
         cfg, tracking=dataclasses.replace(cfg.tracking, experiment=cfg.tracking.experiment or spec.name),
         search=dataclasses.replace(cfg.search, study=cfg.search.study or spec.name),
-        pipeline=dataclasses.replace(cfg.pipeline, models=cfg.pipeline.models or spec.models or DEFAULT_MODELS))
+        pipeline=dataclasses.replace(cfg.pipeline, models=models))
+
+
+def default_models(cuda: bool | None = None) -> tuple[str, ...]:
+    """The models `tabduel run` trains when nothing names them: DEFAULT_MODELS of this machine's device (cuda: None
+    asks runtime.cuda_available)."""
+    if cuda is None:
+        from tabduel.infra.runtime import cuda_available
+
+        cuda = cuda_available()
+    return DEFAULT_MODELS["cuda" if cuda else "cpu"]
 
 
 def load_config(data: Mapping[str, Any]) -> Config:

@@ -182,6 +182,21 @@ def publish(data_dir: str | Path, step: str, result: StepResult) -> StepResult:
     return result
 
 
+def published_since(data_dir: str | Path, dataset: str, since: float) -> list[tuple[str, str]]:
+    """(step, path) of each output of dataset published (pointed at by its latest pointer) at or after `since`
+    (time.time()), oldest first: what a run kept."""
+    found = []
+    for pointer in Path(data_dir).glob(f"**/latest/{dataset}.json"):
+        try:
+            when = pointer.stat().st_mtime
+            if when >= since:
+                step = pointer.parent.parent.relative_to(data_dir).as_posix()
+                found.append((when, step, read_json(pointer)["path"]))
+        except (OSError, ValueError, KeyError):  # a pointer being replaced right now: not kept by this run
+            continue
+    return [(step, path) for _, step, path in sorted(found)]
+
+
 def read_latest(data_dir: str | Path, step: str, dataset: str, hint: str) -> StepResult:
     """The latest completed output of a step for this dataset, or a TabduelError telling what to run."""
     pointer = latest_pointer(data_dir, step, dataset)
