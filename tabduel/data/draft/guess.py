@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tabduel.data.dataset import header_key
-from tabduel.data.draft.sniff import _NUMBER, PUNCT_MARKERS, WORD_MARKERS, Guess, Layout, is_int_text, to_number
+from tabduel.data.draft.sniff import NUMBER, PUNCT_MARKERS, WORD_MARKERS, Guess, Layout, is_int_text, to_number
 from tabduel.infra.errors import ConfigError, DataError
 
 MAX_LEVELS = 50
@@ -140,7 +140,7 @@ def _parses(values: Sequence[str], fmt: str) -> bool:
 
 def sniff_datetime(values: Sequence[str]) -> tuple[str, str, bool] | None:
     """(kind, format, sure) when every value parses as one date ('date') or time of day ('time') format."""
-    if not values or not any(ch.isdigit() for ch in values[0]) or all(_NUMBER.match(v) for v in values[:50]):
+    if not values or not any(ch.isdigit() for ch in values[0]) or all(NUMBER.match(v) for v in values[:50]):
         return None
     for kind, formats in (("date", DATE_FORMATS), ("time", TIME_FORMATS)):
         fits = [f for f in formats if _parses(values, f)]
@@ -255,7 +255,7 @@ def _guess_number(col: Column, counts: Counter[str], markers: set[str], numbers:
                          + " taken as missing in this column")
     col.n_missing = sum(counts[v] for v in markers)
     texts = [v for v, x in numbers.items() if x is not None]
-    col.values = [numbers[v] for v in texts for _ in range(counts[v])]  # type: ignore[misc]
+    col.values = [x for v, x in numbers.items() if x is not None for _ in range(counts[v])]
     if _as_code(col, texts, numbers, is_target):
         return markers
     col.type = "int" if all(is_int_text(v, thousands) for v in texts) else "float"
@@ -443,6 +443,7 @@ def _missing_policy(col: Column, data: Sequence[Sequence[str]], markers: set[str
 
 
 def _ignore_times(times: Sequence[Column]) -> None:
+    """Ignore time-of-day columns that have no date to combine with."""
     for t in times:
         t.type = "ignore"
         t.notes.append("a time of day with no date to combine it with: ignored")

@@ -23,7 +23,7 @@ DELIMITERS = (",", ";", "\t", "|", "whitespace")
 PUNCT_MARKERS = ("", "?", "-", "--", ".", "#N/A", "#NA")
 WORD_MARKERS = ("NA", "N/A", "na", "n/a", "NaN", "nan", "null", "NULL", "Null", "None", "none", "missing",
                 "Missing", "MISSING", "NONE", "N.A.", "n.a.")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
 _INT = re.compile(r"[+-]?\d+\Z")
 
 
@@ -234,7 +234,7 @@ def to_number(cell: str, decimal: str, thousands: str) -> float | None:
         if "." in s:
             return None
         s = s.replace(decimal, ".")
-    if not _NUMBER.match(s):
+    if not NUMBER.match(s):
         return None
     x = float(s)
     return x if math.isfinite(x) else None
