@@ -62,15 +62,19 @@ def test_ranks_by_hand_and_ties_share_their_mean_rank():
     assert st.ranks(tied).iloc[0].tolist() == [1.5, 1.5, 3.0]
 
 
-def test_friedman_matches_scipy_without_ties_and_demsar_by_hand():
-    from scipy import stats
-
+def test_friedman_by_hand_with_and_without_ties():
     out = st.friedman(TABLE)
-    expected = stats.friedmanchisquare(TABLE["a"], TABLE["b"], TABLE["c"])
-    assert out["statistic"] == pytest.approx(expected.statistic)
-    assert out["p"] == pytest.approx(expected.pvalue)
-    # Demšar eq. 1 by hand: 12*4/(3*4) * (1.25^2 + 1.75^2 + 3^2 - 3*16/4) = 4 * (13.625 - 12) = 6.5
-    assert out["statistic"] == pytest.approx(6.5)
+    # Demšar eq. 1 by hand: 12*4/(3*4) * (1.25^2 + 1.75^2 + 3^2 - 3*16/4) = 4 * (13.625 - 12) = 6.5; with 2 degrees of
+    # freedom the chi-square tail is exp(-x/2); Iman-Davenport F = (4-1) * 6.5 / (4*2 - 6.5) = 13
+    assert out["statistic"] == pytest.approx(6.5) and out["p"] == pytest.approx(math.exp(-6.5 / 2))
+    assert out["iman_davenport_f"] == pytest.approx(13.0)
+    # Tied ranks: eq. 1 gives 0.9 (the value before scipy computed it); the tie correction divides by
+    # c = 1 - sum(t^3 - t) / (n k (k^2 - 1)) = 1 - 3*6 / (5*3*8) = 0.85 (three rows with a tie of two)
+    tied = pd.DataFrame({"a": [1.0, 2.0, 3.0, 1.0, 2.0], "b": [1.0, 1.0, 4.0, 2.0, 2.0], "c": [3.0, 3.0, 3.0, 3.0, 1.0]})
+    assert st.friedman(tied)["statistic"] == pytest.approx(0.9 / 0.85)
+    # two families (scipy's test needs three): eq. 1, a sign test in chi-square form: (wins - losses)^2 / n
+    two = pd.DataFrame({"mlp": [2.0, 0.5, 4.0, 1.0, 3.0], "xgboost": [1.0, 1.0, 1.0, 2.0, 1.0]})
+    assert st.friedman(two)["statistic"] == pytest.approx((2 - 3) ** 2 / 5)
     with pytest.raises(ValueError, match="at least 2 datasets"):
         st.friedman(TABLE.iloc[:1])
 

@@ -29,23 +29,24 @@ def mean_ranks(table: pd.DataFrame) -> pd.Series:
 
 
 def friedman(table: pd.DataFrame) -> dict[str, float]:
-    """Friedman's chi-square over N datasets and k families (Demšar 2006, eq. 1), with the Iman-Davenport F.
-
-    Without tie correction, as Demšar writes it; for k >= 3 and no ties it equals scipy's friedmanchisquare. When
-    every dataset ranks the families alike, the F statistic is undefined (its denominator is 0): F and its p are NaN.
-    """
+    """Friedman's chi-square over N datasets and k families, with the Iman-Davenport F (Demšar 2006, eqs. 1-2)."""
     from scipy import stats
 
     n, k = table.shape
     if k < 2 or n < 2:
         raise ValueError(f"Friedman's test needs at least 2 datasets and 2 families, got {n} and {k}")
-    r = mean_ranks(table).to_numpy()
-    chi2 = 12 * n / (k * (k + 1)) * (float(np.sum(r ** 2)) - k * (k + 1) ** 2 / 4)
+    if k >= 3:  # scipy corrects for tied ranks (Demšar's eq. 1 does not); every row all tied gives NaN, not p = 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chi2 = float(stats.friedmanchisquare(*(table[c].to_numpy(float) for c in table.columns)).statistic)
+    else:  # scipy refuses k = 2 (mlp against xgboost, the default): Demšar's eq. 1, without tie correction
+        r = mean_ranks(table).to_numpy()
+        chi2 = 12 * n / (k * (k + 1)) * (float(np.sum(r ** 2)) - k * (k + 1) ** 2 / 4)
     p = float(stats.chi2.sf(chi2, k - 1))
+    # chi2 = n (k - 1) when every dataset ranks the families alike: F's denominator is 0 (up to rounding), F undefined
     denom = n * (k - 1) - chi2
-    f = (n - 1) * chi2 / denom if denom > 0 else math.nan
+    f = (n - 1) * chi2 / denom if denom > 1e-9 * n * k else math.nan
     p_f = float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))) if math.isfinite(f) else math.nan
-    return {"statistic": float(chi2), "p": p, "iman_davenport_f": float(f), "iman_davenport_p": p_f,
+    return {"statistic": chi2, "p": p, "iman_davenport_f": float(f), "iman_davenport_p": p_f,
             "datasets": n, "families": k}
 
 
