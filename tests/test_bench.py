@@ -97,7 +97,12 @@ def test_nemenyi_critical_difference_uses_demsars_q_values():
 def test_holm_and_wilcoxon_holm():
     from scipy import stats
 
+    # by hand: sorted p times (m - i), kept monotone, at most 1
     assert st.holm({"x": 0.01, "y": 0.04, "z": 0.03}) == pytest.approx({"x": 0.03, "y": 0.06, "z": 0.06})
+    assert st.holm({"x": 0.01, "y": 0.04, "z": 0.03, "w": 0.5, "v": 0.2}) == pytest.approx(
+        {"x": 0.05, "z": 0.12, "y": 0.12, "v": 0.4, "w": 0.5})
+    assert st.holm({"a": 0.4, "b": 0.3}) == pytest.approx({"a": 0.6, "b": 0.6})  # 0.4 alone would break the order
+    assert st.holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0} and st.holm({}) == {}
     rng = np.random.default_rng(0)
     t = pd.DataFrame(rng.uniform(1, 2, size=(8, 3)), columns=["a", "b", "c"])
     t["c"] += 1  # c is worse everywhere

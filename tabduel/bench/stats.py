@@ -62,14 +62,14 @@ def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
 
 
 def holm(p_values: dict[Any, float]) -> dict[Any, float]:
-    """Holm's step-down adjustment: sorted p_i times (m - i), kept monotone and at most 1."""
-    items = sorted(p_values.items(), key=lambda kv: kv[1])
-    m = len(items)
-    out, running = {}, 0.0
-    for i, (key, p) in enumerate(items):
-        running = max(running, min(1.0, (m - i) * p))
-        out[key] = running
-    return out
+    """Holm's step-down adjustment of each p value (statsmodels' multipletests)."""
+    if not p_values:
+        return {}
+    from statsmodels.stats.multitest import multipletests
+
+    keys = list(p_values)
+    adjusted = multipletests([p_values[key] for key in keys], method="holm")[1]
+    return {key: float(p) for key, p in zip(keys, adjusted)}
 
 
 def wilcoxon_holm(table: pd.DataFrame) -> dict[tuple[str, str], float]:
