@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import json
 import math
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -127,6 +128,27 @@ def test_cliques_and_the_cd_diagram(tmp_path):
     assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
     summary = st.summary(TABLE)
     assert summary["mean_rank"]["a"] == 1.25 and summary["wins"]["a"] == 3 and 0 < summary["friedman_p"] < 0.05
+    # overlapping cliques: the hand-written sweep's output on these ranks, captured before scikit-posthocs drew them
+    five = pd.Series({"a": 1.2, "b": 1.9, "c": 3.4, "d": 3.5, "e": 4.0})
+    assert st.cliques(five, 0.05) == []
+    assert st.cliques(five, 0.6) == [["c", "d"], ["d", "e"]]
+    assert st.cliques(five, 1.6) == [["a", "b"], ["b", "c", "d"], ["c", "d", "e"]]
+    assert st.cliques(five, 2.3) == [["a", "b", "c", "d"], ["b", "c", "d", "e"]]
+
+
+def test_cliques_agree_with_scikit_posthocs_nemenyi_test():
+    """Two families share a clique exactly when Nemenyi's test (scikit-posthocs' p values, from the table) finds no
+    difference at alpha."""
+    import scikit_posthocs as sp
+
+    rng = np.random.default_rng(3)  # families apart enough that 1 to 9 pairs differ, with overlapping cliques
+    for n, k in ((6, 4), (10, 5), (12, 6), (20, 7)):
+        t = pd.DataFrame(rng.normal(size=(n, k)) + np.linspace(0, 3, k), columns=[f"f{i}" for i in range(k)])
+        groups = st.cliques(st.mean_ranks(t), st.nemenyi_cd(k, n))
+        p = sp.posthoc_nemenyi_friedman(t.to_numpy())
+        p.index = p.columns = t.columns
+        for a, b in itertools.combinations(t.columns, 2):
+            assert any({a, b} <= set(g) for g in groups) == (p.loc[a, b] >= 0.05), (n, k, a, b)
 
 
 # ---- corruptions --------------------------------------------------------------------------------------------------
