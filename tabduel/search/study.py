@@ -53,11 +53,16 @@ def open_storage(url: str) -> Any:
 
 def _redact(url: str) -> str:
     """The URL with any password replaced by ***."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
-    return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL SQLAlchemy reads: show only its scheme
+        return url.split("://", 1)[0] + "://***" if "://" in url else url
+    if parsed.host and "@" in parsed.host:  # an unescaped @ in the password: SQLAlchemy splits at the first @
+        parsed = parsed.set(host=parsed.host.rsplit("@", 1)[1])
+    return parsed.render_as_string(hide_password=True)
 
 
 @dataclass
