@@ -42,11 +42,12 @@ def open_storage(url: str) -> Any:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     if not url.startswith(("sqlite:", "postgresql", "mysql")):
-        raise ConfigError(f"search.storage = {url!r}: not a journal file path, sqlite:///, postgresql:// or mysql://")
+        raise ConfigError(f"search.storage = {_redact(url)!r}: not a journal file path, sqlite:///, postgresql:// or "
+                          "mysql://")
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
     except ImportError as exc:  # e.g. no psycopg2 for postgresql://
-        raise ConfigError(f"search.storage = {url!r}: its database driver is not installed ({exc})") from None
+        raise ConfigError(f"search.storage = {_redact(url)!r}: its database driver is not installed ({exc})") from None
     except Exception as exc:  # unreachable server, bad credentials
         raise TabduelError(f"search.storage = {_redact(url)}: cannot open it: {exc}") from None
 
