@@ -71,7 +71,8 @@ def test_friedman_by_hand_with_and_without_ties():
     assert out["iman_davenport_f"] == pytest.approx(13.0)
     # Tied ranks: eq. 1 gives 0.9 (the value before scipy computed it); the tie correction divides by
     # c = 1 - sum(t^3 - t) / (n k (k^2 - 1)) = 1 - 3*6 / (5*3*8) = 0.85 (three rows with a tie of two)
-    tied = pd.DataFrame({"a": [1.0, 2.0, 3.0, 1.0, 2.0], "b": [1.0, 1.0, 4.0, 2.0, 2.0], "c": [3.0, 3.0, 3.0, 3.0, 1.0]})
+    tied = pd.DataFrame({"a": [1.0, 2.0, 3.0, 1.0, 2.0], "b": [1.0, 1.0, 4.0, 2.0, 2.0],
+                         "c": [3.0, 3.0, 3.0, 3.0, 1.0]})
     assert st.friedman(tied)["statistic"] == pytest.approx(0.9 / 0.85)
     # two families (scipy's test needs three): eq. 1, a sign test in chi-square form: (wins - losses)^2 / n
     two = pd.DataFrame({"mlp": [2.0, 0.5, 4.0, 1.0, 3.0], "xgboost": [1.0, 1.0, 1.0, 2.0, 1.0]})
