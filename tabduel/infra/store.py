@@ -85,17 +85,13 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive flock on path (created if missing) for the block; other processes wait."""
-    import fcntl
+    """Hold an exclusive lock on path (created if missing, left in place) for the block; other processes wait."""
+    from filelock import FileLock
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(path):  # flock on Unix; the file's mode follows the umask, like the step outputs
+        yield
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
