@@ -50,19 +50,20 @@ def fit_row(feats: str, dataset: str, kind: str, seed: int, overrides: dict[str,
     cfg = build(fam.config, {"seed": seed, **overrides}, f"{kind}.")
     manifest = json.loads((Path(feats) / "manifest.json").read_text())
     data, _ = load_data(Path(feats), kind)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     result = fit(kind, data, cfg)
-    seconds = time.perf_counter() - began
+    seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu
     x_test, y_test = load_xy(str(Path(feats) / "test.parquet"), manifest, fam.native_missing)
     valid = fam.predict(result.model, data.x_valid)
     pred = fam.predict(result.model, x_test)
     return {"dataset": dataset, "family": kind, "seed": seed, "train_rows": int(len(data.y_train)),
             "valid_mse": float(np.mean((valid - data.y_valid) ** 2)),
-            "test_mse": float(np.mean((pred - y_test) ** 2)), "seconds": seconds,
+            "test_mse": float(np.mean((pred - y_test) ** 2)), "seconds": seconds, "cpu_seconds": cpu_seconds,
             "train_seconds": result.info.get("train_seconds"),
             "epochs_run": result.info.get("epochs_run", result.info.get("rounds_run")),
             "best_epoch": result.info.get("best_epoch", result.info.get("best_iteration")),
-            "device": result.info.get("device"), "settings": dataclasses.asdict(cfg)}
+            "device": result.info.get("device"), "time_limited": bool(result.info.get("time_limited")),
+            "settings": dataclasses.asdict(cfg)}
 
 
 def choice(rows: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
@@ -84,9 +85,26 @@ def choice(rows: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
             ratios[k].append(cell(k, d) / best)  # type: ignore[operator]
         wins[min(kinds, key=lambda k: cell(k, d))] += 1  # type: ignore[arg-type, return-value]
     score = {k: mean(v) for k, v in ratios.items() if v}
-    return {"families": kinds, "datasets": common, "left_out": [d for d in datasets if d not in common],
-            "mean_valid_ratio_to_best": score, "valid_wins": wins,
-            "chosen": min(score, key=score.__getitem__) if score else None}
+    out = {"families": kinds, "datasets": common, "left_out": [d for d in datasets if d not in common],
+           "mean_valid_ratio_to_best": score, "valid_wins": wins,
+           "chosen": min(score, key=score.__getitem__) if score else None}
+    # Beside XGBoost at its defaults: each family's valid MSE over XGBoost's, and its slowest fit in CPU-seconds (one
+    # thread: what a first run waits for on a quiet machine), on the datasets both were fitted on.
+    if any(r["family"] == "xgboost" for r in rows):
+        versus: dict[str, dict[str, Any]] = {}
+        for k in kinds:
+            both = [d for d in datasets if cell(k, d) is not None and cell("xgboost", d) is not None]
+            if not both:
+                continue
+            ratio = {d: cell(k, d) / cell("xgboost", d) for d in both}  # type: ignore[operator]
+            secs = [r.get("cpu_seconds", r["seconds"]) for r in rows if r["family"] == k and r["dataset"] in both]
+            versus[k] = {"valid_ratio_to_xgboost": ratio, "mean_valid_ratio_to_xgboost": mean(ratio.values()),
+                         "within_25pct_of_xgboost": sum(v <= 1.25 for v in ratio.values()), "datasets": len(both),
+                         "max_cpu_seconds": max(secs), "total_cpu_seconds": sum(secs),
+                         "time_limited_fits": sum(bool(r.get("time_limited")) for r in rows
+                                                  if r["family"] == k and r["dataset"] in both)}
+        out["versus_xgboost"] = versus
+    return out
 
 
 def main() -> None:

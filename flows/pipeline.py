@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from tabduel.infra.config import Config, dataset_name, flatten, load_config
-from tabduel.infra.runtime import stop_on_signals
+from tabduel.infra.stop import stop_on_signals
 from tabduel.infra.store import StepResult, read_json, read_latest
 from tabduel.infra.tracking import Tracker, git_commit
 from tabduel.models.training import check_trained_on, lane_cores, training_lanes

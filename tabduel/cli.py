@@ -46,7 +46,9 @@ SECTIONS = {
     "serve": ("pipeline", "tracking", "ingest", "features", *registry.kinds(), "evaluate"),
 }
 DESCRIPTIONS = {
-    "run": "Run the whole pipeline: ingest -> features -> train mlp, xgboost, linear -> evaluate. "
+    "run": "Run the whole pipeline: ingest -> features -> train the models (--models; default: the dataset spec's, "
+           "else realmlp on a CPU or tabm on CUDA, with xgboost and linear; each fit at most --time-limit seconds) "
+           "-> evaluate. "
            "Steps whose inputs, settings and code are unchanged are reused.",
     "ingest": "Decode and validate the raw CSV into <data-dir>/ingest/<key>/table.parquet.",
     "features": "Build scaled train/valid/test Parquet splits and a manifest from the latest ingest output.",
@@ -80,7 +82,8 @@ QUICK = {"search": {"trials": 6, "mlp_epochs": 40, "mlp_patience": 8, "mlp_max_s
 # `tabduel bench --quick`: the suite's quick datasets, 2 outer seeds, tiny budgets and models (CI).
 QUICK_BENCH = {"bench": {"outer_seeds": 2, "minutes": 0.1, "trials": 3}, "search": QUICK["search"]}
 # Settings a bench sets itself per cell (the outer seed, its budget, its runner) or per family variant.
-BENCH_SKIP = ["pipeline.models", "features.split_seed", "features.onehot", "features.cyclic", "search.study",
+BENCH_SKIP = ["pipeline.models", "pipeline.time_limit", "features.split_seed", "features.onehot", "features.cyclic",
+              "search.study",
               "search.storage", "search.families", "search.trials", "search.minutes", "search.seed", "search.workers",
               "search.runner", "search.address", "search.threads", "search.refit_seeds"]
 EPILOG = ("Settings are read from the defaults, then --config FILE (TOML, one [section] per step, e.g. [mlp] "
@@ -138,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("run", "ingest", "features", "evaluate"):
         p = sub.add_parser(name, help=DESCRIPTIONS[name].split(". ")[0].rstrip("."), description=DESCRIPTIONS[name],
                            epilog=EPILOG)
-        add_settings(p, SECTIONS[name], skip=["ingest.source"] if name in ("features", "evaluate") else ())
+        skip = ["ingest.source"] if name in ("features", "evaluate") else []
+        add_settings(p, SECTIONS[name], skip=skip if name == "run" else [*skip, "pipeline.time_limit"])
     serve = sub.add_parser("serve", help="Serve the pipeline as a Prefect deployment on a cron schedule",
                            description=DESCRIPTIONS["serve"], epilog=EPILOG)
     add_settings(serve, SECTIONS["serve"])
@@ -149,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="Tune model families (MLP, XGBoost, RealMLP, TabM) with one budget and "
                             "compare their best",
                             description=DESCRIPTIONS["search"], epilog=EPILOG)
-    add_settings(search, SECTIONS["search"], skip=["pipeline.models"], short="search")
+    add_settings(search, SECTIONS["search"], skip=["pipeline.models", "pipeline.time_limit"], short="search")
     actions = search.add_argument_group("search actions")
     actions.add_argument("--resume", action="store_true",
                          help="continue the stored study to its budget (trials a killed search left running are "
@@ -299,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     api = LocalAPI()
     api.start()  # boots while the next import loads Prefect, MLflow and torch
     began = time.time()
-    from tabduel.infra.runtime import STOP, stop_on_signals
+    from tabduel.infra.stop import STOP, stop_on_signals
 
     STOP.clear()  # main() may run more than once in a process (tests)
     try:

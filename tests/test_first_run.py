@@ -19,7 +19,8 @@ from tabduel.engine.data import Data
 from tabduel.infra.config import LinearConfig, RealMLPConfig, XGBoostConfig
 from tabduel.infra.errors import Interrupted
 from tabduel.infra.progress import FitProgress, clock_text, time_left
-from tabduel.infra.runtime import STOP, core_share, free_cores
+from tabduel.infra.runtime import core_share, free_cores
+from tabduel.infra.stop import STOP
 from tabduel.models.training import lane_cores, time_limit_message, training_lanes, with_time_limit
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import IO, Any, Callable, Sequence
 
-from tabduel.infra.runtime import check_stop
+from tabduel.infra.stop import check_stop
 
 EVERY_SECONDS = 15.0  # a line at most this often; with one step's time on top, at least every 30 s for steps < 15 s
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from tabduel.infra.config import TrackingConfig
 from tabduel.infra.errors import Interrupted, exception_chain, one_line, status_in_chain
-from tabduel.infra.runtime import STOP
+from tabduel.infra.stop import STOP
 from tabduel.infra.store import file_lock
 
 if TYPE_CHECKING:  # numpy is not imported at run time: the CLI imports this module before parsing its flags
