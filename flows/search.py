@@ -12,7 +12,8 @@ from prefect.runtime import flow_run
 from tabduel.data.dataset import load_spec
 from tabduel.data.labels import scale_label
 from tabduel.flows.pipeline import close_stale_runs
-from tabduel.infra.config import Config, SearchConfig, flatten, load_config
+from tabduel.infra.config import Config, SearchConfig, flatten
+from tabduel.settings import load_config
 from tabduel.infra.errors import TabduelError
 from tabduel.infra.store import StepResult
 from tabduel.infra.tracking import Tracker, git_commit

@@ -200,7 +200,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
         if "." in dest and value is not None:
             section, name = dest.split(".", 1)
             flags.setdefault(section, {})[name] = value
-    from tabduel.infra.config import with_dataset_defaults  # empty experiment, study, models: the spec's
+    from tabduel.settings import with_dataset_defaults  # empty experiment, study, models: the spec's
 
     cfg = with_dataset_defaults(Config.from_dict(merge(data, flags)))
     # Resolved here, once: MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI to the process later.

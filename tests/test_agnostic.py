@@ -17,7 +17,8 @@ from mlflow import MlflowClient
 
 from tabduel.cli import main
 from tabduel.engine.data import Data
-from tabduel.infra.config import DEFAULT_MODELS, Config, TrackingConfig, with_dataset_defaults
+from tabduel.infra.config import DEFAULT_MODELS, Config, TrackingConfig
+from tabduel.settings import with_dataset_defaults
 from tabduel.infra.errors import DivergedError, TrainingError
 from tabduel.models import registry
 
