@@ -103,3 +103,35 @@ def test_help_lists_every_setting():
         shown = {"search": search_help, "bench": bench_help}.get(section, help_text)
         assert flag(section, key) in shown, name
     assert "--source" in help_text and "--force" in help_text and "--config" in help_text
+
+
+@pytest.mark.parametrize("meta, words", [
+    ({"gt": 0}, "must be positive"),
+    ({"ge": 0, "note": "0: no limit"}, "must not be negative (0: no limit)"),
+    ({"ge": 2}, "must be at least 2"),
+    ({"ge": 0, "lt": 1}, "must be in [0, 1)"),
+    ({"gt": 0, "le": 1}, "must be in (0, 1]"),
+    ({"ge": 1, "le": 6}, "must be between 1 and 6"),
+])
+def test_declared_bounds_read_as_the_checks_did(meta, words):
+    from tabduel.infra.settings import bound_message
+
+    assert bound_message(meta) == words
+
+
+def test_every_bounded_model_setting_is_checked_once_by_the_machinery():
+    import dataclasses
+
+    from tabduel.infra.settings import BOUNDS, ModelSettings, within_bounds
+
+    checked = 0
+    for section, cls in ModelSettings.sections.items():
+        for f in dataclasses.fields(cls):
+            if any(f.metadata.get(b) is not None for b in BOUNDS):
+                assert within_bounds(getattr(cls(), f.name), f.metadata), f"{section}.{f.name}: default out of bounds"
+                bad = f.metadata["gt"] if f.metadata["gt"] is not None else (
+                    f.metadata["ge"] - 1 if f.metadata["ge"] is not None else f.metadata["lt"] or f.metadata["le"] + 1)
+                with pytest.raises(ConfigError, match=rf"^{section}\.{f.name} = .*: must "):
+                    cls(**{f.name: type(getattr(cls(), f.name))(bad)})
+                checked += 1
+    assert checked > 40
