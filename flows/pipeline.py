@@ -7,12 +7,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from tabduel.infra.config import Config, flatten
-from tabduel.settings import dataset_name, load_config
+from tabduel.infra.config import flatten
 from tabduel.infra.store import StepResult, read_json, read_latest
 from tabduel.infra.tracking import Tracker, git_commit
 from tabduel.models.training import check_trained_on
 from tabduel.reporting import log_ingest
+from tabduel.settings import Config, dataset_name, load_config
 from tabduel.tasks.evaluate import evaluate_task
 from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tabduel.cli import build_parser, flag, resolve_config
-from tabduel.infra.config import Config, flatten
+from tabduel.infra.config import flatten
 from tabduel.infra.errors import ConfigError
+from tabduel.settings import MODEL_KINDS, Config
 
 
 def test_defaults_are_the_original_nn5():
@@ -34,8 +35,8 @@ def test_unknown_section_is_named_as_a_section():
         Config.from_dict({"trainer": {}})
     assert str(err.value).startswith("unknown section [trainer]")
     assert str(err.value).endswith("the sections are: pipeline, tracking, ingest, features, mlp, xgboost, linear, "
-                                   "realmlp, tabm, peer_realmlp, peer_tabm, peer_lgbm, peer_catboost, evaluate, "
-                                   "search, bench")
+                                   "realmlp, tabm, peer_realmlp, peer_tabm, peer_lgbm, peer_catboost, "
+                                   + "".join(f"{kind}, " for kind in MODEL_KINDS[9:]) + "evaluate, search, bench")
 
 
 @pytest.mark.parametrize("section,key,value,match", [

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 from rawdata import raw_rows, write_raw
 from tabduel.cli import main
+from tabduel.settings import MODEL_KINDS
 
 # Runs the real CLI in a fresh interpreter, then reports what it left behind: any child process it ran (a reaped
 # child shows in RUSAGE_CHILDREN; a live one in waitpid), and whether Prefect was imported. The local Prefect API
@@ -60,8 +61,10 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 MLP_KEYS = ("hidden, activation, optimizer, lr, weight_decay, dropout, batch_size, epochs, patience, seed, device, "
             "population, batch_order, threads, max_seconds, time_clock")
-SECTIONS = ("pipeline, tracking, ingest, features, mlp, xgboost, linear, realmlp, tabm, peer_realmlp, peer_tabm, "
-            "peer_lgbm, peer_catboost, evaluate, search, bench")
+# The built-in model sections first, then any a family module declares (tabduel.models.registry).
+SECTIONS = ", ".join(("pipeline", "tracking", "ingest", "features", *MODEL_KINDS, "evaluate", "search", "bench"))
+assert MODEL_KINDS[:9] == ("mlp", "xgboost", "linear", "realmlp", "tabm", "peer_realmlp", "peer_tabm", "peer_lgbm",
+                           "peer_catboost")
 
 # (command line, the one line expected on stderr); {name} is a path from files().
 VIOLATIONS = [

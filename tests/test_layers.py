@@ -15,7 +15,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tabduel"
 ENGINE = PACKAGE / "engine"
 # What the engine may import of tabduel: itself, and the infra it stands on (settings, errors, CPU and devices).
-ENGINE_MAY_IMPORT = ("tabduel.engine", "tabduel.infra.config", "tabduel.infra.errors", "tabduel.infra.runtime")
+ENGINE_MAY_IMPORT = ("tabduel.engine", "tabduel.infra.config", "tabduel.infra.settings", "tabduel.infra.model_sections",
+                     "tabduel.infra.errors", "tabduel.infra.runtime")
 # Packages above the engine (and services it must never touch): none of them may be loaded by importing it.
 ABOVE = ("tabduel.models", "tabduel.search", "tabduel.bench", "tabduel.data", "tabduel.flows", "tabduel.tasks",
          "tabduel.cli", "tabduel.reporting", "mlflow", "prefect", "optuna")
@@ -60,14 +61,16 @@ def test_importing_an_engine_module_loads_nothing_above_it(module):
     assert all(_within(m, ENGINE_MAY_IMPORT) for m in ours), ours
 
 
-# What each subpackage may import of tabduel, lowest first: infra < data < engine < models < search < bench.
+# What each subpackage may import of tabduel, lowest first: infra < data < engine < models < search < bench;
+# tabduel.settings (Config, built from the registry, with the dataset spec's defaults) stands between models and bench.
 LAYERS = {
     "infra": ("tabduel.infra",),
     "data": ("tabduel.infra", "tabduel.data"),
     "engine": ENGINE_MAY_IMPORT,
     "models": ("tabduel.infra", "tabduel.data", "tabduel.engine", "tabduel.models"),
     "search": ("tabduel.infra", "tabduel.data", "tabduel.engine", "tabduel.models", "tabduel.search"),
-    "bench": ("tabduel.infra", "tabduel.data", "tabduel.engine", "tabduel.models", "tabduel.search", "tabduel.bench"),
+    "bench": ("tabduel.infra", "tabduel.data", "tabduel.engine", "tabduel.models", "tabduel.settings", "tabduel.search",
+              "tabduel.bench"),
 }
 
 

@@ -1,20 +1,16 @@
-"""Frozen, typed settings for every step, built once and passed down: the step sections and Config.
+"""Frozen, typed settings for every step, built once and passed down: the step sections.
 
-The machinery (fields with help, choices and bounds; build, typed, coerce, merge...) is tabduel/infra/settings.py,
-the model sections tabduel/infra/model_sections.py; both are re-exported here, so `from tabduel.infra.config import
-MLPConfig, merge` keeps working.
+Config, which holds them and every registered model family's section, is tabduel/settings.py. The machinery (fields
+with help, choices and bounds; build, typed, coerce, merge...) is tabduel/infra/settings.py, the model sections of
+the built-in families tabduel/infra/model_sections.py; both are re-exported here, so `from tabduel.infra.config
+import MLPConfig, merge` keeps working.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import tomllib
-import typing
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from dataclasses import dataclass
 
-from tabduel.infra.errors import ConfigError
+from tabduel.infra.errors import ConfigError  # noqa: F401  (re-exported)
 from tabduel.infra.model_sections import (  # noqa: F401  (re-exported)
     SCHEDULES,
     TIME_CLOCKS,
@@ -40,6 +36,8 @@ from tabduel.infra.settings import (  # noqa: F401  (re-exported)
     coerce,
     flatten,
     merge,
+    model_kinds,
+    search_families,
     to_plain,
     typed,
     unknown_message,
@@ -86,17 +84,13 @@ class FeaturesConfig:
                f"train_frac + valid_frac must leave rows for test (train_frac = {self.train_frac})")
 
 
-# The model sections, in the order they were defined: the kinds `--models` takes.
-MODEL_KINDS = tuple(ModelSettings.sections)
-
-
 @dataclass(frozen=True)
 class PipelineConfig:
     """Where outputs go and which models the pipeline trains."""
 
     data_dir: str = _opt("data", "directory for step outputs (relative to the working directory)")
     models: tuple[str, ...] = _opt((), "models to train, comma-separated; empty: the dataset spec's `models`, else "
-                                   + ",".join(DEFAULT_MODELS), MODEL_KINDS)
+                                   + ",".join(DEFAULT_MODELS), model_kinds)
 
     def __post_init__(self) -> None:
         _check(len(set(self.models)) == len(self.models), "pipeline.models", self.models, "a model is named twice")
@@ -113,10 +107,9 @@ class EvaluateConfig:
         _check(20 <= self.dpi <= 1200, "evaluate.dpi", self.dpi, "must be between 20 and 1200")
 
 
-# The search families (tabduel.search.families registers each; --families takes these); a search and a bench
-# tune the first two unless told otherwise: the others cost far more CPU per trial. The peers (pytabkit's tuned
-# defaults) need tabduel[peers].
-SEARCH_FAMILIES = ("mlp", "xgboost", "realmlp", "tabm", "peer_realmlp", "peer_tabm", "peer_lgbm", "peer_catboost")
+# The search families (tabduel.search.families registers each; --families takes these: search_families(), each model
+# section's `search`); a search and a bench tune the first two unless told otherwise: the others cost far more CPU
+# per trial. The peers (pytabkit's tuned defaults) need tabduel[peers].
 DEFAULT_SEARCH_FAMILIES = ("mlp", "xgboost")
 RUNNERS = ("process", "thread", "dask")
 NUMERIC_MAPS = ("standard", "clip", "quantile", "robust")
@@ -133,7 +126,7 @@ class SearchConfig:
                         "a .log path (journal file), sqlite:///FILE or postgresql://USER:PASS@HOST/DB")
     families: tuple[str, ...] = _opt(DEFAULT_SEARCH_FAMILIES, "model families to tune, comma-separated; realmlp and "
                                      "tabm start from their papers' defaults (trial 0) and cost minutes of CPU per "
-                                     "trial (see realmlp_max_seconds, tabm_max_seconds)", SEARCH_FAMILIES)
+                                     "trial (see realmlp_max_seconds, tabm_max_seconds)", search_families)
     trials: int = _opt(40, "trials per family (0: no limit; then set minutes)")
     minutes: float = _opt(0.0, "wall-clock minutes per family, counted over resumes (0: no limit)")
     seed: int = _opt(4751, "seed of the TPE sampler and of every trial's model")
@@ -222,7 +215,7 @@ class BenchConfig:
     root: str = _opt("", "folder the suite's sources are relative to (empty: the suite file's root key)")
     families: tuple[str, ...] = _opt(DEFAULT_SEARCH_FAMILIES, "families benchmarked, comma-separated; a realmlp or "
                                      "tabm trial costs minutes of CPU (capped by --search-realmlp-max-seconds, "
-                                     "--search-tabm-max-seconds)", SEARCH_FAMILIES)
+                                     "--search-tabm-max-seconds)", search_families)
     minutes: float = _opt(5.0, "CPU-minutes of search per family, per dataset and outer seed (0: no limit)")
     trials: int = _opt(0, "trials per family, per dataset and outer seed (0: no limit; then set minutes)")
     outer_seeds: int = _opt(3, "outer splits per dataset (split seeds first_seed, first_seed + 1, ...)")
@@ -252,77 +245,4 @@ class BenchConfig:
         _check(len(self.preprocessing) > 0, "bench.preprocessing", self.preprocessing, "name at least one")
 
 
-@dataclass(frozen=True)
-class Config:
-    """All settings of a pipeline run, one section per step."""
-
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    mlp: MLPConfig = field(default_factory=MLPConfig)
-    xgboost: XGBoostConfig = field(default_factory=XGBoostConfig)
-    linear: LinearConfig = field(default_factory=LinearConfig)
-    realmlp: RealMLPConfig = field(default_factory=RealMLPConfig)
-    tabm: TabMConfig = field(default_factory=TabMConfig)
-    peer_realmlp: PeerRealMLPConfig = field(default_factory=PeerRealMLPConfig)
-    peer_tabm: PeerTabMConfig = field(default_factory=PeerTabMConfig)
-    peer_lgbm: PeerLGBMConfig = field(default_factory=PeerLGBMConfig)
-    peer_catboost: PeerCatBoostConfig = field(default_factory=PeerCatBoostConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-    bench: BenchConfig = field(default_factory=BenchConfig)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
-        """Build a Config from nested mappings, rejecting unknown keys by name."""
-        return build(cls, data, "")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Nested plain dict (tuples as lists), the inverse of from_dict."""
-        return to_plain(self)
-
-    def model(self, kind: str) -> "ModelConfig":
-        """The settings section of one model kind."""
-        check_choice("model", kind, MODEL_KINDS)
-        return getattr(self, kind)
-
-
 ModelConfig = ModelSettings  # the settings of any model family
-
-
-def check_settings_file(data: Mapping[str, Any], path: str | Path) -> None:
-    """Raise ConfigError naming the settings file for an unknown section or setting, or a value of the wrong type
-    or choice, in its data (ranges are checked once flags are merged in)."""
-    try:
-        typed(Config, data, "", construct=False)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML settings file, naming the file (and position) of a syntax error, an unknown name or a bad type."""
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory, not a file") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    check_settings_file(data, path)
-    return data
-
-
-def section_fields(section: str) -> list[dataclasses.Field]:
-    """The fields of one top-level section of Config."""
-    return list(dataclasses.fields(typing.get_type_hints(Config)[section]))
-
-
-def field_type(section: str, name: str) -> Any:
-    """The annotated type of one setting."""
-    return typing.get_type_hints(typing.get_type_hints(Config)[section])[name]

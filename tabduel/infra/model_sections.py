@@ -27,7 +27,7 @@ def check_torch_device(section: str, device: str) -> None:
 
 
 @dataclass(frozen=True)
-class MLPConfig(ModelSettings, section="mlp"):
+class MLPConfig(ModelSettings, section="mlp", search="mlp"):
     """The PyTorch MLP; defaults are the original analysis's NN5."""
 
     hidden: tuple[int, ...] = _opt((20, 10, 5), "hidden layer widths, comma-separated")
@@ -59,7 +59,7 @@ class MLPConfig(ModelSettings, section="mlp"):
 
 
 @dataclass(frozen=True)
-class XGBoostConfig(ModelSettings, section="xgboost"):
+class XGBoostConfig(ModelSettings, section="xgboost", search="xgboost"):
     """The XGBoost reference model (hist trees, early stopping on valid)."""
 
     n_estimators: int = _opt(2000, "maximum boosting rounds", ge=1)
@@ -91,7 +91,7 @@ class LinearConfig(ModelSettings, section="linear"):
 
 
 @dataclass(frozen=True)
-class RealMLPConfig(ModelSettings, section="realmlp"):
+class RealMLPConfig(ModelSettings, section="realmlp", search="realmlp"):
     """A RealMLP-style MLP (Holzmüller et al. 2024); defaults are pytabkit's RealMLP-TD regressor's."""
 
     hidden: tuple[int, ...] = _opt((256, 256, 256), "hidden layer widths, comma-separated")
@@ -132,7 +132,7 @@ class RealMLPConfig(ModelSettings, section="realmlp"):
 
 
 @dataclass(frozen=True)
-class TabMConfig(ModelSettings, section="tabm"):
+class TabMConfig(ModelSettings, section="tabm", search="tabm"):
     """A TabM-style ensemble of k MLPs sharing their weights (Gorishniy et al. 2024), trained as one model."""
 
     k: int = _opt(32, "ensemble members", ge=1)
@@ -182,7 +182,7 @@ class PeerConfig:
 
 
 @dataclass(frozen=True)
-class PeerRealMLPConfig(PeerConfig, ModelSettings, section="peer_realmlp"):
+class PeerRealMLPConfig(PeerConfig, ModelSettings, section="peer_realmlp", search="peer_realmlp"):
     """pytabkit's RealMLP-TD regressor (Holzmüller et al. 2024) with its tuned defaults, on the CPU."""
 
     iterations: int = _opt(0, "epochs, which its schedules span (0: the tuned default, 256); the best epoch on valid "
@@ -190,7 +190,7 @@ class PeerRealMLPConfig(PeerConfig, ModelSettings, section="peer_realmlp"):
 
 
 @dataclass(frozen=True)
-class PeerTabMConfig(PeerConfig, ModelSettings, section="peer_tabm"):
+class PeerTabMConfig(PeerConfig, ModelSettings, section="peer_tabm", search="peer_tabm"):
     """pytabkit's TabM-D regressor (Gorishniy et al. 2024; k = 32) with its defaults, on the CPU."""
 
     iterations: int = _opt(0, "maximum epochs (0: the default, no limit but early stopping after 16 epochs without "
@@ -198,7 +198,7 @@ class PeerTabMConfig(PeerConfig, ModelSettings, section="peer_tabm"):
 
 
 @dataclass(frozen=True)
-class PeerLGBMConfig(PeerConfig, ModelSettings, section="peer_lgbm"):
+class PeerLGBMConfig(PeerConfig, ModelSettings, section="peer_lgbm", search="peer_lgbm"):
     """pytabkit's LightGBM-TD regressor (Holzmüller et al. 2024) with its tuned defaults, on the CPU."""
 
     iterations: int = _opt(0, "maximum boosting rounds (0: the tuned default, 1000; early stopping on valid after "
@@ -206,7 +206,7 @@ class PeerLGBMConfig(PeerConfig, ModelSettings, section="peer_lgbm"):
 
 
 @dataclass(frozen=True)
-class PeerCatBoostConfig(PeerConfig, ModelSettings, section="peer_catboost"):
+class PeerCatBoostConfig(PeerConfig, ModelSettings, section="peer_catboost", search="peer_catboost"):
     """pytabkit's CatBoost-TD regressor (Holzmüller et al. 2024) with its tuned defaults, on the CPU."""
 
     iterations: int = _opt(0, "maximum boosting rounds (0: the tuned default, 1000; early stopping on valid after "

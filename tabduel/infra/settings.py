@@ -76,21 +76,24 @@ def check_bounds(obj: Any, section: str) -> None:
 
 
 class ModelSettings:
-    """Base of a model family's settings: `class XConfig(ModelSettings, section="x")` makes [x] a model section.
+    """Base of a model family's settings: `class XConfig(ModelSettings, section="x")` makes [x] a model section
+    (`search="x"`: the search family that tunes it, a choice of --families).
 
-    Config has a field of that name and type; tabduel.models.registry has the family of that kind.
+    tabduel.settings.Config has a field of that name and type; tabduel.models.registry has the family of that kind.
     """
 
     sections: ClassVar[dict[str, type[ModelSettings]]] = {}
 
-    def __init_subclass__(cls, section: str = "", **kwargs: Any) -> None:
+    def __init_subclass__(cls, section: str = "", search: str = "", **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not section:
             raise TypeError(f"{cls.__name__}: name its section: class {cls.__name__}(ModelSettings, section=...)")
         ModelSettings.sections[section] = cls
         cls.section = section
+        cls.search_family = search
 
     section: ClassVar[str] = ""  # its [section] and kind
+    search_family: ClassVar[str] = ""  # the search family that tunes it ("": none)
 
     def __post_init__(self) -> None:
         check_bounds(self, self.section)
@@ -98,6 +101,16 @@ class ModelSettings:
 
     def check(self) -> None:
         """What its bounds cannot say (patterns, fields that depend on each other); raise ConfigError."""
+
+
+def model_kinds() -> tuple[str, ...]:
+    """The model sections registered so far, in the order they were declared: the kinds --models takes."""
+    return tuple(ModelSettings.sections)
+
+
+def search_families() -> tuple[str, ...]:
+    """The search families of the model sections registered so far: the names --families takes."""
+    return tuple(cls.search_family for cls in ModelSettings.sections.values() if cls.search_family)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 
 from tabduel.infra.config import PeerConfig, SearchConfig
 from tabduel.models.registry import family
-from tabduel.search.space import Encoding
 from tabduel.search.scores import mse, worker
+from tabduel.search.space import Encoding
 from tabduel.search.trials import load_inputs, scores_on_test
 
 BASE = "ordinal"  # the features variant every peer reads
