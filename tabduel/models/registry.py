@@ -75,7 +75,7 @@ _SHARED = ("family", "registry", "training", "evaluate", "torchnets")
 def declared_families() -> tuple[Family, ...]:
     """The families that modules of tabduel.models declare themselves (`FAMILY = Family(...)`), by module name;
     imports those modules (they are light: their heavy libraries are imported inside their functions)."""
-    known = {f.module for f in FAMILIES} | {f"tabduel.models.{name}" for name in _SHARED}
+    known = {f.module for f in BUILT_IN} | {f"tabduel.models.{name}" for name in _SHARED}
     found = []
     for info in sorted(pkgutil.iter_modules(tabduel.models.__path__), key=lambda m: m.name):
         name = f"tabduel.models.{info.name}"
@@ -86,8 +86,11 @@ def declared_families() -> tuple[Family, ...]:
     return tuple(found)
 
 
-FAMILIES += declared_families()
+BUILT_IN = FAMILIES  # declared above, their settings in tabduel/infra/model_sections.py
+FAMILIES = BUILT_IN + declared_families()
 _BY_KIND = {f.kind: f for f in FAMILIES}
+if len(_BY_KIND) != len(FAMILIES):
+    raise TypeError(f"two model families have one kind: {[f.kind for f in FAMILIES]}")
 
 
 def kinds() -> tuple[str, ...]:
