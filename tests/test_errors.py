@@ -54,7 +54,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
     unknown_key = tmp_path / "unknown-key.toml"
     unknown_key.write_text("[mlp]\nepochs = 5\nlrr = 0.1\n")
     unknown_section = tmp_path / "unknown-section.toml"
-    unknown_section.write_text("[mlp]\nlr = 0.01\n[xgb]\nmax_depth = 3\n")
+    unknown_section.write_text("[mlp]\nlr = 0.01\n[xgbost]\nmax_depth = 3\n")
     return {"dir": tmp_path / "a-directory", "missing": tmp_path / "missing.csv", "spec": spec,
             "unknown_key": unknown_key, "unknown_section": unknown_section}
 
@@ -81,7 +81,7 @@ VIOLATIONS = [
     (["run", "--config", "{unknown_key}"],
      "{unknown_key}: unknown setting 'mlp.lrr' (did you mean 'lr'?) in [mlp]; allowed in [mlp]: " + MLP_KEYS),
     (["run", "--config", "{unknown_section}"],
-     "{unknown_section}: unknown section [xgb] (did you mean 'xgboost'?); the sections are: " + SECTIONS),
+     "{unknown_section}: unknown section [xgbost] (did you mean 'xgboost'?); the sections are: " + SECTIONS),
     (["run", "--config", "{dir}"], "config file {dir} is a directory, not a file"),
     (["features", "--data-dir", "{spec}"], "pipeline.data_dir = '{spec}': is a file, not a directory"),
     (["run", "stray"], "unrecognized argument 'stray' for `tabduel run` (see `tabduel run --help`)"),
