@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any, Sequence
 
 from tabduel.checks import Parser, preflight
 from tabduel.infra.config import DEFAULT_SEARCH_FAMILIES, ConfigError, merge
-from tabduel.infra.errors import TabduelError, one_line
+from tabduel.infra.errors import Interrupted, TabduelError, one_line
 from tabduel.infra.prefect_api import LocalAPI, flush_prefect_logs, prefect_refusal_message, prefect_refused
 from tabduel.infra.settings import choices_of
 from tabduel.infra.tracking import (
@@ -291,14 +292,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     api = LocalAPI()
     api.start()  # boots while the next import loads Prefect, MLflow and torch
+    began = time.time()
+    from tabduel.infra.runtime import STOP, stop_on_signals
+
+    STOP.clear()  # main() may run more than once in a process (tests)
     try:
         from tabduel.flows import pipeline as flows
 
         quiet_expected_errors()
         _warm_up(args, cfg)
         api.wait_ready()
-        with api.flow_settings():
+        with api.flow_settings(), stop_on_signals():
             summary = _dispatch(flows, args, cfg.to_dict())
+    except _stop_exceptions() as exc:
+        signum = STOP.signal or (signal.SIGINT if isinstance(exc, (KeyboardInterrupt, Interrupted)) else signal.SIGTERM)
+        STOP.set(signum)  # Prefect's own SIGTERM handler raised: fits still running in other threads end too
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"tabduel: {name}: stopped; {kept_message(cfg, began)}", file=sys.stderr)
+        return 128 + signum
     except TabduelError as exc:
         print(f"tabduel: error: {one_line(exc)}", file=sys.stderr)
         return 1
@@ -322,6 +333,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         api.stop()
     print_summary(summary, time.perf_counter() - start)
     return 0
+
+
+def _stop_exceptions() -> tuple[type[BaseException], ...]:
+    """What a stop by the user raises: KeyboardInterrupt (our handlers), Interrupted (a fit that saw the stop), or
+    Prefect's TerminationSignal (its SIGTERM handler, active while a flow runs outside our handlers)."""
+    from prefect.exceptions import TerminationSignal
+
+    return (KeyboardInterrupt, Interrupted, TerminationSignal)
+
+
+def kept_message(cfg: Config, since: float) -> str:
+    """What a stopped run kept: the step outputs it finished (computed or reused), and that nothing is half-written."""
+    from tabduel.infra.store import published_since
+    from tabduel.settings import dataset_name
+
+    try:
+        kept = published_since(cfg.pipeline.data_dir, dataset_name(cfg), since)
+    except Exception:  # the message must not fail: say what is certain
+        kept = []
+    shown = ", ".join(f"{step} ({os.path.relpath(path)})" for step, path in kept) if kept else "no finished step"
+    return (f"kept {shown}; nothing half-written was left at a final path, and its open MLflow runs are marked KILLED. "
+            "The same command again reuses what was kept.")
 
 
 def _warm_up(args: argparse.Namespace, cfg: Config) -> None:

@@ -12,6 +12,7 @@ from tabduel.infra.tracking import MODEL_KEY_TAG, Tracker
 from tabduel.models.registry import family
 
 SERIES_NAMES = {"train_loss", "valid_loss", "round_train_rmse", "round_valid_rmse"}
+TIME_LIMITED_TAG = "tabduel.time_limited"
 
 
 def log_model_run(tracker: Tracker, run_id: str, kind: str, model_dir: str | Path, reused: bool) -> None:
@@ -27,6 +28,8 @@ def log_model_run(tracker: Tracker, run_id: str, kind: str, model_dir: str | Pat
             "source_sha256": meta.get("source_sha256", "")}
     if reused:
         tags["tabduel.reused_from_run"] = meta.get("run_id", "")
+    if meta["info"].get("time_limited"):  # the fit reached its time limit and kept its best epoch or round so far
+        tags[TIME_LIMITED_TAG] = f"stopped at {meta['config'].get('max_seconds', 0):g}s"
     tracker.set_tags(run_id, tags)
     history = read_json(model_dir / "history.json")
     tracker.log_series(run_id, {k: v for k, v in history.items() if k in SERIES_NAMES})

@@ -18,7 +18,6 @@ from typing import Any, Mapping
 
 from tabduel.data.dataset import load_spec
 from tabduel.infra.config import (
-    DEFAULT_MODELS,
     BenchConfig,
     EvaluateConfig,
     FeaturesConfig,
@@ -27,6 +26,7 @@ from tabduel.infra.config import (
     PipelineConfig,
     SearchConfig,
     TrackingConfig,
+    default_models,
 )
 from tabduel.infra.errors import ConfigError
 from tabduel.infra.settings import build, check_choice, search_families, to_plain, typed
@@ -110,14 +110,15 @@ def dataset_name(cfg: Config) -> str:
 
 def with_dataset_defaults(cfg: Config) -> Config:
     """cfg with what it leaves empty filled in from the dataset spec (loads it): the MLflow experiment and search
-    study get the spec's name; pipeline.models the spec's `models`, else DEFAULT_MODELS."""
+    study get the spec's name; pipeline.models the spec's `models`, else default_models()."""
     if cfg.tracking.experiment and cfg.search.study and cfg.pipeline.models:
         return cfg
     spec = load_spec(cfg.ingest.dataset)
+    models = cfg.pipeline.models or spec.models or default_models()
     return dataclasses.replace(
         cfg, tracking=dataclasses.replace(cfg.tracking, experiment=cfg.tracking.experiment or spec.name),
         search=dataclasses.replace(cfg.search, study=cfg.search.study or spec.name),
-        pipeline=dataclasses.replace(cfg.pipeline, models=cfg.pipeline.models or spec.models or DEFAULT_MODELS))
+        pipeline=dataclasses.replace(cfg.pipeline, models=models))
 
 
 def load_config(data: Mapping[str, Any]) -> Config:

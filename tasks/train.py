@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from prefect.runtime import flow_run
 from tabduel.data.dataset import load_spec
 from tabduel.data.labels import scale_label
 from tabduel.infra.config import ModelConfig, PipelineConfig, TrackingConfig
+from tabduel.infra.runtime import core_share
 from tabduel.infra.store import (
     StepResult,
     atomic_write_json,
@@ -24,7 +26,14 @@ from tabduel.infra.store import (
 )
 from tabduel.infra.tracking import Tracker, git_commit
 from tabduel.models.registry import family
-from tabduel.models.training import fit, load_data, progress_logger, settings_in_effect
+from tabduel.models.training import (
+    fit,
+    load_data,
+    progress_logger,
+    settings_in_effect,
+    time_limit_message,
+    with_time_limit,
+)
 from tabduel.reporting import log_model_run
 
 
@@ -48,16 +57,22 @@ def target_title(manifest: dict[str, Any]) -> str:
 
 @task(name="train", task_run_name="train-{kind}", cache_policy=NO_CACHE)
 def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: PipelineConfig,
-               tracking: TrackingConfig, parent_run_id: str | None = None, force: bool = False) -> StepResult:
-    """Fit or reuse <data_dir>/models/<kind>/<key>/ and log it to a new MLflow run (child of parent)."""
+               tracking: TrackingConfig, parent_run_id: str | None = None, force: bool = False,
+               cores: int = 0) -> StepResult:
+    """Fit or reuse <data_dir>/models/<kind>/<key>/ and log it to a new MLflow run (child of parent); with cores > 0,
+    its automatic thread settings take at most that many (models training side by side share the machine)."""
     log = get_run_logger()
+    cfg = with_time_limit(cfg, pipeline.time_limit)
     key = model_key(kind, features, cfg)
     tracker = Tracker.shared(tracking)
     run_id = tracker.start_run(kind, parent=parent_run_id, tags=run_tags(kind, "train"))
     with tracker.failing(run_id):
         def build(tmp: Path) -> dict:
             data, manifest = load_data(features.path, kind)
-            result = fit(kind, data, cfg, progress_logger(kind, log))
+            with progress_logger(kind, cfg, log, sys.stderr) as progress, core_share(cores):
+                result = fit(kind, data, cfg, progress)
+            if message := time_limit_message(kind, cfg, result.info):
+                log.warning(message)
             family(kind).save(result, tmp)
             atomic_write_json(tmp / "history.json", result.history)
             meta = {"kind": kind, "key": key, "config": settings_in_effect(kind, cfg), "features_dir": features.path,

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from tabduel.cli import main
 from tabduel.engine.data import Data
-from tabduel.infra.config import DEFAULT_MODELS, TrackingConfig
+from tabduel.infra.config import TrackingConfig, default_models
 from tabduel.infra.errors import DivergedError, TrainingError
 from tabduel.models import registry
 from tabduel.settings import Config, with_dataset_defaults
@@ -88,7 +88,7 @@ def svg_texts(path: Path) -> list[str]:
 def test_no_date_spec_runs_end_to_end_in_its_own_experiment(tmp_path, prefect_api, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     csv, spec = write_toy(tmp_path, "toy-a")
-    default = DEFAULT_MODELS[0]  # a spec that names no models gets the default MLP family, not NN5
+    default = default_models()[0]  # a spec that names no models gets the default MLP family, not NN5
     assert main(["run", "--source", str(csv), "--dataset", str(spec), *FAST, f"--{default}-epochs", "5"]) == 0
     out = capsys.readouterr().out
     assert f"| {default} |" in out and "| mlp |" not in out and "bike" not in out.lower()
@@ -106,7 +106,7 @@ def test_no_date_spec_runs_end_to_end_in_its_own_experiment(tmp_path, prefect_ap
     eval_dir = Path(json.loads((tmp_path / "data" / "evaluate" / "latest" / "toy-a.json").read_text())["path"])
     predictions = pd.read_parquet(eval_dir / "predictions.parquet")
     assert set(predictions["split"]) == {"train", "valid", "test"}
-    assert np.isfinite(predictions[[f"pred_{kind}" for kind in DEFAULT_MODELS]].to_numpy()).all()
+    assert np.isfinite(predictions[[f"pred_{kind}" for kind in default_models()]].to_numpy()).all()
 
 
 def test_two_datasets_in_one_data_dir_keep_their_own_latest_outputs(tmp_path, prefect_api, monkeypatch, capsys):
@@ -147,13 +147,14 @@ def test_experiment_and_study_default_to_the_spec_name(tmp_path):
 
 
 def test_models_default_to_the_spec_s_then_to_the_default_family(tmp_path):
-    """The built-in Seoul spec names the original analysis's models; a spec naming none gets DEFAULT_MODELS; a spec's
-    `models` and then the settings' win over that."""
+    """The built-in Seoul spec names the original analysis's models; a spec naming none gets default_models() (by
+    device); a spec's `models` and then the settings' win over that."""
     _, spec = write_toy(tmp_path, "toy-d", rows=10)
     models = lambda data: with_dataset_defaults(Config.from_dict(data)).pipeline.models  # noqa: E731
     assert models({}) == ("mlp", "xgboost", "linear")
-    assert models({"ingest": {"dataset": str(spec)}}) == DEFAULT_MODELS
-    assert DEFAULT_MODELS[0] != "mlp" and {"xgboost", "linear"} < set(DEFAULT_MODELS)
+    assert models({"ingest": {"dataset": str(spec)}}) == default_models()
+    assert default_models(cuda=False) == ("realmlp", "xgboost", "linear")  # minutes on a CPU
+    assert default_models(cuda=True) == ("tabm", "xgboost", "linear")  # the best at defaults, given a GPU
     named = spec.with_name("named.toml")
     named.write_text(spec.read_text().replace('name = "toy-d"', 'name = "toy-d"\nmodels = ["tabm", "linear"]'))
     assert models({"ingest": {"dataset": str(named)}}) == ("tabm", "linear")
@@ -264,3 +265,13 @@ def test_plot_labels_come_from_the_spec(tmp_path):
     assert f"fitted: {scale}" in svg_texts(tmp_path / "res.svg")
     every = " ".join(svg_texts(tmp_path / "split.svg") + svg_texts(tmp_path / "res.svg")).lower()
     assert "bike" not in every and "log10" not in every
+
+
+def test_no_nvidia_device_node_means_no_cuda_without_importing_torch(tmp_path):
+    import subprocess
+    import sys
+
+    probe = ("import sys; from pathlib import Path; from tabduel.infra.runtime import cuda_available; "
+             f"print(cuda_available(Path({str(tmp_path)!r})), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]  # an empty /dev: no CUDA, answered without importing torch (~1.5 s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import json
 import math
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -63,15 +64,20 @@ def test_ranks_by_hand_and_ties_share_their_mean_rank():
     assert st.ranks(tied).iloc[0].tolist() == [1.5, 1.5, 3.0]
 
 
-def test_friedman_matches_scipy_without_ties_and_demsar_by_hand():
-    from scipy import stats
-
+def test_friedman_by_hand_with_and_without_ties():
     out = st.friedman(TABLE)
-    expected = stats.friedmanchisquare(TABLE["a"], TABLE["b"], TABLE["c"])
-    assert out["statistic"] == pytest.approx(expected.statistic)
-    assert out["p"] == pytest.approx(expected.pvalue)
-    # Demšar eq. 1 by hand: 12*4/(3*4) * (1.25^2 + 1.75^2 + 3^2 - 3*16/4) = 4 * (13.625 - 12) = 6.5
-    assert out["statistic"] == pytest.approx(6.5)
+    # Demšar eq. 1 by hand: 12*4/(3*4) * (1.25^2 + 1.75^2 + 3^2 - 3*16/4) = 4 * (13.625 - 12) = 6.5; with 2 degrees of
+    # freedom the chi-square tail is exp(-x/2); Iman-Davenport F = (4-1) * 6.5 / (4*2 - 6.5) = 13
+    assert out["statistic"] == pytest.approx(6.5) and out["p"] == pytest.approx(math.exp(-6.5 / 2))
+    assert out["iman_davenport_f"] == pytest.approx(13.0)
+    # Tied ranks: eq. 1 gives 0.9 (the value before scipy computed it); the tie correction divides by
+    # c = 1 - sum(t^3 - t) / (n k (k^2 - 1)) = 1 - 3*6 / (5*3*8) = 0.85 (three rows with a tie of two)
+    tied = pd.DataFrame({"a": [1.0, 2.0, 3.0, 1.0, 2.0], "b": [1.0, 1.0, 4.0, 2.0, 2.0],
+                         "c": [3.0, 3.0, 3.0, 3.0, 1.0]})
+    assert st.friedman(tied)["statistic"] == pytest.approx(0.9 / 0.85)
+    # two families (scipy's test needs three): eq. 1, a sign test in chi-square form: (wins - losses)^2 / n
+    two = pd.DataFrame({"mlp": [2.0, 0.5, 4.0, 1.0, 3.0], "xgboost": [1.0, 1.0, 1.0, 2.0, 1.0]})
+    assert st.friedman(two)["statistic"] == pytest.approx((2 - 3) ** 2 / 5)
     with pytest.raises(ValueError, match="at least 2 datasets"):
         st.friedman(TABLE.iloc[:1])
 
@@ -94,7 +100,12 @@ def test_nemenyi_critical_difference_uses_demsars_q_values():
 def test_holm_and_wilcoxon_holm():
     from scipy import stats
 
+    # by hand: sorted p times (m - i), kept monotone, at most 1
     assert st.holm({"x": 0.01, "y": 0.04, "z": 0.03}) == pytest.approx({"x": 0.03, "y": 0.06, "z": 0.06})
+    assert st.holm({"x": 0.01, "y": 0.04, "z": 0.03, "w": 0.5, "v": 0.2}) == pytest.approx(
+        {"x": 0.05, "z": 0.12, "y": 0.12, "v": 0.4, "w": 0.5})
+    assert st.holm({"a": 0.4, "b": 0.3}) == pytest.approx({"a": 0.6, "b": 0.6})  # 0.4 alone would break the order
+    assert st.holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0} and st.holm({}) == {}
     rng = np.random.default_rng(0)
     t = pd.DataFrame(rng.uniform(1, 2, size=(8, 3)), columns=["a", "b", "c"])
     t["c"] += 1  # c is worse everywhere
@@ -119,6 +130,27 @@ def test_cliques_and_the_cd_diagram(tmp_path):
     assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
     summary = st.summary(TABLE)
     assert summary["mean_rank"]["a"] == 1.25 and summary["wins"]["a"] == 3 and 0 < summary["friedman_p"] < 0.05
+    # overlapping cliques: the hand-written sweep's output on these ranks, captured before scikit-posthocs drew them
+    five = pd.Series({"a": 1.2, "b": 1.9, "c": 3.4, "d": 3.5, "e": 4.0})
+    assert st.cliques(five, 0.05) == []
+    assert st.cliques(five, 0.6) == [["c", "d"], ["d", "e"]]
+    assert st.cliques(five, 1.6) == [["a", "b"], ["b", "c", "d"], ["c", "d", "e"]]
+    assert st.cliques(five, 2.3) == [["a", "b", "c", "d"], ["b", "c", "d", "e"]]
+
+
+def test_cliques_agree_with_scikit_posthocs_nemenyi_test():
+    """Two families share a clique exactly when Nemenyi's test (scikit-posthocs' p values, from the table) finds no
+    difference at alpha."""
+    import scikit_posthocs as sp
+
+    rng = np.random.default_rng(3)  # families apart enough that 1 to 9 pairs differ, with overlapping cliques
+    for n, k in ((6, 4), (10, 5), (12, 6), (20, 7)):
+        t = pd.DataFrame(rng.normal(size=(n, k)) + np.linspace(0, 3, k), columns=[f"f{i}" for i in range(k)])
+        groups = st.cliques(st.mean_ranks(t), st.nemenyi_cd(k, n))
+        p = sp.posthoc_nemenyi_friedman(t.to_numpy())
+        p.index = p.columns = t.columns
+        for a, b in itertools.combinations(t.columns, 2):
+            assert any({a, b} <= set(g) for g in groups) == (p.loc[a, b] >= 0.05), (n, k, a, b)
 
 
 # ---- corruptions --------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from tabduel.cli import main
 from tabduel.data import draft as d
 from tabduel.data.dataset import load_spec
-from tabduel.infra.config import DEFAULT_MODELS
+from tabduel.infra.config import default_models
 from tabduel.infra.errors import ConfigError, DataError
 
 # ../shared/data/suite beside the checkout (as conftest's SHARED_CSV); TABDUEL_SUITE overrides it (worktrees)
@@ -212,6 +213,186 @@ def test_short_names_are_valid_and_unique():
     names = [d.short_name(r, i, taken) for i, r in enumerate(["1st Flr SF", "Temperature(\u00b0C)", "", "a b",
                                                                 "a-b"])]
     assert names == ["x1st_flr_sf", "temperature_c", "col3", "a_b", "a_b_2"]
+
+
+# ---------------------------------------------------------------- the three parts: sniff, guess, render
+
+
+def _layout(raws: tuple[str, ...], data: list[list[str]], decimal: str = ".") -> d.Layout:
+    """A hand-made layout (no file): what guess_columns and render_toml take."""
+    g = d.Guess
+    return d.Layout(encoding=g("auto", "ASCII; auto reads it"),
+                    quote=g('"', "no quotes seen; the default does no harm"),
+                    delimiter=g(",", f"{len(data)} of {len(data)} rows split into {len(raws)} fields"),
+                    decimal=g(decimal, "the default"), thousands=g("", "no digit groups seen"),
+                    header=g(True, "text above numbers"), raws=raws, data=data)
+
+
+def test_sniff_layout_semicolon_decimal_comma(tmp_path):
+    text = '"Temp";"Kind";"Preis";;\r\n1,5;a;10;;\r\n;;;;\r\n-200;b;20;;\r\n\r\n2,25;a;30;;\r\n'
+    path = tmp_path / "shop.csv"
+    path.write_bytes(text.encode("ascii"))
+    layout = d.sniff_layout(path)
+    assert (layout.delimiter.value, layout.decimal.value, layout.thousands.value, layout.quote.value) == (
+        ";", ",", "", '"')
+    assert layout.delimiter.why == "3 of 3 rows split into 3 fields (+2 trailing empty)" and layout.delimiter.sure
+    assert layout.encoding.value == "auto" and layout.encoding.why.startswith("ASCII")
+    assert layout.has_header and layout.raws == ("Temp", "Kind", "Preis")
+    assert layout.data == [["1,5", "a", "10"], ["-200", "b", "20"], ["2,25", "a", "30"]]
+    assert (layout.blank, layout.separator_only, layout.dropped_tail) == (1, 1, 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        layout.blank = 0  # type: ignore[misc]
+
+
+def test_sniff_layout_without_header_names_columns_by_position(tmp_path):
+    layout = d.sniff_layout(_write(tmp_path, "1\t2.5\t3\n4\t5.5\t6\n7\t8.5\t9\n", "x.dat"))
+    assert layout.delimiter.value == "\t" and not layout.has_header
+    assert layout.raws == ("col1", "col2", "col3") and len(layout.data) == 3
+
+
+def _sentinel_rows(in_b: bool) -> list[list[str]]:
+    rows = []
+    for i in range(60):
+        a = "-200" if i % 10 == 0 else str(i % 7 + 1)
+        b = "-200" if in_b and i % 12 == 3 else str(10 + i % 5)
+        rows.append([a, b, str(i % 4), str(i * 3 + 1)])
+    return rows
+
+
+def test_guess_columns_applies_a_sentinel_seen_in_several_columns():
+    guesses = d.guess_columns(Path("s.csv"), _layout(("a", "b", "c", "y"), _sentinel_rows(True)), "y")
+    assert guesses.missing == ("", "-200")
+    (s,) = guesses.sentinels
+    assert (s.value, s.hits, s.texts, s.applied, s.n_numeric) == (-200.0, (("a", 6), ("b", 5)), ("-200",), True, 4)
+    a = guesses.columns[0]
+    assert (a.type, a.n_missing, a.on_missing) == ("int", 6, "impute") and -200.0 not in a.values
+    assert a.notes[0] == "-200 (6 rows) taken as missing"
+    assert guesses.target.name == "y" and guesses.inputs == ("a", "b", "c")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        guesses.inputs = ()  # type: ignore[misc]
+
+
+def test_guess_columns_only_suggests_a_sentinel_in_one_column():
+    guesses = d.guess_columns(Path("s.csv"), _layout(("a", "b", "c", "y"), _sentinel_rows(False)), "y")
+    assert guesses.missing == ("",)
+    (s,) = guesses.sentinels
+    assert not s.applied and s.hits == (("a", 6),)
+    a = guesses.columns[0]
+    assert a.n_missing == 0 and -200.0 in a.values and not a.on_missing
+    assert a.notes == ["check: -200 in 6 rows may mean missing"]
+
+
+def test_guess_columns_date_with_time_and_target_by_position():
+    rows = [[f"{i % 28 + 1:02d}/0{i % 3 + 1}/2021", f"{i % 24:02d}:00", str(i % 5), str(i * 2 + 1)] for i in range(40)]
+    guesses = d.guess_columns(Path("t.csv"), _layout(("Day", "Clock", "x", "y"), rows), "4", ["x"])
+    day, clock, x, y = guesses.columns
+    assert (day.type, day.format, day.time) == ("date", "%d/%m/%Y", "clock")
+    assert (clock.type, x.type, y is guesses.target) == ("time", "ignore", True)
+    assert guesses.parts == {"month": "month", "isoweekday": "isoweekday", "hour": "hour"}
+    assert guesses.periods == {"month": 12, "isoweekday": 7, "hour": 24}
+    assert guesses.inputs == ("month", "isoweekday", "hour")
+
+
+FIXED_TOML = '''\
+# Drafted by `tabduel spec draft shop.csv --target Preis`: check each guess, above all the
+# ones marked 'check' or 'unsure'. Every key is described in docs/spec-format.md.
+# 3 data rows; 1 blank and 0 separator-only rows are skipped; 2 trailing empty column(s) are ignored.
+name = "shop"
+description = "Drafted from shop.csv"
+
+[source]
+member = "shop.csv"
+
+[read]
+delimiter = ";"  # 3 of 3 rows split into 3 fields
+decimal = ","  # unsure, check: 2 cells with a decimal comma, 1 with a decimal point
+thousands = ""  # no digit groups seen
+quote = "\\""  # no quotes seen; the default does no harm
+encoding = "auto"  # ASCII; auto reads it
+header = true  # text above numbers
+# -200 may mean missing in Temp (C) (1); add ['-200'] to missing if it does (not applied: not clear)
+missing = ["", "?"]  # markers seen in the file ('' = empty cell)
+
+[target]
+column = "preis"
+transform = "log"  # right-skewed
+label = "Preis"
+
+[features]
+date_parts = { month = "month" }  # computed from the date
+periods = { month = 12 }
+inputs = ["temp_c", "kind", "month"]
+
+[[columns]]
+# check: -200 in 1 rows may mean missing
+raw = "Temp (C)"
+name = "temp_c"
+type = "float"  # -200 .. 2.5 in the file; add min/max to enforce a range
+
+[[columns]]
+raw = "Kind"
+name = "kind"
+type = "category"
+levels = ["Low", "High"]
+ordered = true
+missing = [""]
+on_missing = "impute"
+
+[[columns]]
+raw = "Day"
+name = "day"
+type = "date"
+format = "%d.%m.%Y"
+
+[[columns]]
+# constant ('x'): ignored
+raw = "Note"
+name = "note"
+type = "ignore"
+
+[[columns]]
+raw = "Preis"
+name = "preis"
+type = "int"  # 10 .. 30 in the file; add min/max to enforce a range
+'''
+
+
+def _fixed_guess() -> tuple[d.Layout, d.ColumnGuesses]:
+    layout = dataclasses.replace(
+        _layout(("Temp (C)", "Kind", "Day", "Note", "Preis"), [["1,5"] * 5] * 3, ","),
+        delimiter=d.Guess(";", "3 of 3 rows split into 3 fields"), blank=1, dropped_tail=2,
+        decimal=d.Guess(",", "2 cells with a decimal comma, 1 with a decimal point", sure=False))
+    temp = d.Column(0, "Temp (C)", "temp_c", values=[1.5, -200.0, 2.5],
+                    notes=["check: -200 in 1 rows may mean missing"])
+    kind = d.Column(1, "Kind", "kind", type="category", levels=["Low", "High"], ordered=True, missing=[""],
+                    on_missing="impute")
+    day = d.Column(2, "Day", "day", type="date", format="%d.%m.%Y")
+    note = d.Column(3, "Note", "note", type="ignore", notes=["constant ('x'): ignored"])
+    price = d.Column(4, "Preis", "preis", type="int", values=[10.0, 20.0, 30.0])
+    guesses = d.ColumnGuesses(
+        columns=(temp, kind, day, note, price), target=price, transform=d.Guess("log", "right-skewed"),
+        missing=("", "?"), sentinels=(d.Sentinel(-200.0, (("Temp (C)", 1),), ("-200",), False, 2),),
+        parts={"month": "month"}, periods={"month": 12}, inputs=("temp_c", "kind", "month"))
+    return layout, guesses
+
+
+def test_render_toml_of_a_fixed_guess():
+    layout, guesses = _fixed_guess()
+    text = d.render_toml(Path("/data/shop.csv"), layout, guesses)
+    assert text == FIXED_TOML
+    assert tomllib.loads(text)["columns"][2]["format"] == "%d.%m.%Y"
+
+
+def test_render_report_of_a_fixed_guess():
+    layout, guesses = _fixed_guess()
+    report = d.render_report(layout, guesses)
+    assert report[:2] == ["delimiter ';' (sure: 3 of 3 rows split into 3 fields)",
+                          "quote '\"' (sure: no quotes seen; the default does no harm)"]
+    assert report[6:9] == ["skipped rows: 1 blank, 0 separator-only (the reader skips them)",
+                           "trailing empty columns: 2 (the reader ignores them)",
+                           "possible missing marker ['-200'] (unsure: Temp (C) (1)); not applied"]
+    assert report[9] == "target 'Preis' -> preis (int): transform 'log' (sure: right-skewed)"
+    assert report[13] == f"  {'Note'!r:<32} -> {'note':<22} ignore; constant ('x'): ignored"
 
 
 # ---------------------------------------------------------------- whole drafts of generated files
@@ -488,12 +669,12 @@ def test_drafted_spec_runs_the_pipeline(tmp_path, prefect_api, monkeypatch, caps
     writer, target = GENERATED[name]
     raw = writer(tmp_path / name)
     assert main(["spec", "draft", str(raw), "--target", target, "-o", "my.toml"]) == 0
-    assert main(["run", "--dataset", "my.toml", "--source", str(raw), f"--{DEFAULT_MODELS[0]}-epochs", "3",
+    assert main(["run", "--dataset", "my.toml", "--source", str(raw), f"--{default_models()[0]}-epochs", "3",
                  "--xgboost-n-estimators", "20", "--evaluate-plots", plots, "--evaluate-dpi", "40"]) == 0
     out = capsys.readouterr().out
     assert "ingest" in out and "evaluate" in out
     metrics = json.loads(next((tmp_path / "data" / "evaluate").glob("*/metrics.json")).read_text())
-    assert set(metrics) >= set(DEFAULT_MODELS)  # a drafted spec names no models: the default MLP family trains
+    assert set(metrics) >= set(default_models())  # a drafted spec names no models: the default MLP family trains
 
 
 def test_row_numbers_and_distinct_text_are_ignored(tmp_path):

@@ -33,6 +33,7 @@ from tabduel.search.space import (
     suggest_xgboost,
     trial_threads,
 )
+from tabduel.search.storage import _redact
 from tabduel.search.study import (
     PARENT_RUN,
     RETRY_OF,
@@ -337,6 +338,26 @@ def test_sqlite_storage_and_bad_storage_urls(tmp_path):
     assert study.study_name == "q-mlp" and (tmp_path / "optuna.db").is_file()
     with pytest.raises(ConfigError, match="not a journal file path, sqlite"):
         open_storage("redis://localhost/0")
+
+
+def test_a_storage_url_in_a_message_hides_its_password_only():
+    # the hand-written splitter's output on the first four, captured before SQLAlchemy parsed them
+    assert _redact("postgresql://user:s3cret@db:5432/optuna") == "postgresql://user:***@db:5432/optuna"
+    assert _redact("postgresql+psycopg://u:p%40ss@h/db") == "postgresql+psycopg://u:***@h/db"
+    assert _redact("mysql://a:b:c@h/db") == "mysql://a:***@h/db"
+    assert _redact("postgresql://u:p@ss@h/db") == "postgresql://u:***@h/db"  # an unescaped @ in the password
+    assert _redact("sqlite:///x.db") == "sqlite:///x.db"
+    assert _redact("postgresql://user@h/db") == "postgresql://user@h/db"  # no password (the splitter added :***)
+    assert _redact("bad url://u:pw@h") == "bad url://***"  # SQLAlchemy cannot read it: only the scheme
+    # every message of open_storage that names the URL: a scheme it does not take, a missing driver (no MySQLdb),
+    # a server that refuses
+    with pytest.raises(ConfigError, match=r"'postgres://u:\*\*\*@h/db': not a journal") as bad:
+        open_storage("postgres://u:s3cret@h/db")
+    with pytest.raises(ConfigError, match=r"'mysql://u:\*\*\*@h/db': its database driver") as driver:
+        open_storage("mysql://u:s3cret@h/db")
+    with pytest.raises(TabduelError, match=r"postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/db: cannot open") as refused:
+        open_storage("postgresql+psycopg://u:s3cret@127.0.0.1:1/db")
+    assert "s3cret" not in str(bad.value) + str(driver.value) + str(refused.value)
 
 
 def test_a_search_parent_is_new_unless_a_resumed_search_finds_the_one_its_studies_recorded(tmp_path):

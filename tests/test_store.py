@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import stat
+import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,6 +16,7 @@ from tabduel.infra.errors import TabduelError
 from tabduel.infra.store import (
     StepResult,
     code_fingerprint,
+    file_lock,
     is_done,
     materialize,
     publish,
@@ -100,6 +104,33 @@ def test_concurrent_builds_of_one_key_publish_one_output(tmp_path):
     assert sorted(reused for _, reused in results) == [False] + [True] * (n - 1)
     assert is_done(tmp_path / "step" / "k")
     assert sorted(p.name for p in (tmp_path / "step").iterdir()) == [".lock", "k"]
+
+
+HOLD = """
+import os, sys, time
+from tabduel.infra.store import file_lock
+os.umask(0o002)
+with file_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(1.0)
+    print(time.time(), flush=True)  # the moment it lets go
+"""
+
+
+def test_file_lock_makes_another_process_wait_and_stays_in_place(tmp_path):
+    """A lock another process holds makes this one wait until it lets go; the lock file stays, its mode from the
+    creating process' umask (0o002 there: group-writable, so a group shares a data dir)."""
+    lock = tmp_path / "step" / ".lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with file_lock(lock):
+            acquired = time.time()
+        released = float(holder.stdout.readline())
+    finally:
+        holder.wait(timeout=30)
+    assert acquired >= released and holder.returncode == 0
+    assert lock.is_file() and stat.S_IMODE(lock.stat().st_mode) == 0o664
 
 
 def test_latest_pointer_per_dataset(tmp_path):

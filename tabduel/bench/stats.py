@@ -29,23 +29,24 @@ def mean_ranks(table: pd.DataFrame) -> pd.Series:
 
 
 def friedman(table: pd.DataFrame) -> dict[str, float]:
-    """Friedman's chi-square over N datasets and k families (Demšar 2006, eq. 1), with the Iman-Davenport F.
-
-    Without tie correction, as Demšar writes it; for k >= 3 and no ties it equals scipy's friedmanchisquare. When
-    every dataset ranks the families alike, the F statistic is undefined (its denominator is 0): F and its p are NaN.
-    """
+    """Friedman's chi-square over N datasets and k families, with the Iman-Davenport F (Demšar 2006, eqs. 1-2)."""
     from scipy import stats
 
     n, k = table.shape
     if k < 2 or n < 2:
         raise ValueError(f"Friedman's test needs at least 2 datasets and 2 families, got {n} and {k}")
-    r = mean_ranks(table).to_numpy()
-    chi2 = 12 * n / (k * (k + 1)) * (float(np.sum(r ** 2)) - k * (k + 1) ** 2 / 4)
+    if k >= 3:  # scipy corrects for tied ranks (Demšar's eq. 1 does not); every row all tied gives NaN, not p = 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chi2 = float(stats.friedmanchisquare(*(table[c].to_numpy(float) for c in table.columns)).statistic)
+    else:  # scipy refuses k = 2 (mlp against xgboost, the default): Demšar's eq. 1, without tie correction
+        r = mean_ranks(table).to_numpy()
+        chi2 = 12 * n / (k * (k + 1)) * (float(np.sum(r ** 2)) - k * (k + 1) ** 2 / 4)
     p = float(stats.chi2.sf(chi2, k - 1))
+    # chi2 = n (k - 1) when every dataset ranks the families alike: F's denominator is 0 (up to rounding), F undefined
     denom = n * (k - 1) - chi2
-    f = (n - 1) * chi2 / denom if denom > 0 else math.nan
+    f = (n - 1) * chi2 / denom if denom > 1e-9 * n * k else math.nan
     p_f = float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))) if math.isfinite(f) else math.nan
-    return {"statistic": float(chi2), "p": p, "iman_davenport_f": float(f), "iman_davenport_p": p_f,
+    return {"statistic": chi2, "p": p, "iman_davenport_f": float(f), "iman_davenport_p": p_f,
             "datasets": n, "families": k}
 
 
@@ -61,14 +62,14 @@ def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
 
 
 def holm(p_values: dict[Any, float]) -> dict[Any, float]:
-    """Holm's step-down adjustment: sorted p_i times (m - i), kept monotone and at most 1."""
-    items = sorted(p_values.items(), key=lambda kv: kv[1])
-    m = len(items)
-    out, running = {}, 0.0
-    for i, (key, p) in enumerate(items):
-        running = max(running, min(1.0, (m - i) * p))
-        out[key] = running
-    return out
+    """Holm's step-down adjustment of each p value (statsmodels' multipletests)."""
+    if not p_values:
+        return {}
+    from statsmodels.stats.multitest import multipletests
+
+    keys = list(p_values)
+    adjusted = multipletests([p_values[key] for key in keys], method="holm")[1]
+    return {key: float(p) for key, p in zip(keys, adjusted)}
 
 
 def wilcoxon_holm(table: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -130,56 +131,45 @@ def normalized(table: pd.DataFrame) -> pd.DataFrame:
     return table.div(table.min(axis=1), axis=0)
 
 
+def _nemenyi_p_form(mean: pd.Series, cd: float) -> pd.DataFrame:
+    """Nemenyi's decisions between families as scikit-posthocs reads p values: 0 where mean ranks differ by more
+    than cd (significant), 1 where not."""
+    v = mean.to_numpy(float)
+    return pd.DataFrame(np.where(np.abs(v[:, None] - v[None, :]) > cd, 0.0, 1.0), index=mean.index,
+                        columns=mean.index)
+
+
 def cliques(mean: pd.Series, cd: float) -> list[list[str]]:
-    """Maximal groups of families whose mean ranks lie within cd of each other (the diagram's bars), as in
-    Demšar's figures: families sorted by rank, each bar from a family to the last one within cd of it."""
-    order = mean.sort_values()
-    names, values = list(order.index), order.to_numpy()
-    groups: list[list[str]] = []
-    for i in range(len(names)):
-        j = i
-        while j + 1 < len(names) and values[j + 1] - values[i] <= cd:
-            j += 1
-        if j > i and not any(set(names[i:j + 1]) <= set(g) for g in groups):
-            groups.append(names[i:j + 1])
-    return groups
+    """Maximal groups of families whose mean ranks lie within cd of each other (the diagram's bars), by rank."""
+    import scikit_posthocs as sp
+
+    letters = sp.compact_letter_display(_nemenyi_p_form(mean, cd), alpha=0.05)  # families sharing a letter
+    order = list(mean.sort_values(kind="stable").index)
+    groups = [sorted((f for f in letters.index if letters[f][j] != " "), key=order.index)
+              for j in range(len(letters.iloc[0]))]
+    return sorted((g for g in groups if len(g) > 1), key=lambda g: order.index(g[0]))
 
 
 def cd_diagram(mean: pd.Series, cd: float, path: Path, dpi: int = 110, title: str = "") -> Path:
-    """Draw the critical-difference diagram: the rank axis (1 at left), each family's mean rank with its name,
-    the CD as a bar above the axis, and thick bars joining families not significantly different."""
+    """Draw the critical-difference diagram (scikit-posthocs'): mean ranks, the CD to scale, bars over cliques."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import scikit_posthocs as sp
 
     k = len(mean)
-    order = mean.sort_values()
-    groups = cliques(mean, cd)
-    lo, hi = 1, max(k, 2)
-    height = 1.6 + 0.3 * (k + len(groups))
-    fig, ax = plt.subplots(figsize=(7, height))
-    ax.set_xlim(lo - 0.3, hi + 0.3)
-    ax.set_ylim(-(k / 2 + 1) * 0.35 - 0.3 * len(groups), 1.2)
-    ax.axis("off")
-    ax.hlines(0, lo, hi, color="black", lw=1)
-    for r in range(lo, hi + 1):
-        ax.vlines(r, 0, 0.1, color="black", lw=1)
-        ax.text(r, 0.18, str(r), ha="center", va="bottom", fontsize=9)
-    ax.hlines(0.75, lo, lo + cd, color="black", lw=1.5)  # the critical difference, to scale
-    ax.vlines([lo, lo + cd], 0.7, 0.8, color="black", lw=1.5)
-    ax.text(lo + cd / 2, 0.85, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
-    half = math.ceil(k / 2)
-    for i, (name, r) in enumerate(order.items()):
-        left = i < half
-        depth = -(i + 1 if left else k - i) * 0.35
-        end = lo - 0.2 if left else hi + 0.2
-        ax.plot([r, r, end], [0, depth, depth], color="black", lw=0.8)
-        ax.text(end + (-0.05 if left else 0.05), depth, f"{name} ({r:.2f})", ha="right" if left else "left",
-                va="center", fontsize=9)
-    for j, g in enumerate(groups):
-        y = -0.15 - 0.12 * j
-        ax.hlines(y, order[g[0]] - 0.03, order[g[-1]] + 0.03, color="black", lw=3)
+    fig, ax = plt.subplots()
+    sp.critical_difference_diagram(mean, _nemenyi_p_form(mean, cd), cd=cd, alpha=0.05, ax=ax,
+                                   label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}",
+                                   label_props={"fontsize": 9})
+    # the whole rank axis, 1 (best) to k, as Demšar draws it, and the CD bar drawn from the best rank
+    ax.set_xlim(0.9, max(k, 2, float(mean.min()) + cd) + 0.1)
+    ax.set_xticks(range(1, max(k, 2) + 1))
+    ax.tick_params(axis="x", labelsize=8, pad=1, length=3)
+    bottom = ax.get_ylim()[0]
+    ax.set_ylim(bottom, 1.0)
+    fig.set_size_inches(7, 0.45 * (1.0 - bottom) + 0.5)  # 0.45 in per row: the CD bar (row 0.5) clears the ticks
     if title:
         ax.set_title(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)

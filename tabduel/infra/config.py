@@ -43,10 +43,15 @@ from tabduel.infra.settings import (  # noqa: F401  (re-exported)
     unknown_message,
 )
 
-# What `tabduel run` trains when neither the settings nor the dataset spec name the models: the MLP family that
-# measured best at its defaults on the dev suite (docs/results.md, "Which MLP the pipeline trains by default"), with
-# XGBoost and the linear baseline. The built-in Seoul spec names its own: the original analysis's NN5 ("mlp").
-DEFAULT_MODELS = ("tabm", "xgboost", "linear")
+# What `tabduel run` trains when neither the settings nor the dataset spec name the models, by device (docs/results.md,
+# "Which MLP the pipeline trains by default"): on a CPU the RealMLP-style MLP, whose default fit of a 20,000-row file
+# takes minutes on 2 cores; on CUDA TabM, the family with the best valid MSE at its defaults on the dev suite, whose
+# fits take 5-20x longer than RealMLP's on a CPU. Each with XGBoost and the linear baseline. The built-in Seoul spec
+# names its own: the original analysis's NN5 ("mlp").
+DEFAULT_MODELS = {"cpu": ("realmlp", "xgboost", "linear"), "cuda": ("tabm", "xgboost", "linear")}
+# The default of `--time-limit`: seconds of training per model fit. Two fits that reach it, plus a run's other steps,
+# keep `tabduel run` on a 50,000-row file under 10 minutes on 2 cores (docs/results.md, "The first run").
+DEFAULT_TIME_LIMIT = 240.0
 
 
 @dataclass(frozen=True)
@@ -90,10 +95,15 @@ class PipelineConfig:
 
     data_dir: str = _opt("data", "directory for step outputs (relative to the working directory)")
     models: tuple[str, ...] = _opt((), "models to train, comma-separated; empty: the dataset spec's `models`, else "
-                                   + ",".join(DEFAULT_MODELS), model_kinds)
+                                   + ",".join(DEFAULT_MODELS["cpu"]) + " on a CPU and "
+                                   + ",".join(DEFAULT_MODELS["cuda"]) + " where torch sees a CUDA device", model_kinds)
+    time_limit: float = _opt(DEFAULT_TIME_LIMIT, "seconds of training per model fit, for every model whose own "
+                             "max_seconds is 0: a fit that reaches it stops and keeps its best epoch or round so far, "
+                             "and says so (0: no limit)")
 
     def __post_init__(self) -> None:
         _check(len(set(self.models)) == len(self.models), "pipeline.models", self.models, "a model is named twice")
+        _check(self.time_limit >= 0, "pipeline.time_limit", self.time_limit, "must not be negative (0: no limit)")
 
 
 @dataclass(frozen=True)
@@ -246,3 +256,13 @@ class BenchConfig:
 
 
 ModelConfig = ModelSettings  # the settings of any model family
+
+
+def default_models(cuda: bool | None = None) -> tuple[str, ...]:
+    """The models `tabduel run` trains when nothing names them: DEFAULT_MODELS of this machine's device (cuda: None
+    asks runtime.cuda_available)."""
+    if cuda is None:
+        from tabduel.infra.runtime import cuda_available
+
+        cuda = cuda_available()
+    return DEFAULT_MODELS["cuda" if cuda else "cpu"]

@@ -34,6 +34,10 @@ class DivergedError(TrainingError):
     """A model's loss or predictions became NaN or infinite (too high a learning rate, most often)."""
 
 
+class Interrupted(TabduelError):
+    """The user stopped the run (Ctrl-C or SIGTERM); a fit in another thread stops at its next epoch or round."""
+
+
 def one_line(exc: BaseException) -> str:
     """The error in one line, as the CLI prints it after 'tabduel: error: ' and as a failed MLflow run records it.
 

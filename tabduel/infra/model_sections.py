@@ -76,9 +76,14 @@ class XGBoostConfig(ModelSettings, section="xgboost", search="xgboost"):
     device: str = _opt("auto", "auto (cuda when present), cpu, cuda or cuda:N")
     n_jobs: int = _opt(0, "threads (0: the cores free to this process; never more than those)", ge=0,
                        note="0: all free cores")
+    max_seconds: float = _opt(0.0, "stop boosting after this many seconds, keeping the best round so far (0: no limit)",
+                              ge=0, note="0: no limit")
+    time_clock: str = _opt("wall", "what max_seconds counts: wall-clock seconds, or this process's CPU-seconds",
+                           TIME_CLOCKS)
 
     def check(self) -> None:
-        """Device."""
+        """Clock and device."""
+        check_choice("xgboost.time_clock", self.time_clock, TIME_CLOCKS)
         _check(bool(_XGBOOST_DEVICE.fullmatch(self.device)), "xgboost.device", self.device,
                f"is not one of: {XGBOOST_DEVICES}")
 

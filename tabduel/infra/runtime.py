@@ -3,17 +3,51 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from tabduel.infra.config import TIME_CLOCKS, check_choice
-from tabduel.infra.errors import ConfigError
+from tabduel.infra.errors import ConfigError, Interrupted
+from tabduel.infra.model_sections import TIME_CLOCKS
+from tabduel.infra.settings import check_choice
+
+# The cores a thread's automatic settings may take when steps run side by side in one process (a pipeline trains its
+# torch models beside XGBoost): set per thread by core_share(); 0: no share, every free core.
+_CORE_SHARE: contextvars.ContextVar[int] = contextvars.ContextVar("tabduel_core_share", default=0)
+
+
+class StopRequest:
+    """Set once when the user stops the process (Ctrl-C, SIGTERM), with the signal that came: fits running in other
+    threads stop at their next epoch or round."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal = 0
+
+    def set(self, signum: int = 0) -> None:
+        """Ask every fit to stop (signum: the signal that asked, if any)."""
+        self.signal = self.signal or signum
+        self._event.set()
+
+    def is_set(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._event.is_set()
+
+    def clear(self) -> None:
+        """Forget a stop (tests)."""
+        self.signal = 0
+        self._event.clear()
+
+
+STOP = StopRequest()  # one per process, as signals are
 
 
 def stopwatch(clock: str) -> Callable[[], float]:
@@ -80,7 +114,45 @@ def free_cores() -> int:
     quota = _cgroup_cores()
     if quota is not None:
         cores = min(cores, int(quota) or 1)
-    return max(1, cores)
+    share = _CORE_SHARE.get()
+    return max(1, min(cores, share) if share else cores)
+
+
+@contextlib.contextmanager
+def core_share(cores: int) -> Iterator[None]:
+    """In this thread (and context), free_cores() is at most `cores` for the block (0: no cap)."""
+    token = _CORE_SHARE.set(max(0, cores))
+    try:
+        yield
+    finally:
+        _CORE_SHARE.reset(token)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGINT (Ctrl-C) and SIGTERM set STOP and raise KeyboardInterrupt in the main thread, so that
+    fits in other threads end at their next step too; the handlers before are restored after. Off the main thread, a
+    no-op (signals reach only the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        STOP.set(signum)
+        raise KeyboardInterrupt
+
+    before = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def check_stop(what: str) -> None:
+    """Raise Interrupted if the user stopped the process (STOP is set); fits call it once per epoch or round."""
+    if STOP.is_set():
+        raise Interrupted(f"{what}: stopped by the user")
 
 
 def cpu_threads(requested: int) -> int:
@@ -106,6 +178,15 @@ def using_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def cuda_available(dev: Path = Path("/dev")) -> bool:
+    """Whether torch sees a CUDA device; without an NVIDIA device node it answers without importing torch (~1.5 s)."""
+    if not (dev / "nvidiactl").exists() and not any(dev.glob("nvidia[0-9]*")):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def resolve_torch_device(name: str) -> str:

@@ -85,17 +85,13 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive flock on path (created if missing) for the block; other processes wait."""
-    import fcntl
+    """Hold an exclusive lock on path (created if missing, left in place) for the block; other processes wait."""
+    from filelock import FileLock
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(path):  # flock on Unix; the file's mode follows the umask, like the step outputs
+        yield
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -180,6 +176,21 @@ def publish(data_dir: str | Path, step: str, result: StepResult) -> StepResult:
                       {"path": str(Path(result.path).resolve()), "key": result.key, "run_id": result.run_id,
                        "dataset": result.dataset})
     return result
+
+
+def published_since(data_dir: str | Path, dataset: str, since: float) -> list[tuple[str, str]]:
+    """(step, path) of each output of dataset published (pointed at by its latest pointer) at or after `since`
+    (time.time()), oldest first: what a run kept."""
+    found = []
+    for pointer in Path(data_dir).glob(f"**/latest/{dataset}.json"):
+        try:
+            when = pointer.stat().st_mtime
+            if when >= since:
+                step = pointer.parent.parent.relative_to(data_dir).as_posix()
+                found.append((when, step, read_json(pointer)["path"]))
+        except (OSError, ValueError, KeyError):  # a pointer being replaced right now: not kept by this run
+            continue
+    return [(step, path) for _, step, path in sorted(found)]
 
 
 def read_latest(data_dir: str | Path, step: str, dataset: str, hint: str) -> StepResult:

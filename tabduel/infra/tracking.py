@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from tabduel.infra.config import TrackingConfig
-from tabduel.infra.errors import exception_chain, one_line, status_in_chain
+from tabduel.infra.errors import Interrupted, exception_chain, one_line, status_in_chain
+from tabduel.infra.runtime import STOP
 from tabduel.infra.store import file_lock
 
 if TYPE_CHECKING:  # numpy is not imported at run time: the CLI imports this module before parsing its flags
@@ -323,14 +324,15 @@ class Tracker:
             self.finish(run.info.run_id, "KILLED")
         return [r.info.run_id for r in stale]
 
-    def fail_open_children(self, parent: str, error: str = "") -> None:
-        """Mark every still-RUNNING child of parent FAILED (with error, the parent's, as why)."""
+    def fail_open_children(self, parent: str, error: str = "", status: str = "FAILED") -> None:
+        """Mark every still-RUNNING child of parent FAILED, or `status` (with error, the parent's, as why)."""
         query = f"tags.`{PARENT_TAG}` = '{parent}' and attributes.status = 'RUNNING'"
         runs = self.client.search_runs([self.experiment_id], filter_string=query)
+        why = "was stopped" if status == "KILLED" else "failed"
         for run in runs:
             if error:
-                self.record_error(run.info.run_id, f"its parent run failed: {error}")
-            self.client.set_terminated(run.info.run_id, "FAILED")
+                self.record_error(run.info.run_id, f"its parent run {why}: {error}")
+            self.client.set_terminated(run.info.run_id, status)
 
     def record_error(self, run_id: str, error: str) -> None:
         """Put a failed run's one-line error on it: as a tag and as its description in the MLflow UI."""
@@ -338,17 +340,20 @@ class Tracker:
 
     @contextlib.contextmanager
     def failing(self, run_id: str, children: bool = False) -> Iterator[str]:
-        """Yield run_id; if the body raises, mark the run (and its open children) FAILED, with the error's line."""
+        """Yield run_id; if the body raises, mark the run (and its open children) FAILED, with the error's line, or
+        KILLED when the user stopped it (Ctrl-C, SIGTERM)."""
         try:
             yield run_id
         except BaseException as exc:
-            error = one_line(exc)
+            stopped = isinstance(exc, (KeyboardInterrupt, Interrupted)) or STOP.is_set()
+            status = "KILLED" if stopped else "FAILED"
+            error = "stopped by the user (Ctrl-C or SIGTERM)" if stopped else one_line(exc)
             with contextlib.suppress(Exception):
                 self.record_error(run_id, error)
             with contextlib.suppress(Exception):
                 if children:
-                    self.fail_open_children(run_id, error)
-                self.finish(run_id, "FAILED")
+                    self.fail_open_children(run_id, error, status)
+                self.finish(run_id, status)
             raise
 
     def find_logged_model(self, key: str) -> str | None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -11,7 +12,8 @@ from tabduel.data.features import feature_names, load_xy
 from tabduel.engine.data import Data
 from tabduel.infra.config import ModelConfig, to_plain
 from tabduel.infra.errors import DivergedError, TabduelError
-from tabduel.infra.runtime import resolve_torch_device, resolve_xgboost_device
+from tabduel.infra.progress import FitProgress
+from tabduel.infra.runtime import free_cores, resolve_torch_device, resolve_xgboost_device
 from tabduel.infra.store import read_json
 from tabduel.models.registry import STEPS, Progress, family
 
@@ -67,17 +69,46 @@ def settings_in_effect(kind: str, cfg: ModelConfig) -> dict[str, Any]:
     return settings
 
 
-def progress_logger(kind: str, log: Any) -> Progress:
-    """A progress callback that logs about ten lines per fit (every 100th round of a boosted model)."""
-    unit = family(kind).steps or "round"
-    names = STEPS[unit]
+def training_lanes(kinds: Sequence[str]) -> list[tuple[str, ...]]:
+    """A run's models in lanes that train side by side, each lane in the order given: the families that use torch in
+    one (torch's thread count is one setting per process), every other family in another."""
+    torch_lane = tuple(k for k in kinds if "torch" in family(k).packages)
+    other = tuple(k for k in kinds if k not in torch_lane)
+    return [lane for lane in (torch_lane, other) if lane]
 
-    def report(step: int, total: int, *values: float) -> None:
-        every = max(1, total // 10) if unit == "epoch" else 100
-        if step == 1 or step % every == 0 or step == total:
-            shown = " ".join(f"{n}={v:.5f}" for n, v in zip(names, values))
-            log.info(f"{kind} {unit} {step}/{total} {shown}")
-    return report
+
+def lane_cores(lanes: int) -> int:
+    """Cores each of `lanes` lanes may take (their automatic thread settings), at least 1."""
+    return max(1, free_cores() // max(1, lanes))
+
+
+def with_time_limit(cfg: ModelConfig, seconds: float) -> ModelConfig:
+    """cfg with max_seconds = seconds (the pipeline's --time-limit) when its family has a time limit and cfg sets
+    none of its own; else cfg unchanged."""
+    if seconds > 0 and getattr(cfg, "max_seconds", None) == 0:
+        return dataclasses.replace(cfg, max_seconds=seconds)
+    return cfg
+
+
+def progress_logger(kind: str, cfg: ModelConfig, log: Any, stream: Any = None) -> FitProgress:
+    """A fit's progress reporter: a line at least every 30 s with the losses, the time so far and left, a bar on
+    stream when it is a terminal. Close it after the fit."""
+    unit = family(kind).steps or "round"
+    early = bool(getattr(cfg, "patience", 0) or getattr(cfg, "early_stopping_rounds", 0))
+    return FitProgress(kind, unit, STEPS[unit], log, limit=getattr(cfg, "max_seconds", 0.0), early_stopping=early,
+                       stream=stream)
+
+
+def time_limit_message(kind: str, cfg: ModelConfig, info: dict[str, Any]) -> str:
+    """One line on a fit that reached its time limit ('' when it did not): where it stopped, what it kept."""
+    if not info.get("time_limited"):
+        return ""
+    if "rounds_run" in info:
+        ran, kept = f"round {info['rounds_run']} of {cfg.n_estimators}", f"round {info['best_iteration'] + 1}"
+    else:
+        ran, kept = f"epoch {info['epochs_run']} of {cfg.epochs}", f"epoch {info['best_epoch']}"
+    return (f"{kind}: reached its time limit of {cfg.max_seconds:g}s at {ran}; kept its best, {kept} (raise "
+            f"--time-limit or --{kind.replace('_', '-')}-max-seconds for a longer fit)")
 
 
 def check_trained_on(features: Any, models: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ import xgboost as xgb
 from tabduel.engine.data import Data
 from tabduel.infra.config import XGBoostConfig
 from tabduel.infra.errors import DivergedError, TrainingError
-from tabduel.infra.runtime import cpu_threads, resolve_xgboost_device
+from tabduel.infra.runtime import cpu_threads, resolve_xgboost_device, stopwatch
 
 RoundCallback = Callable[[int, int, float], None]  # (round, max rounds, valid rmse)
 
@@ -30,26 +30,31 @@ class XGBFit:
 
 
 class _Progress(xgb.callback.TrainingCallback):
-    """Reports each boosting round's valid rmse to a plain callback."""
+    """Reports each boosting round's valid rmse to a plain callback; stops boosting once max_seconds have passed."""
 
-    def __init__(self, total: int, report: RoundCallback):
-        self.total, self.report = total, report
+    def __init__(self, total: int, report: RoundCallback | None, max_seconds: float, clock: str):
+        self.total, self.report, self.max_seconds = total, report, max_seconds
+        self.elapsed = stopwatch(clock)
+        self.timed_out = False
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
-        self.report(epoch + 1, self.total, float(evals_log["validation_1"]["rmse"][-1]))
-        return False
+        if self.report:
+            self.report(epoch + 1, self.total, float(evals_log["validation_1"]["rmse"][-1]))
+        self.timed_out = bool(self.max_seconds) and epoch + 1 < self.total and self.elapsed() >= self.max_seconds
+        return self.timed_out  # True ends training; early stopping still keeps the best round
 
 
 def fit(data: Data, cfg: XGBoostConfig, on_round: RoundCallback | None = None) -> XGBFit:
     """Fit on train with early stopping on valid; keep the best iteration."""
     device = resolve_xgboost_device(cfg.device)
     n_jobs = cpu_threads(cfg.n_jobs)
+    progress = _Progress(cfg.n_estimators, on_round, cfg.max_seconds, cfg.time_clock)
     model = xgb.XGBRegressor(
         tree_method="hist", device=device, n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate,
         max_depth=cfg.max_depth, min_child_weight=cfg.min_child_weight, subsample=cfg.subsample,
         colsample_bytree=cfg.colsample_bytree, reg_lambda=cfg.reg_lambda, reg_alpha=cfg.reg_alpha,
         early_stopping_rounds=cfg.early_stopping_rounds or None, random_state=cfg.seed, n_jobs=n_jobs,
-        eval_metric="rmse", callbacks=[_Progress(cfg.n_estimators, on_round)] if on_round else None,
+        eval_metric="rmse", callbacks=[progress] if on_round or cfg.max_seconds else None,
     )
     start = time.perf_counter()
     with xgboost_errors():
@@ -66,7 +71,7 @@ def fit(data: Data, cfg: XGBoostConfig, on_round: RoundCallback | None = None) -
     best = getattr(model, "best_iteration", None)
     info = {"device": device, "n_jobs": n_jobs, "rounds_run": len(history["round_valid_rmse"]),
             "best_iteration": len(history["round_valid_rmse"]) - 1 if best is None else int(best),
-            "train_seconds": seconds}
+            "train_seconds": seconds, "time_limited": progress.timed_out}
     model.set_params(callbacks=None)  # keep the saved model free of our callback
     return XGBFit(model, history, info)
 
