@@ -195,7 +195,7 @@ def test_without_pytabkit_the_cli_refuses_a_peer_in_one_line_and_the_core_regist
 
 def test_without_pytabkit_fitting_loading_or_a_search_trial_of_a_peer_is_one_tabduel_error(tmp_path, features_dir):
     done = _without_pytabkit(f"""
-        from tabduel.infra.config import Config
+        from tabduel.settings import Config
         from tabduel.infra.errors import TabduelError, one_line
         from tabduel.models import training
         from tabduel.models.registry import family
