@@ -130,8 +130,9 @@ def main() -> None:
     from tabduel.data.dataset import load_spec
     from tabduel.data.features import make_features, save_features
     from tabduel.data.ingest import ingest
-    from tabduel.infra.config import Config, FeaturesConfig
+    from tabduel.infra.config import FeaturesConfig
     from tabduel.infra.runtime import free_cores
+    from tabduel.settings import Config
 
     kinds = [k for k in args.kinds.split(",") if k]
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -47,8 +47,8 @@ def rate(args: argparse.Namespace) -> None:
     from tabduel.data.dataset import load_spec
     from tabduel.data.features import make_features, save_features
     from tabduel.data.ingest import ingest
-    from tabduel.infra.config import load_config
     from tabduel.search.space import features_config
+    from tabduel.settings import load_config
 
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)

@@ -353,10 +353,10 @@ def row_pipeline_compute(data, device: str, quick: bool, repeats: int, source: s
     from tabduel.data.dataset import load_spec
     from tabduel.data.features import make_features
     from tabduel.data.ingest import ingest
-    from tabduel.infra.config import Config, with_dataset_defaults
     from tabduel.models.evaluate import draw_plots, run_evaluation
     from tabduel.models.registry import family
     from tabduel.models.training import fit, load_data
+    from tabduel.settings import Config, with_dataset_defaults
 
     cfg = with_dataset_defaults(Config())  # the models `tabduel run` trains: the built-in spec's
     steps: dict[str, float] = {}

@@ -17,12 +17,13 @@ from tabduel.bench.suite import check_sources, dataset_config, load_suite, local
 from tabduel.data.corruptions import CORRUPTIONS
 from tabduel.data.dataset import load_spec
 from tabduel.flows.pipeline import close_stale_runs
-from tabduel.infra.config import Config, IngestConfig, flatten
+from tabduel.infra.config import IngestConfig, flatten
 from tabduel.infra.errors import TabduelError
 from tabduel.infra.runtime import free_cores
 from tabduel.infra.store import atomic_write_bytes, atomic_write_json, read_json
 from tabduel.infra.tracking import Tracker, git_commit
 from tabduel.search.space import features_config
+from tabduel.settings import Config
 from tabduel.tasks.bench import cell_task, corrupt_features_task
 from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task

@@ -7,12 +7,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from tabduel.infra.config import Config, dataset_name, flatten, load_config
+from tabduel.infra.config import flatten
 from tabduel.infra.stop import stop_on_signals
 from tabduel.infra.store import StepResult, read_json, read_latest
 from tabduel.infra.tracking import Tracker, git_commit
 from tabduel.models.training import check_trained_on, lane_cores, training_lanes
 from tabduel.reporting import log_ingest
+from tabduel.settings import Config, dataset_name, load_config
 from tabduel.tasks.evaluate import evaluate_task
 from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task

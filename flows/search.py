@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 from tabduel.data.dataset import load_spec
 from tabduel.data.labels import scale_label
 from tabduel.flows.pipeline import close_stale_runs
-from tabduel.infra.config import Config, SearchConfig, flatten, load_config
+from tabduel.infra.config import SearchConfig, flatten
 from tabduel.infra.errors import TabduelError
 from tabduel.infra.store import StepResult
 from tabduel.infra.tracking import Tracker, git_commit
@@ -22,6 +22,7 @@ from tabduel.search.pruning import pruning_of
 from tabduel.search.report import final_comparison, refit_plan, refit_row, write_evidence
 from tabduel.search.space import features_config, trial_threads, workers_of
 from tabduel.search.study import Budget, open_storage, open_study, search_dir, storage_url, study_name
+from tabduel.settings import Config, load_config
 from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task
 from tabduel.tasks.search import trial_task

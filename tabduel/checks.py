@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from tabduel.infra.config import Config
 from tabduel.infra.errors import ConfigError, one_line
+from tabduel.settings import Config
 
 
 class Parser(argparse.ArgumentParser):

@@ -13,17 +13,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tabduel.checks import Parser, preflight
-from tabduel.infra.config import (
-    DEFAULT_SEARCH_FAMILIES,
-    Config,
-    ConfigError,
-    field_type,
-    load_toml,
-    merge,
-    section_fields,
-)
+from tabduel.infra.config import DEFAULT_SEARCH_FAMILIES, ConfigError, merge
 from tabduel.infra.errors import Interrupted, TabduelError, one_line
 from tabduel.infra.prefect_api import LocalAPI, flush_prefect_logs, prefect_refusal_message, prefect_refused
+from tabduel.infra.settings import choices_of
 from tabduel.infra.tracking import (
     SERVER_RETRIES,
     refusal_message,
@@ -32,6 +25,7 @@ from tabduel.infra.tracking import (
     server_unreachable,
 )
 from tabduel.models import registry
+from tabduel.settings import Config, field_type, load_toml, section_fields
 
 # Sections whose flags carry no prefix: --data-dir, --source, --experiment ...
 UNPREFIXED = ("pipeline", "tracking", "ingest")
@@ -122,8 +116,8 @@ def add_settings(parser: argparse.ArgumentParser, sections: Sequence[str], skip:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             help_text = f.metadata.get("help", "")
-            if f.metadata.get("choices"):
-                help_text += f" (one of: {', '.join(f.metadata['choices'])})"
+            if choices_of(f):
+                help_text += f" (one of: {', '.join(choices_of(f))})"
             flags = [flag(section, f.name)]
             if section == short:
                 flags.insert(0, flag("pipeline", f.name))  # UNPREFIXED: --population
@@ -205,7 +199,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
         if "." in dest and value is not None:
             section, name = dest.split(".", 1)
             flags.setdefault(section, {})[name] = value
-    from tabduel.infra.config import with_dataset_defaults  # empty experiment, study, models: the spec's
+    from tabduel.settings import with_dataset_defaults  # empty experiment, study, models: the spec's
 
     cfg = with_dataset_defaults(Config.from_dict(merge(data, flags)))
     # Resolved here, once: MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI to the process later.
@@ -355,8 +349,8 @@ def _stop_exceptions() -> tuple[type[BaseException], ...]:
 
 def kept_message(cfg: Config, since: float) -> str:
     """What a stopped run kept: the step outputs it finished (computed or reused), and that nothing is half-written."""
-    from tabduel.infra.config import dataset_name
     from tabduel.infra.store import published_since
+    from tabduel.settings import dataset_name
 
     try:
         kept = published_since(cfg.pipeline.data_dir, dataset_name(cfg), since)
@@ -416,14 +410,14 @@ def _dispatch(flows: Any, args: argparse.Namespace, config: dict[str, Any]) -> d
         return {"steps": []}
     if args.command == "bench":
         from tabduel.flows.bench import bench_flow
-        from tabduel.infra.config import Config as Settings
+        from tabduel.settings import Config as Settings
 
         return bench_flow.with_options(task_runner=bench_runner(Settings.from_dict(config)))(
             config=config, quick=args.quick, resume=args.resume, force=args.force)
     if args.command == "search":
         from tabduel.flows.search import search_flow, task_runner
-        from tabduel.infra.config import Config
         from tabduel.search.space import workers_of
+        from tabduel.settings import Config
 
         s = Config.from_dict(config).search
         runner = task_runner(s, workers_of(s))

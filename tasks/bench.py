@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from tabduel.bench.cells import Cell, corrupted_features, run_cell
 from tabduel.data.dataset import load_spec
 from tabduel.data.features import save_features
-from tabduel.infra.config import Config, FeaturesConfig, PipelineConfig, to_plain
+from tabduel.infra.config import FeaturesConfig, PipelineConfig, to_plain
 from tabduel.infra.runtime import Every
 from tabduel.infra.store import (
     StepResult,
@@ -23,6 +23,7 @@ from tabduel.infra.store import (
     sha256_tree,
     step_key,
 )
+from tabduel.settings import Config
 
 PROGRESS_SECONDS = 60.0  # a running cell logs its search's progress at most this often
 

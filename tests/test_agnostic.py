@@ -17,9 +17,10 @@ from mlflow import MlflowClient
 
 from tabduel.cli import main
 from tabduel.engine.data import Data
-from tabduel.infra.config import Config, TrackingConfig, default_models, with_dataset_defaults
+from tabduel.infra.config import TrackingConfig, default_models
 from tabduel.infra.errors import DivergedError, TrainingError
 from tabduel.models import registry
+from tabduel.settings import Config, with_dataset_defaults
 
 FAST = ["--xgboost-n-estimators", "50", "--evaluate-dpi", "30", "--mlp-epochs", "20"]
 KIND_TAG = "mlflow.experimentKind"

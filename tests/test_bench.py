@@ -38,7 +38,7 @@ from tabduel.data.dataset import load_spec
 from tabduel.data.features import ROW, make_features, save_features, split_indices
 from tabduel.data.ingest import ingest
 from tabduel.data.numeric import fit_numeric, map_numeric
-from tabduel.infra.config import BenchConfig, Config, FeaturesConfig, SearchConfig
+from tabduel.infra.config import BenchConfig, FeaturesConfig, SearchConfig
 from tabduel.infra.errors import ConfigError, SourceError, TabduelError
 from tabduel.infra.runtime import Every
 from tabduel.search.families import search_family
@@ -46,6 +46,7 @@ from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.space import features_config
 from tabduel.search.study import SPENT, open_storage, open_study
 from tabduel.search.trials import run_xgboost
+from tabduel.settings import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tabduel.cli import build_parser, flag, resolve_config
-from tabduel.infra.config import Config, flatten
+from tabduel.infra.config import flatten
 from tabduel.infra.errors import ConfigError
+from tabduel.settings import MODEL_KINDS, Config
 
 
 def test_defaults_are_the_original_nn5():
@@ -34,8 +35,8 @@ def test_unknown_section_is_named_as_a_section():
         Config.from_dict({"trainer": {}})
     assert str(err.value).startswith("unknown section [trainer]")
     assert str(err.value).endswith("the sections are: pipeline, tracking, ingest, features, mlp, xgboost, linear, "
-                                   "realmlp, tabm, peer_realmlp, peer_tabm, peer_lgbm, peer_catboost, evaluate, "
-                                   "search, bench")
+                                   "realmlp, tabm, peer_realmlp, peer_tabm, peer_lgbm, peer_catboost, "
+                                   + "".join(f"{kind}, " for kind in MODEL_KINDS[9:]) + "evaluate, search, bench")
 
 
 @pytest.mark.parametrize("section,key,value,match", [
@@ -103,3 +104,35 @@ def test_help_lists_every_setting():
         shown = {"search": search_help, "bench": bench_help}.get(section, help_text)
         assert flag(section, key) in shown, name
     assert "--source" in help_text and "--force" in help_text and "--config" in help_text
+
+
+@pytest.mark.parametrize("meta, words", [
+    ({"gt": 0}, "must be positive"),
+    ({"ge": 0, "note": "0: no limit"}, "must not be negative (0: no limit)"),
+    ({"ge": 2}, "must be at least 2"),
+    ({"ge": 0, "lt": 1}, "must be in [0, 1)"),
+    ({"gt": 0, "le": 1}, "must be in (0, 1]"),
+    ({"ge": 1, "le": 6}, "must be between 1 and 6"),
+])
+def test_declared_bounds_read_as_the_checks_did(meta, words):
+    from tabduel.infra.settings import bound_message
+
+    assert bound_message(meta) == words
+
+
+def test_every_bounded_model_setting_is_checked_once_by_the_machinery():
+    import dataclasses
+
+    from tabduel.infra.settings import BOUNDS, ModelSettings, within_bounds
+
+    checked = 0
+    for section, cls in ModelSettings.sections.items():
+        for f in dataclasses.fields(cls):
+            if any(f.metadata.get(b) is not None for b in BOUNDS):
+                assert within_bounds(getattr(cls(), f.name), f.metadata), f"{section}.{f.name}: default out of bounds"
+                bad = f.metadata["gt"] if f.metadata["gt"] is not None else (
+                    f.metadata["ge"] - 1 if f.metadata["ge"] is not None else f.metadata["lt"] or f.metadata["le"] + 1)
+                with pytest.raises(ConfigError, match=rf"^{section}\.{f.name} = .*: must "):
+                    cls(**{f.name: type(getattr(cls(), f.name))(bad)})
+                checked += 1
+    assert checked > 40

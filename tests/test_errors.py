@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 from rawdata import raw_rows, write_raw
 from tabduel.cli import main
+from tabduel.settings import MODEL_KINDS
 
 # Runs the real CLI in a fresh interpreter, then reports what it left behind: any child process it ran (a reaped
 # child shows in RUSAGE_CHILDREN; a live one in waitpid), and whether Prefect was imported. The local Prefect API
@@ -53,15 +54,17 @@ def files(tmp_path: Path) -> dict[str, Path]:
     unknown_key = tmp_path / "unknown-key.toml"
     unknown_key.write_text("[mlp]\nepochs = 5\nlrr = 0.1\n")
     unknown_section = tmp_path / "unknown-section.toml"
-    unknown_section.write_text("[mlp]\nlr = 0.01\n[xgb]\nmax_depth = 3\n")
+    unknown_section.write_text("[mlp]\nlr = 0.01\n[xgbost]\nmax_depth = 3\n")
     return {"dir": tmp_path / "a-directory", "missing": tmp_path / "missing.csv", "spec": spec,
             "unknown_key": unknown_key, "unknown_section": unknown_section}
 
 
 MLP_KEYS = ("hidden, activation, optimizer, lr, weight_decay, dropout, batch_size, epochs, patience, seed, device, "
             "population, batch_order, threads, max_seconds, time_clock")
-SECTIONS = ("pipeline, tracking, ingest, features, mlp, xgboost, linear, realmlp, tabm, peer_realmlp, peer_tabm, "
-            "peer_lgbm, peer_catboost, evaluate, search, bench")
+# The built-in model sections first, then any a family module declares (tabduel.models.registry).
+SECTIONS = ", ".join(("pipeline", "tracking", "ingest", "features", *MODEL_KINDS, "evaluate", "search", "bench"))
+assert MODEL_KINDS[:9] == ("mlp", "xgboost", "linear", "realmlp", "tabm", "peer_realmlp", "peer_tabm", "peer_lgbm",
+                           "peer_catboost")
 
 # (command line, the one line expected on stderr); {name} is a path from files().
 VIOLATIONS = [
@@ -78,7 +81,7 @@ VIOLATIONS = [
     (["run", "--config", "{unknown_key}"],
      "{unknown_key}: unknown setting 'mlp.lrr' (did you mean 'lr'?) in [mlp]; allowed in [mlp]: " + MLP_KEYS),
     (["run", "--config", "{unknown_section}"],
-     "{unknown_section}: unknown section [xgb] (did you mean 'xgboost'?); the sections are: " + SECTIONS),
+     "{unknown_section}: unknown section [xgbost] (did you mean 'xgboost'?); the sections are: " + SECTIONS),
     (["run", "--config", "{dir}"], "config file {dir} is a directory, not a file"),
     (["features", "--data-dir", "{spec}"], "pipeline.data_dir = '{spec}': is a file, not a directory"),
     (["run", "stray"], "unrecognized argument 'stray' for `tabduel run` (see `tabduel run --help`)"),

@@ -20,7 +20,7 @@ from tabduel.bench.cells import Cell, run_cell
 from tabduel.data.dataset import load_spec
 from tabduel.data.features import make_features, save_features
 from tabduel.data.ingest import ingest
-from tabduel.infra.config import Config, FeaturesConfig, SearchConfig
+from tabduel.infra.config import FeaturesConfig, SearchConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.models import training
 from tabduel.models.registry import family
@@ -28,6 +28,7 @@ from tabduel.search.families import search_family
 from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.space import features_config
 from tabduel.search.study import open_storage, open_study
+from tabduel.settings import Config
 
 PEERS = ("peer_realmlp", "peer_tabm", "peer_lgbm", "peer_catboost")
 # Few epochs or rounds, one thread: each fit takes about a second on generated data.
@@ -112,7 +113,9 @@ def test_a_bench_cell_of_a_peer_searches_refits_and_scores_the_outer_test_once(f
 
 def test_peers_are_search_and_bench_families_but_no_default():
     cfg = Config()
-    choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(SearchConfig)}["families"]
+    from tabduel.infra.settings import choices_of
+
+    choices = choices_of({f.name: f for f in dataclasses.fields(SearchConfig)}["families"])
     assert set(PEERS) <= set(choices)
     assert not set(PEERS) & set(cfg.search.families) and not set(PEERS) & set(cfg.bench.families)
     assert Config.from_dict({"bench": {"families": ["xgboost", "peer_lgbm"]}}).bench.families == ("xgboost",
@@ -192,7 +195,7 @@ def test_without_pytabkit_the_cli_refuses_a_peer_in_one_line_and_the_core_regist
 
 def test_without_pytabkit_fitting_loading_or_a_search_trial_of_a_peer_is_one_tabduel_error(tmp_path, features_dir):
     done = _without_pytabkit(f"""
-        from tabduel.infra.config import Config
+        from tabduel.settings import Config
         from tabduel.infra.errors import TabduelError, one_line
         from tabduel.models import training
         from tabduel.models.registry import family

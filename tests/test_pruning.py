@@ -347,8 +347,8 @@ def test_time_clock_settings_are_checked():
 
 def test_bench_cells_time_their_trials_in_cpu_seconds():
     from tabduel.bench.cells import Cell, cell_search_config
-    from tabduel.infra.config import Config
     from tabduel.search.space import suggest_mlp, suggest_realmlp, suggest_tabm
+    from tabduel.settings import Config
 
     s = cell_search_config(Config(), Cell("d", "mlp", 4751), threads=1)
     assert s.trial_clock == "cpu"

@@ -14,10 +14,11 @@ import typing
 import pytest
 
 from tabduel.cli import build_parser
-from tabduel.infra.config import MODEL_KINDS, SEARCH_FAMILIES, Config, ConfigError, ModelSettings
+from tabduel.infra.config import ConfigError, ModelSettings
 from tabduel.infra.tracking import FLAVOURS
 from tabduel.models import registry
 from tabduel.models.registry import STEPS, family
+from tabduel.settings import MODEL_KINDS, SEARCH_FAMILIES, Config
 
 FAMILIES = [pytest.param(f, id=f.kind) for f in registry.FAMILIES]
 HEAVY = ("numpy", "pandas", "torch", "mlflow", "prefect", "xgboost", "sklearn", "matplotlib", "pyarrow", "optuna")
@@ -75,13 +76,33 @@ def test_reading_the_registry_imports_no_family_and_no_heavy_library():
     loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                        check=True).stdout.strip().splitlines()[-1])
     assert [m for m in loaded if m.split(".")[0] in HEAVY] == []
-    assert [f.module for f in registry.FAMILIES if f.module in loaded] == []
+    # A built-in family's module is imported only when used; a module that declares its own family is imported to
+    # read its declaration, so it must import its heavy libraries inside its functions (checked above).
+    assert [f.module for f in registry.BUILT_IN if f.module in loaded] == []
+
+
+@pytest.mark.parametrize("fam", [pytest.param(f, id=f.kind) for f in registry.declared_families()])
+def test_a_family_declared_in_its_module_is_whole_there(fam):
+    module = importlib.import_module(fam.module)
+    assert module.FAMILY is fam and fam.kind == fam.module.rsplit(".", 1)[1]
+    assert fam.config.__module__ == fam.module, f"{fam.kind}: its settings section is not declared in {fam.module}"
+    assert fam.kind in MODEL_KINDS and fam.kind in typing.get_type_hints(Config)
+    parser = build_parser()
+    train = next(a for a in parser._actions if getattr(a, "choices", None) and "train" in a.choices)
+    kinds = next(a for a in train.choices["train"]._actions if getattr(a, "choices", None))
+    flags = {s for a in kinds.choices[fam.kind]._actions for s in a.option_strings}
+    assert {f"--{fam.kind}-{f.name}".replace("_", "-") for f in dataclasses.fields(fam.config)} <= flags
+
+
+def test_the_registry_lists_the_built_in_families_then_those_their_modules_declare():
+    assert registry.FAMILIES == registry.BUILT_IN + registry.declared_families()
+    assert not {f.module for f in registry.BUILT_IN} & {f.module for f in registry.declared_families()}
 
 
 def test_every_search_family_tunes_a_registered_family_that_names_it():
-    from tabduel.infra.config import SEARCH_FAMILIES as CHOICES
     from tabduel.search import families
     from tabduel.search.space import BASES
+    from tabduel.settings import SEARCH_FAMILIES as CHOICES
 
     assert families.names() == CHOICES  # --families offers exactly the registered search families
     for search in families.SEARCH_FAMILIES:

@@ -18,7 +18,7 @@ from tabduel.data.embeddings import Embedding, apply, fit_periodic, fit_ple, ple
 from tabduel.data.features import make_features, save_features
 from tabduel.data.ingest import ingest
 from tabduel.data.numeric import fit_numeric, map_numeric
-from tabduel.infra.config import Config, FeaturesConfig, MLPConfig, SearchConfig, TrackingConfig
+from tabduel.infra.config import FeaturesConfig, MLPConfig, SearchConfig, TrackingConfig
 from tabduel.infra.errors import ConfigError, TabduelError
 from tabduel.infra.tracking import Tracker
 from tabduel.search import compare
@@ -33,10 +33,10 @@ from tabduel.search.space import (
     suggest_xgboost,
     trial_threads,
 )
+from tabduel.search.storage import _redact
 from tabduel.search.study import (
     PARENT_RUN,
     RETRY_OF,
-    _redact,
     counted_trials,
     open_storage,
     open_study,
@@ -44,6 +44,7 @@ from tabduel.search.study import (
     storage_url,
 )
 from tabduel.search.trials import run_mlp, run_xgboost
+from tabduel.settings import Config
 
 # ---- embeddings ------------------------------------------------------------------------------------------------
 

@@ -15,16 +15,7 @@ from tabduel.bench.cells import Cell, bases_of, run_cell, variant
 from tabduel.data.dataset import load_spec
 from tabduel.data.features import make_features, save_features
 from tabduel.data.ingest import ingest
-from tabduel.infra.config import (
-    SEARCH_FAMILIES,
-    Config,
-    FeaturesConfig,
-    RealMLPConfig,
-    SearchConfig,
-    TabMConfig,
-    build,
-    to_plain,
-)
+from tabduel.infra.config import FeaturesConfig, RealMLPConfig, SearchConfig, TabMConfig, build, to_plain
 from tabduel.infra.errors import ConfigError
 from tabduel.search.families import search_family
 from tabduel.search.loop import Inline, first_of, run_family
@@ -38,6 +29,7 @@ from tabduel.search.space import (
 )
 from tabduel.search.study import FIRST, open_storage, open_study
 from tabduel.search.trials import TEST_SCORES, run_net
+from tabduel.settings import SEARCH_FAMILIES, Config
 
 NEW = ("realmlp", "tabm")
 SECTION = {"realmlp": RealMLPConfig, "tabm": TabMConfig}

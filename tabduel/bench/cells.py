@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tabduel.bench import stats as bench_stats
-from tabduel.infra.config import BenchConfig, Config, SearchConfig
+from tabduel.infra.config import BenchConfig, SearchConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.models.registry import FAMILIES
 from tabduel.search import compare
@@ -28,6 +28,7 @@ from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.pruning import pruning_of
 from tabduel.search.space import ENCODINGS, encoding_base
 from tabduel.search.study import ELAPSED, completed, counted_trials, open_storage, open_study
+from tabduel.settings import Config
 
 CLEAN = "none"
 # tabduel's own MLP families (the torch families of the core install: mlp, realmlp, tabm) and the one chosen among

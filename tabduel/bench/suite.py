@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tabduel.data.dataset import load_spec
-from tabduel.infra.config import Config, merge
+from tabduel.infra.config import merge
 from tabduel.infra.errors import ConfigError, SourceError
 from tabduel.infra.store import atomic_write_bytes, sha256_file
+from tabduel.settings import Config
 
 OVERRIDABLE = ("features", "search")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")

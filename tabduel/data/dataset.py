@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tabduel.data.target import TRANSFORMS
-from tabduel.infra.config import MODEL_KINDS
 from tabduel.infra.errors import ConfigError
+from tabduel.infra.settings import model_kinds
 
 COLUMN_TYPES = ("int", "float", "category", "date", "time", "ignore")
 DATE_PARTS = ("hour", "minute", "isoweekday", "weekend", "day_of_month", "day_of_year", "month", "year")
@@ -404,9 +404,10 @@ def _check_models(path: str, value: Any) -> tuple[str, ...]:
     models = _strings(path, "models", value)
     if not models:
         raise ConfigError(f"{path}: models = [] names no model; leave the key out for the default models")
+    kinds = model_kinds()  # the registered ones (tabduel.settings registers every family)
     for kind in models:
-        if kind not in MODEL_KINDS:
-            raise ConfigError(f"{path}: models: {kind!r} is not a model kind; one of: {', '.join(MODEL_KINDS)}")
+        if kind not in kinds:
+            raise ConfigError(f"{path}: models: {kind!r} is not a model kind; one of: {', '.join(kinds)}")
     if len(set(models)) != len(models):
         raise ConfigError(f"{path}: models: a model is named twice")
     return models

@@ -13,8 +13,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from tabduel.infra.config import TIME_CLOCKS, check_choice
 from tabduel.infra.errors import ConfigError
+from tabduel.infra.model_sections import TIME_CLOCKS
+from tabduel.infra.settings import check_choice
 
 # The cores a thread's automatic settings may take when steps run side by side in one process (a pipeline trains its
 # torch models beside XGBoost): set per thread by core_share(); 0: no share, every free core.

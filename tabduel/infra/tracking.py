@@ -199,7 +199,8 @@ class Tracker:
         from mlflow import MlflowClient
 
         if not cfg.experiment:
-            raise ValueError("TrackingConfig.experiment is empty: fill it in with config.with_dataset_defaults first")
+            raise ValueError("TrackingConfig.experiment is empty: fill it in with "
+                             "tabduel.settings.with_dataset_defaults first")
         self.uri = resolve_tracking_uri(cfg)
         bound_server_retries(self.uri)
         mlflow.set_tracking_uri(self.uri)  # flavours' log_model resolve the store from here

@@ -6,8 +6,8 @@ trial's params, which features variant a spec reads, which specs train together,
 (search/trials.py), which facts of a result go on the Optuna trial, its MLflow run and its log line, and which params
 a new study tries first. The loop, the study, the report, the bench and the flows ask the record, never the family's
 name. Adding one: its suggest function (search/space.py), its run function (search/trials.py; an autograd model
-family shares run_net), its record here (for an autograd family, one net_family line), its name in
-tabduel.infra.config.SEARCH_FAMILIES (the choices of --families), and that name as its model family's Family.search.
+family shares run_net), its record here (for an autograd family, one net_family line), and its name as the `search`
+of its model family's settings (`class XConfig(ModelSettings, section="x", search="x")`): --families offers those.
 """
 
 from __future__ import annotations

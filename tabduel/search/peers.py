@@ -19,8 +19,9 @@ import numpy as np
 
 from tabduel.infra.config import PeerConfig, SearchConfig
 from tabduel.models.registry import family
+from tabduel.search.scores import mse, worker
 from tabduel.search.space import Encoding
-from tabduel.search.trials import _mse, _worker, load_inputs, scores_on_test
+from tabduel.search.trials import load_inputs, scores_on_test
 
 BASE = "ordinal"  # the features variant every peer reads
 SEED_MAX = 2**31 - 2  # the largest seed every peer's library takes
@@ -56,8 +57,8 @@ def run_peer(kind: str, features_dir: str | Path, spec: PeerTrial, with_test: bo
     seconds = time.perf_counter() - start
     valid = peers.predict(fitted.model, inputs.data.x_valid)
     finite = bool(np.isfinite(valid).all())
-    row = {"valid_mse": _mse(valid, inputs.data.y_valid) if finite else math.nan, "seconds": seconds,
-           "device": fitted.info["device"], "worker": _worker(), "threads": fitted.info["threads"],
+    row = {"valid_mse": mse(valid, inputs.data.y_valid) if finite else math.nan, "seconds": seconds,
+           "device": fitted.info["device"], "worker": worker(), "threads": fitted.info["threads"],
            **{k: fitted.info[k] for k in ("best_epoch", "best_iteration") if k in fitted.info}}
     if not finite:
         row["error"] = f"{kind}: predictions on the valid split are not all finite"

@@ -23,6 +23,7 @@ import numpy as np
 
 from tabduel.infra.config import PRUNERS, check_choice
 from tabduel.infra.errors import ConfigError
+from tabduel.search.storage import open_storage
 
 REDUCTION = 3  # each rung keeps the best third
 
@@ -106,8 +107,6 @@ def _inode(url: str) -> int:
 def _storage(url: str, inode: int) -> Any:
     """The storage of a URL or journal file, opened once per process: a worker replays a journal once, not per
     trial."""
-    from tabduel.search.study import open_storage
-
     return open_storage(url)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tabduel.infra.config import SearchConfig
-from tabduel.infra.errors import ConfigError, TabduelError
+from tabduel.infra.errors import TabduelError
+from tabduel.search.storage import open_storage  # noqa: F401  (callers open a search's storage from here)
 
 BUDGET_TRIALS = "tabduel.trials_budget"  # study user attributes
 BUDGET_SECONDS = "tabduel.seconds_budget"
@@ -32,40 +33,6 @@ def storage_url(s: SearchConfig, data_dir: str | Path) -> str:
     return str(search_dir(s, data_dir) / "journal.log")
 
 
-def open_storage(url: str) -> Any:
-    """An Optuna storage: a journal file for a plain path (or .log), else an RDB URL (sqlite, postgresql...)."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    if "://" not in url:
-        path = Path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if not url.startswith(("sqlite:", "postgresql", "mysql")):
-        raise ConfigError(f"search.storage = {_redact(url)!r}: not a journal file path, sqlite:///, postgresql:// or "
-                          "mysql://")
-    try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
-    except ImportError as exc:  # e.g. no psycopg2 for postgresql://
-        raise ConfigError(f"search.storage = {_redact(url)!r}: its database driver is not installed ({exc})") from None
-    except Exception as exc:  # unreachable server, bad credentials
-        raise TabduelError(f"search.storage = {_redact(url)}: cannot open it: {exc}") from None
-
-
-def _redact(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:  # not a URL SQLAlchemy reads: show only its scheme
-        return url.split("://", 1)[0] + "://***" if "://" in url else url
-    if parsed.host and "@" in parsed.host:  # an unescaped @ in the password: SQLAlchemy splits at the first @
-        parsed = parsed.set(host=parsed.host.rsplit("@", 1)[1])
-    return parsed.render_as_string(hide_password=True)
-
-
 @dataclass
 class Budget:
     """How far one family's search may go: a trial count and seconds, each math.inf when unlimited."""
@@ -87,7 +54,7 @@ def study_name(s: SearchConfig, family: str) -> str:
 def study_dir(s: SearchConfig) -> str:
     """The study's name, as its folder under <data_dir>/search/ (raises if it was left empty)."""
     if not s.study:
-        raise ValueError("SearchConfig.study is empty: fill it in with config.with_dataset_defaults first")
+        raise ValueError("SearchConfig.study is empty: fill it in with tabduel.settings.with_dataset_defaults first")
     return s.study
 
 

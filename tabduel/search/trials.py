@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from tabduel.infra.config import XGBoostConfig
 from tabduel.infra.errors import DivergedError
 from tabduel.models.training import load_data, native_missing
 from tabduel.search.pruning import Reporter
+from tabduel.search.scores import mse, worker
 from tabduel.search.space import Encoding, MLPTrial, group_key
 
 
@@ -68,15 +67,6 @@ def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, s
     names += tuple(f"{encoding.name}_{j}" for j in range(emb.width))
     data = Data(apply(emb, data.x_train), data.y_train, apply(emb, data.x_valid), data.y_valid, names)
     return Inputs(data, None if x_test is None else apply(emb, x_test), y_test, manifest)
-
-
-def _worker() -> str:
-    """host:pid of the process that ran a trial (a pool process or a Dask worker)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _mse(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean((pred.astype(np.float64) - y.astype(np.float64)) ** 2))
 
 
 TEST_SCORES = ("test_mse", "test_r2", "test_rmse_orig", "test_r2_orig", "test_mse_orig")  # what scores_on_test gives
@@ -154,15 +144,15 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
         mine = owners_arr == i
         # A trial with a diverged member is a diverged trial (its best weights may still be finite).
         gone = any(infos[k].get("diverged_epoch", 0) for k in np.flatnonzero(mine))
-        row = {"valid_mse": math.nan if gone else _mse(valid[mine].mean(axis=0), data.y_valid),
-               "member_valid_mse": [_mse(v, data.y_valid) for v in valid[mine]],
+        row = {"valid_mse": math.nan if gone else mse(valid[mine].mean(axis=0), data.y_valid),
+               "member_valid_mse": [mse(v, data.y_valid) for v in valid[mine]],
                "epochs_run": [int(infos[k]["epochs_run"]) for k in np.flatnonzero(mine)],
                "best_epoch": [int(infos[k]["best_epoch"]) for k in np.flatnonzero(mine)],
                "seconds": float(seconds * mine.sum() / total_members), "group_seconds": seconds,
                "cpu_seconds": float(cpu * mine.sum() / total_members), "group_cpu_seconds": cpu,
                "group_trials": len(trials), "group_members": total_members, "time_limited": bool(time_limited),
                "pruned": any(infos[k].get("pruned_epoch", 0) for k in np.flatnonzero(mine)),
-               "inputs": data.x_train.shape[1], "device": infos[0]["device"], "worker": _worker()}
+               "inputs": data.x_train.shape[1], "device": infos[0]["device"], "worker": worker()}
         if with_test:
             row.update({"test_mse": math.nan} if gone else scores_on_test(test[mine].mean(axis=0), inputs.y_test,
                                                                           inputs.manifest))
@@ -177,7 +167,7 @@ def _diverged_row(error: str, group_trials: int, group_members: int, seconds: fl
            "seconds": seconds / group_trials, "group_seconds": seconds, "group_trials": group_trials,
            "cpu_seconds": cpu / group_trials, "group_cpu_seconds": cpu,
            "group_members": group_members, "time_limited": False, "pruned": False, "inputs": 0, "device": "",
-           "worker": _worker(),
+           "worker": worker(),
            "error": error}
     if with_test:
         row["test_mse"] = math.nan
@@ -199,7 +189,7 @@ def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = Fal
     except DivergedError as exc:
         row = {"valid_mse": math.nan, "epochs_run": 0, "best_epoch": 0, "time_limited": False,
                "seconds": time.perf_counter() - start, "inputs": data.x_train.shape[1], "device": "",
-               "worker": _worker(), "error": str(exc)}
+               "worker": worker(), "error": str(exc)}
         if with_test:
             row.update(dict.fromkeys(TEST_SCORES, math.nan))
         row["cpu_seconds"] = time.process_time() - cpu_start
@@ -207,10 +197,10 @@ def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = Fal
     seconds = time.perf_counter() - start
     fam = family(kind)
     info = fitted.info
-    row = {"valid_mse": _mse(fam.predict(fitted.model, data.x_valid), data.y_valid),
+    row = {"valid_mse": mse(fam.predict(fitted.model, data.x_valid), data.y_valid),
            "epochs_run": int(info["epochs_run"]), "best_epoch": int(info["best_epoch"]),
            "time_limited": bool(info["time_limited"]), "seconds": seconds, "inputs": data.x_train.shape[1],
-           "device": info["device"], "worker": _worker()}
+           "device": info["device"], "worker": worker()}
     if with_test:
         x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, native_missing(kind))
         row.update(scores_on_test(fam.predict(fitted.model, x_test), y_test, manifest))
@@ -227,9 +217,9 @@ def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = 
     start = time.perf_counter()
     fitted = xgb.fit(inputs.data, cfg)
     seconds = time.perf_counter() - start
-    row = {"valid_mse": _mse(xgb.predict(fitted.model, inputs.data.x_valid), inputs.data.y_valid),
+    row = {"valid_mse": mse(xgb.predict(fitted.model, inputs.data.x_valid), inputs.data.y_valid),
            "best_iteration": fitted.info["best_iteration"], "rounds_run": fitted.info["rounds_run"],
-           "seconds": seconds, "device": fitted.info["device"], "worker": _worker()}
+           "seconds": seconds, "device": fitted.info["device"], "worker": worker()}
     if with_test:
         row.update(scores_on_test(xgb.predict(fitted.model, inputs.x_test), inputs.y_test, inputs.manifest))
     row["cpu_seconds"] = time.process_time() - cpu_start  # the whole process: XGBoost's own threads count too
