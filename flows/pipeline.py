@@ -8,16 +8,15 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from tabduel.infra.config import flatten
-from tabduel.infra.stop import stop_on_signals
 from tabduel.infra.store import StepResult, read_json, read_latest
 from tabduel.infra.tracking import Tracker, git_commit
-from tabduel.models.training import check_trained_on, lane_cores, training_lanes
+from tabduel.models.training import check_trained_on
 from tabduel.reporting import log_ingest
 from tabduel.settings import Config, dataset_name, load_config
 from tabduel.tasks.evaluate import evaluate_task
 from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task
-from tabduel.tasks.train import attach_task, train_task
+from tabduel.tasks.train import attach_task, train_models, train_task
 
 
 def _summary(steps: list[StepResult], tracker: Tracker | None = None, parent: str | None = None) -> dict[str, Any]:
@@ -62,16 +61,7 @@ def pipeline_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]
         raw = ingest_task(cfg.pipeline, cfg.ingest, force)
         log_ingest(tracker, parent, raw.path)
         feats = features_task(raw, cfg.pipeline, cfg.features, force)
-        # The torch models train in one lane, the others (XGBoost, linear) beside them in another, sharing the cores.
-        lanes, futures = training_lanes(cfg.pipeline.models), {}
-        for lane in lanes:
-            before: list = []
-            for kind in lane:
-                futures[kind] = train_task.submit(kind, feats, cfg.model(kind), cfg.pipeline, cfg.tracking, parent,
-                                                  force, cores=lane_cores(len(lanes)), wait_for=before)
-                before = [futures[kind]]
-        with stop_on_signals():  # Prefect's own SIGTERM handler would leave the other lane training
-            models = {kind: futures[kind].result() for kind in cfg.pipeline.models}
+        models = train_models(cfg.pipeline.models, feats, cfg, parent, force)  # side by side, in lanes
         evaluation = evaluate_task(raw, feats, models, cfg.evaluate, cfg.pipeline, cfg.tracking, parent, force)
         tracker.log_artifact(parent, f"{feats.path}/manifest.json")
         tracker.finish(parent)

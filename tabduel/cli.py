@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -306,13 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_expected_errors()
         _warm_up(args, cfg)
         api.wait_ready()
-        with api.flow_settings(), stop_on_signals():
+        # serve: Prefect and asyncio stop the served deployment on Ctrl-C themselves
+        with api.flow_settings(), stop_on_signals() if args.command != "serve" else contextlib.nullcontext():
             summary = _dispatch(flows, args, cfg.to_dict())
     except _stop_exceptions() as exc:
         signum = STOP.signal or (signal.SIGINT if isinstance(exc, (KeyboardInterrupt, Interrupted)) else signal.SIGTERM)
         STOP.set(signum)  # Prefect's own SIGTERM handler raised: fits still running in other threads end too
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(f"tabduel: {name}: stopped; {kept_message(cfg, began)}", file=sys.stderr)
+        print(f"tabduel: {name}: stopped; {kept_message(cfg, began, args.command)}", file=sys.stderr)
         return 128 + signum
     except TabduelError as exc:
         print(f"tabduel: error: {one_line(exc)}", file=sys.stderr)
@@ -347,8 +349,9 @@ def _stop_exceptions() -> tuple[type[BaseException], ...]:
     return (KeyboardInterrupt, Interrupted, TerminationSignal)
 
 
-def kept_message(cfg: Config, since: float) -> str:
-    """What a stopped run kept: the step outputs it finished (computed or reused), and that nothing is half-written."""
+def kept_message(cfg: Config, since: float, command: str = "run") -> str:
+    """What a stopped command kept: the step outputs it finished (computed or reused), that nothing is half-written,
+    and how to go on."""
     from tabduel.infra.store import published_since
     from tabduel.settings import dataset_name
 
@@ -357,8 +360,10 @@ def kept_message(cfg: Config, since: float) -> str:
     except Exception:  # the message must not fail: say what is certain
         kept = []
     shown = ", ".join(f"{step} ({os.path.relpath(path)})" for step, path in kept) if kept else "no finished step"
-    return (f"kept {shown}; nothing half-written was left at a final path, and its open MLflow runs are marked KILLED. "
-            "The same command again reuses what was kept.")
+    again = ("the same command with --resume continues it" if command in ("search", "bench")
+             else "the same command again reuses what was kept")
+    return (f"kept {shown}; nothing half-written was left at a final path, and its open MLflow runs are marked "
+            f"KILLED; {again}.")
 
 
 def _warm_up(args: argparse.Namespace, cfg: Config) -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 
 from tabduel.data.dataset import load_spec
 from tabduel.data.labels import scale_label
 from tabduel.infra.config import ModelConfig, PipelineConfig, TrackingConfig
 from tabduel.infra.runtime import core_share
+from tabduel.infra.stop import check_stop, stop_on_signals
 from tabduel.infra.store import (
     StepResult,
     atomic_write_json,
@@ -28,13 +30,16 @@ from tabduel.infra.tracking import Tracker, git_commit
 from tabduel.models.registry import family
 from tabduel.models.training import (
     fit,
+    lane_cores,
     load_data,
     progress_logger,
     settings_in_effect,
     time_limit_message,
+    training_lanes,
     with_time_limit,
 )
 from tabduel.reporting import log_model_run
+from tabduel.settings import Config
 
 
 def run_tags(kind: str, step: str) -> dict[str, str]:
@@ -60,8 +65,9 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
                tracking: TrackingConfig, parent_run_id: str | None = None, force: bool = False,
                cores: int = 0) -> StepResult:
     """Fit or reuse <data_dir>/models/<kind>/<key>/ and log it to a new MLflow run (child of parent); with cores > 0,
-    its automatic thread settings take at most that many (models training side by side share the machine)."""
+    its thread settings take at most that many cores (models training side by side share the machine)."""
     log = get_run_logger()
+    check_stop(f"train-{kind}")  # a lane's next fit does not start after Ctrl-C
     cfg = with_time_limit(cfg, pipeline.time_limit)
     key = model_key(kind, features, cfg)
     tracker = Tracker.shared(tracking)
@@ -100,11 +106,33 @@ def train_task(kind: str, features: StepResult, cfg: ModelConfig, pipeline: Pipe
         path, reused = materialize(pipeline.data_dir, f"models/{kind}", key, force, build)
         if reused:
             log.info(f"{kind}: reusing {path}")
+            if message := time_limit_message(kind, cfg, read_json(path / "meta.json")["info"]):
+                log.warning(f"{message.replace('reached', 'had reached', 1)}; --force trains it again")
         log_model_run(tracker, run_id, kind, path, reused)
         if parent_run_id is None:  # on its own, the run is complete now; in a pipeline, evaluate ends it
             tracker.finish(run_id)
     return publish(pipeline.data_dir, f"models/{kind}", StepResult(f"train-{kind}", str(path), key, reused, run_id,
                                                                    features.dataset))
+
+
+def train_models(kinds: Sequence[str], features: StepResult, cfg: Config, parent_run_id: str | None,
+                 force: bool = False) -> dict[str, StepResult]:
+    """Train the models in lanes side by side (training_lanes: each lane in order, the lanes at once, the cores
+    shared); their results in the order of kinds. When one fails or the user stops the run, every fit has ended
+    before the error is raised, so none goes on writing to a closed MLflow run."""
+    lanes, futures = training_lanes(kinds), {}
+    for lane in lanes:
+        before: list[PrefectFuture] = []
+        for kind in lane:
+            futures[kind] = train_task.submit(kind, features, cfg.model(kind), cfg.pipeline, cfg.tracking,
+                                              parent_run_id, force, cores=lane_cores(lanes, lane), wait_for=before)
+            before = [futures[kind]]
+    with stop_on_signals():  # Ctrl-C or SIGTERM while waiting: the fits in the lanes stop at their next step
+        try:
+            return {kind: futures[kind].result() for kind in kinds}
+        except BaseException:
+            wait(list(futures.values()))
+            raise
 
 
 @task(name="attach-model", task_run_name="attach-{kind}", cache_policy=NO_CACHE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from tabduel.infra.errors import TabduelError, status_in_chain
+
+
+def _end_with_parent() -> None:
+    """In the server's child process: its own session, so that a Ctrl-C at the terminal reaches tabduel alone (which
+    then stops its flows cleanly while the server still answers); SIGTERM when tabduel ends, however it ends (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: api.stop() still ends it on every exit but SIGKILL
+        pass
 
 
 class LocalAPI:
@@ -45,7 +57,7 @@ class LocalAPI:
             [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL)
+            env=env, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_end_with_parent)
         self.url = f"http://127.0.0.1:{port}/api"
         os.environ["PREFECT_API_URL"] = self.url
 

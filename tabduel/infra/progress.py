@@ -36,7 +36,8 @@ def time_left(step: int, total: int, elapsed: float, limit: float = 0.0) -> floa
 
 
 class FitProgress:
-    """Callable (step, total, *values) that logs a fit's progress; close() ends its watchdog and bar."""
+    """Callable (step, total, *values) that logs a fit's progress; close() ends its watchdog and bar. A fit without
+    steps (unit "") gets only the watchdog's lines."""
 
     def __init__(self, label: str, unit: str, names: Sequence[str], log: Any, *, limit: float = 0.0,
                  early_stopping: bool = True, every: float = EVERY_SECONDS, stream: IO[str] | None = None,
@@ -44,8 +45,9 @@ class FitProgress:
         self.label, self.unit, self.names, self.log = label, unit, tuple(names), log
         self.limit, self.early_stopping, self.every, self.clock = limit, early_stopping, every, clock
         self.start = clock()
-        self.last_line = -math.inf
-        self.step = 0
+        self.last_line = -math.inf  # when a step was last logged
+        self.last_heard = self.start  # when anything was last logged (a step, or the watchdog)
+        self.step, self.logged_step, self.total, self.values = 0, 0, 0, ()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._bar = _bar(label, unit, stream)
@@ -56,14 +58,20 @@ class FitProgress:
         check_stop(f"{self.label} at {self.unit} {step}")  # Ctrl-C or SIGTERM: the fit ends here, nothing is saved
         now = self.clock()
         with self._lock:
-            self.step = step
+            self.step, self.total, self.values = step, total, values
         if self._bar is not None:
             self._bar.total = total
             self._bar.update(step - self._bar.n)
             self._bar.set_postfix_str(" ".join(f"{n}={v:.4g}" for n, v in zip(self.names, values)), refresh=False)
         if step == 1 or step == total or now - self.last_line >= self.every:
-            self.last_line = now
-            self.log.info(self.line(step, total, values, now - self.start))
+            self._log_step(now)
+
+    def _log_step(self, now: float) -> None:
+        with self._lock:
+            step, total, values = self.step, self.total, self.values
+            self.last_line = self.last_heard = now
+            self.logged_step = step
+        self.log.info(self.line(step, total, values, now - self.start))
 
     def line(self, step: int, total: int, values: Sequence[float], elapsed: float) -> str:
         """'realmlp epoch 37/256 train_loss=0.01234 valid_loss=0.01500, 0:30 so far, at most 3:10 left'."""
@@ -77,19 +85,26 @@ class FitProgress:
         return text
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.every / 3):
+        # wakes 6 times an interval: a silence lasts at most 2 intervals and a sixth
+        while not self._stop.wait(self.every / 6):
             now = self.clock()
             with self._lock:
-                quiet = now - max(self.last_line, self.start)
-                step = self.step
-            if quiet >= self.every * 2:
-                self.last_line = now
-                self.log.info(f"{self.label}: still in {self.unit} {step + 1}, {clock_text(now - self.start)} so far")
+                quiet = now - self.last_heard
+                step, total = self.step, self.total
+                if quiet >= self.every * 2 - self.every / 6:
+                    self.last_heard = now
+                else:
+                    continue
+            left = f", at most {clock_text(self.limit - (now - self.start))} left (time limit)" if self.limit else ""
+            where = f"in {self.unit} {step + 1}" + (f" of {total}" if total else "") if self.unit else "fitting"
+            self.log.info(f"{self.label}: still {where}, {clock_text(now - self.start)} so far{left}")
 
     def close(self) -> None:
-        """Stop the watchdog and close the bar."""
+        """Stop the watchdog, log the last step reported if it was not (a fit that stopped early), close the bar."""
         self._stop.set()
         self._watchdog.join(timeout=1.0)
+        if self.step and self.logged_step != self.step:
+            self._log_step(self.clock())
         if self._bar is not None:
             self._bar.close()
 
@@ -101,8 +116,8 @@ class FitProgress:
 
 
 def _bar(label: str, unit: str, stream: IO[str] | None) -> Any:
-    """A tqdm bar on stream when it is a terminal, else None (logs get plain lines)."""
-    if stream is None or not getattr(stream, "isatty", lambda: False)():
+    """A tqdm bar on stream when it is a terminal and the fit has steps, else None (logs get plain lines)."""
+    if not unit or stream is None or not getattr(stream, "isatty", lambda: False)():
         return None
     from tqdm import tqdm
 

@@ -70,16 +70,20 @@ def settings_in_effect(kind: str, cfg: ModelConfig) -> dict[str, Any]:
 
 
 def training_lanes(kinds: Sequence[str]) -> list[tuple[str, ...]]:
-    """A run's models in lanes that train side by side, each lane in the order given: the families that use torch in
-    one (torch's thread count is one setting per process), every other family in another."""
-    torch_lane = tuple(k for k in kinds if "torch" in family(k).packages)
+    """A run's models in lanes that train side by side, each lane in the order given: the families that use torch
+    (pytabkit's peers too) in one, as torch's thread count is one setting per process; every other family in
+    another."""
+    torch_lane = tuple(k for k in kinds if {"torch", "pytabkit"} & set(family(k).packages))
     other = tuple(k for k in kinds if k not in torch_lane)
     return [lane for lane in (torch_lane, other) if lane]
 
 
-def lane_cores(lanes: int) -> int:
-    """Cores each of `lanes` lanes may take (their automatic thread settings), at least 1."""
-    return max(1, free_cores() // max(1, lanes))
+def lane_cores(lanes: Sequence[tuple[str, ...]], lane: tuple[str, ...]) -> int:
+    """The most cores a lane's thread settings may take (0: no cap). The torch lane (the first) is not capped: its
+    families take one thread by default, measured fastest on 2 cores. Beside it, the other lane takes the rest."""
+    if len(lanes) < 2 or lane is lanes[0]:
+        return 0
+    return max(1, free_cores() - 1)
 
 
 def with_time_limit(cfg: ModelConfig, seconds: float) -> ModelConfig:
@@ -93,10 +97,10 @@ def with_time_limit(cfg: ModelConfig, seconds: float) -> ModelConfig:
 def progress_logger(kind: str, cfg: ModelConfig, log: Any, stream: Any = None) -> FitProgress:
     """A fit's progress reporter: a line at least every 30 s with the losses, the time so far and left, a bar on
     stream when it is a terminal. Close it after the fit."""
-    unit = family(kind).steps or "round"
+    unit = family(kind).steps
     early = bool(getattr(cfg, "patience", 0) or getattr(cfg, "early_stopping_rounds", 0))
-    return FitProgress(kind, unit, STEPS[unit], log, limit=getattr(cfg, "max_seconds", 0.0), early_stopping=early,
-                       stream=stream)
+    return FitProgress(kind, unit, STEPS.get(unit, ()), log, limit=getattr(cfg, "max_seconds", 0.0),
+                       early_stopping=early, stream=stream)
 
 
 def time_limit_message(kind: str, cfg: ModelConfig, info: dict[str, Any]) -> str:
@@ -104,11 +108,13 @@ def time_limit_message(kind: str, cfg: ModelConfig, info: dict[str, Any]) -> str
     if not info.get("time_limited"):
         return ""
     if "rounds_run" in info:
-        ran, kept = f"round {info['rounds_run']} of {cfg.n_estimators}", f"round {info['best_iteration'] + 1}"
+        ran = f"round {info['rounds_run']} of {cfg.n_estimators}"
+        kept = f"its best, round {info['best_iteration'] + 1}"
     else:
-        ran, kept = f"epoch {info['epochs_run']} of {cfg.epochs}", f"epoch {info['best_epoch']}"
-    return (f"{kind}: reached its time limit of {cfg.max_seconds:g}s at {ran}; kept its best, {kept} (raise "
-            f"--time-limit or --{kind.replace('_', '-')}-max-seconds for a longer fit)")
+        ran = f"epoch {info['epochs_run']} of {cfg.epochs}"
+        kept = f"its best, epoch {info['best_epoch']}" if info.get("restored_best") else "its last epoch (patience 0)"
+    return (f"{kind}: reached its time limit of {cfg.max_seconds:g}s at {ran}; kept {kept} (raise --time-limit or "
+            f"--{kind.replace('_', '-')}-max-seconds for a longer fit)")
 
 
 def check_trained_on(features: Any, models: dict[str, Any]) -> None:

@@ -37,11 +37,16 @@ class _Progress(xgb.callback.TrainingCallback):
         self.elapsed = stopwatch(clock)
         self.timed_out = False
 
+    def before_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+        # Checked before a round, not after: after one, True would end training before XGBoost's early stopping
+        # (called after this callback) saw that round, and a best last round would be lost.
+        self.timed_out = bool(self.max_seconds) and epoch > 0 and self.elapsed() >= self.max_seconds
+        return self.timed_out  # True ends training; early stopping keeps the best round so far
+
     def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
         if self.report:
             self.report(epoch + 1, self.total, float(evals_log["validation_1"]["rmse"][-1]))
-        self.timed_out = bool(self.max_seconds) and epoch + 1 < self.total and self.elapsed() >= self.max_seconds
-        return self.timed_out  # True ends training; early stopping still keeps the best round
+        return False
 
 
 def fit(data: Data, cfg: XGBoostConfig, on_round: RoundCallback | None = None) -> XGBFit:
