@@ -10,7 +10,9 @@ GPU image. It checks that:
 - the population memory check reads the card's free memory;
 - NN5 trained on CUDA reaches the CPU's valid MSE;
 - a CUDA-trained model saves and reloads on the CPU with the same predictions.
-It then times NN5 and a 3x256 ReLU MLP on CPU and CUDA and writes gpu-check-<card>.json.
+It then times NN5 and a 3x256 ReLU MLP on CPU and CUDA, and fits each autograd family (realmlp, tabm: the default
+MLP on CUDA) on both devices with the same settings and seed: each trains on CUDA, reaches the CPU's valid MSE within
+a tolerance, and reloads on the CPU with the same predictions. It writes gpu-check-<card>.json.
 """
 
 from __future__ import annotations
@@ -49,6 +51,43 @@ def timed_fit(data, cfg: MLPConfig) -> dict:
     seconds = time.perf_counter() - start
     return {"seconds": round(seconds, 3), "epochs_per_s": round(cfg.epochs / seconds, 1),
             "valid_mse": round(fit.history["valid_loss"][-1], 5), "fit": fit}
+
+
+# The autograd families, each with fewer epochs than its default so that the CPU side stays short; tolerance: the
+# largest relative difference of valid MSE between the devices taken as "the same quality" (their float arithmetic and
+# kernels differ, so the two runs are not bit-identical).
+FAMILY_CHECKS = {"realmlp": {"epochs": 30}, "tabm": {"epochs": 10, "patience": 0}}
+FAMILY_TOLERANCE = 0.25
+
+
+def family_check(kind: str, data, devices: tuple[str, str] = ("cpu", "cuda"), **settings) -> dict:
+    """One autograd family fitted on two devices with the same settings and seed: seconds, epochs per second, valid
+    MSE, whether the second device's model reloads on the CPU with the same predictions."""
+    from tabduel.models.registry import family
+
+    fam = family(kind)
+    out: dict = {"family": kind, "settings": settings}
+    for device in devices:
+        cfg = fam.config(**{**settings, "device": device})
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = fam.fit(data, cfg)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        valid = fam.predict(result.model, data.x_valid)
+        out[device] = {"seconds": round(seconds, 3), "epochs_per_s": round(result.info["epochs_run"] / seconds, 2),
+                       "valid_mse": round(float(np.mean((valid - data.y_valid) ** 2)), 6),
+                       "trained_on": result.info["device"]}
+        with tempfile.TemporaryDirectory() as tmp:
+            fam.save(result, Path(tmp))
+            out[device]["reloads_on_cpu"] = bool(np.allclose(fam.predict(fam.load(tmp), data.x_valid), valid,
+                                                             rtol=1e-4, atol=1e-5))
+    first, second = (out[d]["valid_mse"] for d in devices)
+    out["relative_valid_mse_difference"] = round(abs(second - first) / first, 4)
+    out["speedup"] = round(out[devices[0]]["seconds"] / out[devices[1]]["seconds"], 2)
+    return out
 
 
 def main() -> None:
@@ -109,8 +148,19 @@ def main() -> None:
                 reloaded = mlp.load(tmp)
                 same = np.allclose(mlp.predict(reloaded, data.x_valid), mlp.predict(gpu["fit"].model, data.x_valid))
             checks["cuda_model_reloads_on_cpu"] = bool(same)
+    families = []
+    for kind, settings in FAMILY_CHECKS.items():
+        row = family_check(kind, data, **settings)
+        families.append(row)
+        checks[f"{kind}_trains_on_cuda"] = row["cuda"]["trained_on"].startswith("cuda")
+        checks[f"{kind}_cuda_matches_cpu_quality"] = row["relative_valid_mse_difference"] <= FAMILY_TOLERANCE
+        checks[f"{kind}_cuda_model_reloads_on_cpu"] = row["cuda"]["reloads_on_cpu"]
+        print(f"{kind:<24} cpu {row['cpu']['seconds']:7.2f}s  cuda {row['cuda']['seconds']:7.2f}s  speedup "
+              f"{row['speedup']:5.2f}x  valid mse cpu {row['cpu']['valid_mse']:.4f} cuda {row['cuda']['valid_mse']:.4f}",
+              flush=True)
     report["checks"] = checks
     report["timings"] = rows
+    report["families"] = families
     out = Path(args.out) / f"gpu-check-{props.name.replace(' ', '-')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
