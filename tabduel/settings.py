@@ -16,7 +16,6 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping
 
-from tabduel.data.dataset import load_spec
 from tabduel.infra.config import (
     BenchConfig,
     EvaluateConfig,
@@ -105,6 +104,8 @@ def field_type(section: str, name: str) -> Any:
 
 def dataset_name(cfg: Config) -> str:
     """The name of the dataset spec that cfg.ingest.dataset names (the built-in one when empty)."""
+    from tabduel.data.dataset import load_spec  # here: `tabduel --help` reads this module, and the spec needs numpy
+
     return load_spec(cfg.ingest.dataset).name
 
 
@@ -113,6 +114,8 @@ def with_dataset_defaults(cfg: Config) -> Config:
     study get the spec's name; pipeline.models the spec's `models`, else default_models()."""
     if cfg.tracking.experiment and cfg.search.study and cfg.pipeline.models:
         return cfg
+    from tabduel.data.dataset import load_spec
+
     spec = load_spec(cfg.ingest.dataset)
     models = cfg.pipeline.models or spec.models or default_models()
     return dataclasses.replace(
