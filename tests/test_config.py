@@ -136,3 +136,11 @@ def test_every_bounded_model_setting_is_checked_once_by_the_machinery():
                     cls(**{f.name: type(getattr(cls(), f.name))(bad)})
                 checked += 1
     assert checked > 40
+
+
+def test_a_model_section_built_directly_checks_its_declared_choices():
+    from tabduel.infra.model_sections import RealMLPConfig
+
+    expected = r"^realmlp.activation = 'swish' is not one of: mish, selu, relu, silu, gelu$"
+    with pytest.raises(ConfigError, match=expected):
+        RealMLPConfig(activation="swish")  # not through the TOML/flag path, which checks choices on its own

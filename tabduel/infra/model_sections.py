@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tabduel.infra.settings import ModelSettings, _check, _opt, check_choice
+from tabduel.infra.settings import ModelSettings, _check, _opt
 
 TORCH_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 XGBOOST_DEVICES = "auto, cpu, cuda, cuda:N"
@@ -52,9 +52,8 @@ class MLPConfig(ModelSettings, section="mlp", search="mlp"):
                            "bench's budgets do, so that a busy machine cuts no trial short)", TIME_CLOCKS)
 
     def check(self) -> None:
-        """Widths, clock and device."""
+        """Widths and device."""
         _check(all(h >= 1 for h in self.hidden), "mlp.hidden", self.hidden, "widths must be at least 1")
-        check_choice("mlp.time_clock", self.time_clock, TIME_CLOCKS)
         check_torch_device("mlp", self.device)
 
 
@@ -82,8 +81,7 @@ class XGBoostConfig(ModelSettings, section="xgboost", search="xgboost"):
                            TIME_CLOCKS)
 
     def check(self) -> None:
-        """Clock and device."""
-        check_choice("xgboost.time_clock", self.time_clock, TIME_CLOCKS)
+        """Device."""
         _check(bool(_XGBOOST_DEVICE.fullmatch(self.device)), "xgboost.device", self.device,
                f"is not one of: {XGBOOST_DEVICES}")
 
@@ -129,11 +127,10 @@ class RealMLPConfig(ModelSettings, section="realmlp", search="realmlp"):
                            "bench's budgets do, so that a busy machine cuts no trial short)", TIME_CLOCKS)
 
     def check(self) -> None:
-        """Device, widths and clock."""
+        """Device and widths."""
         check_torch_device("realmlp", self.device)
         _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "realmlp.hidden", self.hidden,
                "name at least one width, each at least 1")
-        check_choice("realmlp.time_clock", self.time_clock, TIME_CLOCKS)
 
 
 @dataclass(frozen=True)
@@ -169,11 +166,10 @@ class TabMConfig(ModelSettings, section="tabm", search="tabm"):
                            "bench's budgets do, so that a busy machine cuts no trial short)", TIME_CLOCKS)
 
     def check(self) -> None:
-        """Device, the periodic embedding's width, and clock."""
+        """Device and the periodic embedding's width."""
         check_torch_device("tabm", self.device)
         _check(self.embedding != "periodic" or self.embedding_dim >= 2, "tabm.embedding_dim", self.embedding_dim,
                "must be at least 2 with the periodic embedding (the column itself and one learned value)")
-        check_choice("tabm.time_clock", self.time_clock, TIME_CLOCKS)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,17 @@ def check_bounds(obj: Any, section: str) -> None:
             _check(within_bounds(value, f.metadata), f"{section}.{f.name}", value, bound_message(f.metadata))
 
 
+def check_choices(obj: Any, section: str) -> None:
+    """Raise ConfigError "{section}.{name} = {value!r} is not one of: ..." for the first field of obj whose value (or
+    one of whose values) is not among its declared choices."""
+    for f in dataclasses.fields(obj):
+        choices = choices_of(f)
+        if choices:
+            value = getattr(obj, f.name)
+            for v in value if isinstance(value, tuple) else (value,):
+                check_choice(f"{section}.{f.name}", v, choices)
+
+
 class ModelSettings:
     """Base of a model family's settings: `class XConfig(ModelSettings, section="x")` makes [x] a model section
     (`search="x"`: the search family that tunes it, a choice of --families).
@@ -97,6 +108,7 @@ class ModelSettings:
 
     def __post_init__(self) -> None:
         check_bounds(self, self.section)
+        check_choices(self, self.section)
         self.check()
 
     def check(self) -> None:
