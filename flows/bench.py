@@ -61,11 +61,13 @@ def _log_cell(tracker: Tracker, parent: str, bench: str, r: dict[str, Any]) -> N
                                                     "tabduel.cell": r["id"], "family": c["family"],
                                                     "dataset": c["dataset"], "outer_seed": c["seed"],
                                                     "corruption": c["corruption"], "level": c["level"],
-                                                    "worker": r["worker"]})
+                                                    "worker": r["worker"],
+                                                    "tabduel.tested": r.get("tested", "refit")})
     tracker.log_params(run_id, {**r["best_params"], "outer_seed": c["seed"], "features": r["features_read"]})
     tracker.log_metrics(run_id, {k: r[k] for k in ("test_mse", "test_r2", "test_r2_orig", "test_rmse_orig",
                                                    "cpu_seconds", "wall_seconds", "trials", "best_valid_mse",
-                                                   "refit_valid_mse") if r[k] is not None})
+                                                   "tested_valid_mse", "refit_valid_mse", "budget_cpu_seconds")
+                                 if r.get(k) is not None})
     values = [v for _, v in r["curve"]]
     best = [min(values[:i + 1]) for i in range(len(values))]
     tracker.log_series(run_id, {"trial_valid_mse": values, "best_so_far": best,
@@ -144,7 +146,7 @@ def bench_flow(config: dict[str, Any], quick: bool = False, resume: bool = False
                 continue
             journal = work / "journals" / f"{cell.id}.log"
             future = cell_task.with_options(task_run_name=cell.id).submit(
-                cell.id, cell, features, dcfg.to_dict(), str(journal), str(path), threads)
+                cell.id, cell, features, dcfg.to_dict(), str(journal), str(path), threads, str(work / "inputs"))
             pending[future] = (cell, run)
         log.info(f"bench {name}: {len(cells)} cells ({len(datasets)} datasets x {len(families)} families x "
                  f"{len(seeds)} outer seeds x {len(conditions(cfg))} conditions); {len(results)} done before, "

@@ -53,11 +53,12 @@ def corrupt_features_task(ingested: StepResult, pipeline: PipelineConfig, cfg: F
 
 @task(name="bench-cell", task_run_name="{label}", cache_policy=NO_CACHE)
 def cell_task(label: str, cell: Cell, features: dict[str, str], config: dict[str, Any], journal: str, out: str,
-              threads: int) -> str:
-    """Run one cell (its study resumed from its journal if a killed bench left one) and write its result JSON."""
+              threads: int, inputs: str = "") -> str:
+    """Run one cell (its study resumed from its journal if a killed bench left one; its search reading the features
+    without their test split, under `inputs`) and write its result JSON."""
     cfg = Config.from_dict(config)
     Path(journal).parent.mkdir(parents=True, exist_ok=True)
     progress = Every(get_run_logger(), PROGRESS_SECONDS)  # Prefect's lines name the cell (its task run)
-    row = run_cell(cell, features, cfg, journal, threads, log=progress)
+    row = run_cell(cell, features, cfg, journal, threads, log=progress, inputs=inputs or None)
     atomic_write_json(out, row)
     return out

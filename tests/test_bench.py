@@ -419,7 +419,8 @@ def test_a_cell_searches_on_train_valid_and_scores_test_once(tmp_path, features_
     r = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log", log=log)
     assert log.info_lines[0].startswith("xgboost: budget 2 trials;") and len(log.info_lines) == 3  # + 2 trial lines
     assert log.info_lines[-1].startswith("xgboost trial 1: valid MSE ")
-    assert r["trials"] == 2 and r["refit_valid_mse"] == pytest.approx(r["best_valid_mse"], rel=1e-6)
+    assert r["trials"] == 2 and r["tested"] == "selected"  # the selected trial's own booster, not a refit
+    assert r["tested_valid_mse"] == pytest.approx(r["best_valid_mse"], abs=1e-6)
     assert r["test_mse"] > 0 and r["test_rmse_orig"] == pytest.approx(math.sqrt(r["test_mse_orig"]))
     again = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")  # the stored study: nothing to add
     assert again["trials"] == 2 and again["test_mse"] == pytest.approx(r["test_mse"])
@@ -427,7 +428,7 @@ def test_a_cell_searches_on_train_valid_and_scores_test_once(tmp_path, features_
         == 2
 
 
-def test_a_preprocessing_variant_refits_with_its_own_numeric_map(tmp_path, features_dir):
+def test_a_preprocessing_variant_tests_with_its_own_numeric_map(tmp_path, features_dir):
     # mlp-quantile's space has one map, so its trials carry no 'numeric' param: the refit must still use quantile
     cfg = Config.from_dict({"bench": {"trials": 2, "minutes": 0},
                             "search": {"mlp_epochs": 6, "mlp_max_seconds": 0, "max_width": 32, "max_ensemble": 2}})
@@ -437,7 +438,7 @@ def test_a_preprocessing_variant_refits_with_its_own_numeric_map(tmp_path, featu
     assert spec.encoding.numeric == "quantile"
     r = run_cell(cell, {b: features_dir for b in bases_of("mlp-quantile")}, cfg, tmp_path / "j.log")
     assert "numeric" not in r["best_params"]
-    assert r["refit_valid_mse"] == pytest.approx(r["best_valid_mse"], rel=1e-6)  # the refit is the best trial again
+    assert r["tested"] == "selected" and r["tested_valid_mse"] == pytest.approx(r["best_valid_mse"], abs=1e-6)
 
 
 _MLP_PARAMS = {"activation": "relu", "batch_size": 64, "depth": 1, "dropout": 0.0, "encoding": "ordinal",

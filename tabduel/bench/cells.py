@@ -2,14 +2,19 @@
 
 A cell is one (dataset, family, outer seed) (and, with --corrupt, one corruption and level): its family is searched
 on the outer split's train and valid rows with the shared ask/tell loop, trials one after another in the process
-that runs the cell, the budget counted in the CPU-seconds measured around each trial; then the best config is
-refitted on the same split and scored once on its test rows, which nothing before has seen.
+that runs the cell, the budget counted in the CPU-seconds measured around each trial and every trial's training
+capped at the budget left. The search reads copies of the features without their test split; the selected trial's
+own fitted model (kept as the search ran) is then scored once on the test rows, which nothing before has opened.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import pickle
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +28,12 @@ from tabduel.infra.config import BenchConfig, SearchConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.models.registry import FAMILIES
 from tabduel.search import compare
-from tabduel.search.families import names, search_family
+from tabduel.infra.store import atomic_write_bytes
+from tabduel.search.families import names, preload, run_trials, search_family
 from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.pruning import pruning_of
 from tabduel.search.space import ENCODINGS, encoding_base
+from tabduel.search.trials import TEST_SCORES
 from tabduel.search.study import ELAPSED, completed, counted_trials, open_storage, open_study
 from tabduel.settings import Config
 
@@ -104,34 +111,108 @@ def cell_search_config(cfg: Config, cell: Cell, threads: int) -> SearchConfig:
     return dataclasses.replace(s, numeric=numeric) if numeric else s
 
 
+BEST_FILE = ".best.pkl"  # beside a cell's journal: the fitted model of its selected trial
+HELD_OUT = "test.parquet"  # the split that only score_selected reads
+
+
+class SelectedModel:
+    """A cell's selected trial (the lowest valid MSE among the complete ones) with its fitted model, kept as trials
+    finish: in memory, and in a file beside the cell's journal so that a resumed cell tests the model it selected."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.number, self.value, self.model = -1, math.inf, None
+        if self.path.is_file():
+            with self.path.open("rb") as f:
+                self.number, self.value, self.model = pickle.load(f)  # tabduel's own file, written below
+
+    def __call__(self, number: int, result: dict[str, Any], model: Any) -> None:
+        """loop.Keep: keep a finished trial's model when it is the best complete one so far (first of ties)."""
+        value = result["valid_mse"]
+        if result.get("pruned") or not math.isfinite(value) or value >= self.value:
+            return
+        self.number, self.value, self.model = number, value, model
+        atomic_write_bytes(self.path, pickle.dumps((number, value, model), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def search_inputs(features_dir: str | Path, root: str | Path) -> Path:
+    """<root>/<features dir's name>/: the features variant without its test split (hard links, copies where the
+    file system refuses them), made once: what a cell's search reads, so that no trial can open the test rows."""
+    src = Path(features_dir)
+    dest = Path(root) / src.name
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{src.name}-", dir=dest.parent))
+    for f in src.iterdir():
+        if f.name == HELD_OUT or not f.is_file():
+            continue
+        try:
+            os.link(f, tmp / f.name)
+        except OSError:
+            shutil.copy2(f, tmp / f.name)
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another cell made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def score_selected(kept: Any, search_dir: Path, features_dir: Path) -> dict[str, Any]:
+    """The selected trial's model scored on valid again (as its search read it) and once on the held-out test
+    split: tested_valid_mse and the test scores."""
+    from tabduel.search.scores import mse
+    from tabduel.search.trials import predict_split, scores_on_test
+
+    cpu = time.process_time()
+    valid, y_valid = predict_split(kept, search_dir / "valid.parquet")
+    test, y_test = predict_split(kept, features_dir / HELD_OUT)  # the only read of the test rows
+    return {"tested_valid_mse": mse(valid, y_valid), **scores_on_test(test, y_test, kept.manifest),
+            "test_cpu_seconds": time.process_time() - cpu}
+
+
 def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | Path, threads: int = 1,
-             log: Any = None) -> dict[str, Any]:
+             log: Any = None, inputs: str | Path | None = None) -> dict[str, Any]:
     """Search the cell's family on its split's train/valid within the budget (resuming the cell's study when its
-    journal has one), refit the best config on the same split and score it once on test; `log` (info, warning)
-    gets the search's budget line and its trial lines."""
+    journal has one), reading copies of the features without their test split (under `inputs`, by default an
+    `inputs` folder beside the journal); then score the selected trial's own fitted model once on test. `log`
+    (info, warning) gets the search's budget line and its trial lines."""
     family, encodings, _ = variant(cell.family)
     fam = search_family(family)
     s = cell_search_config(cfg, cell, threads)
+    journal = Path(journal)
+    root = Path(inputs) if inputs else journal.parent / "inputs"
+    seen = {base: str(search_inputs(path, root)) for base, path in features.items()}
     storage = open_storage(str(journal))
     import optuna
     from optuna.trial import TrialState
 
     exists = f"cell-{family}" in optuna.get_all_study_names(storage)
     study, budget = open_study(s, family, storage, resume=exists, more_trials=0)
+    preload(family, threads)  # before the clock: no family is charged for loading its libraries
+    selected = SelectedModel(journal.with_name(journal.name + BEST_FILE))
     wall = time.perf_counter()
 
     def submit(label: str, base: str, specs: list[Any]) -> Inline:
-        return Inline(lambda: fam.run(features[base], specs, False))
+        return Inline(lambda: run_trials(family, seen[base], specs, False, True))
 
     loop = run_family(family, study, budget, s, 1, threads, submit, first_of, log=log, clock="cpu",
-                      encodings=encodings, pruning=pruning_of(s, str(journal), study.study_name))
+                      encodings=encodings, pruning=pruning_of(s, str(journal), study.study_name), keep=selected)
     done = completed(study)
     if not done:
         raise RuntimeError(f"{cell.id}: no trial finished within the budget")
     best = min(done, key=lambda t: t.value)
     spec = fam.rebuild(best.params, s, threads)
     base = fam.base(spec)
-    refit = fam.run(features[base], [spec], True)[0]
+    if selected.number == best.number:
+        tested = {"tested": "selected", **score_selected(selected.model, Path(seen[base]), Path(features[base]))}
+    else:  # a kill between a trial's tell and the file that keeps its model: the best config fitted again
+        refit = fam.run(features[base], [spec], True)[0]
+        tested = {"tested": "refit", "tested_valid_mse": refit["valid_mse"], "test_cpu_seconds": refit["cpu_seconds"],
+                  **{k: refit.get(k, math.nan) for k in TEST_SCORES}}
+        if log:
+            log.warning(f"{cell.id}: the selected trial {best.number}'s model was not kept (a resumed cell); its "
+                        f"config was fitted again for the test")
     curve = sorted(((t.user_attrs.get(ELAPSED, math.nan), t.value) for t in done), key=lambda p: p[0])
     counted = counted_trials(study)  # pruned, diverged or failed trials cost budget; ones a kill interrupted do not
     pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
@@ -140,11 +221,9 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
             "cpu_seconds": loop.spent, "wall_seconds": time.perf_counter() - wall,
             "budget_cpu_seconds": None if math.isinf(budget.seconds) else budget.seconds,
             "budget_trials": None if math.isinf(budget.trials) else int(budget.trials),
-            "best_trial": best.number, "best_valid_mse": best.value, "best_params": best.params,
-            "refit_valid_mse": refit["valid_mse"], "refit_cpu_seconds": refit["cpu_seconds"],
-            **{k: refit[k] for k in ("test_mse", "test_r2", "test_rmse_orig", "test_r2_orig", "test_mse_orig")},
+            "best_trial": best.number, "best_valid_mse": best.value, "best_params": best.params, **tested,
             "features": {b: features[b] for b in bases_of(cell.family)}, "features_read": features[base],
-            "curve": [[float(x), float(v)] for x, v in curve], "worker": refit["worker"]}
+            "curve": [[float(x), float(v)] for x, v in curve], "worker": best.user_attrs.get("worker", "")}
 
 
 # ---- the numbers of a bench ---------------------------------------------------------------------------------------

@@ -171,11 +171,15 @@ def fit(data: Data, cfg: MLPConfig, members: Sequence[Member], on_epoch: Populat
                     buffer = torch.empty(perms.numel(), n_in + 1, device=device)  # fresh pages cost ~10 ms
                 rows = torch.index_select(xy, 0, perms, out=buffer).view(k, n, n_in + 1).transpose(1, 2)
             total = torch.zeros(k, device=device)
+            seen = n
             for i in range(0, n, bs):
                 xb, yb = rows[..., :n_in, i:i + bs], rows[..., n_in:, i:i + bs]  # (k,) features or 1, batch
                 total += step(params, opt, xb, yb, cfg.activation, keep, noise)
+                if cfg.max_seconds and limit() >= cfg.max_seconds:  # per step: one epoch may outlast a budget
+                    seen = min(n, i + bs)
+                    break
             valid = _valid_losses(params, xv, yv, cfg.activation, chunk).cpu()  # (k,)
-            train = (total / n).cpu()
+            train = (total / seen).cpu()
             member_epochs += k
             train_hist[active, epoch - 1] = train
             valid_hist[active, epoch - 1] = valid

@@ -90,11 +90,15 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
             perm = torch.randperm(n, generator=order, device=device)
             rows = xy[perm].t()  # (features + 1, n): the epoch's rows in batch order, gathered once
             total = torch.zeros((), device=device)
+            seen = n
             for i in range(0, n, bs):
                 xb, yb = rows[:n_in, i:i + bs], rows[n_in:, i:i + bs]  # (features, batch), (1, batch)
                 total += train_step(params, opt, xb, yb, cfg.activation, keep, noise)
+                if cfg.max_seconds and limit() >= cfg.max_seconds:  # per step: one epoch may outlast a budget
+                    timed_out, seen = True, min(n, i + bs)
+                    break
             valid_loss = (forward(params, xv, cfg.activation) - yv).square().mean().item()
-            train_loss = total.item() / n
+            train_loss = total.item() / seen
             if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):  # checked once per epoch: two floats
                 raise DivergedError(diverged(epoch, cfg.epochs, train_loss, valid_loss, cfg.lr))
             history["train_loss"].append(train_loss)
@@ -108,7 +112,7 @@ def fit(data: Data, cfg: MLPConfig, on_epoch: EpochCallback | None = None) -> Si
             if stop:
                 pruned_epoch = epoch
                 break
-            if cfg.max_seconds and limit() >= cfg.max_seconds:
+            if timed_out or (cfg.max_seconds and limit() >= cfg.max_seconds):  # a cut epoch was scored too
                 timed_out = True
                 break
         seconds = time.perf_counter() - start

@@ -159,6 +159,9 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
             total += batch_loss.detach()
             n_batches += 1
             step += 1
+            if max_seconds and limit() >= max_seconds:  # checked per step: one epoch may outlast a whole budget
+                timed_out = True
+                break
         train_loss = total.item() / max(1, n_batches) * loss_scale
         _check_finite(train_loss, "the training loss", epoch, hint)
         model.eval()
@@ -176,7 +179,7 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
         if stop:
             pruned_epoch = epoch
             break
-        if max_seconds and limit() >= max_seconds:
+        if timed_out or (max_seconds and limit() >= max_seconds):  # a cut epoch was scored on valid like any
             timed_out = True
             break
     seconds = time.perf_counter() - start

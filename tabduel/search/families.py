@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
@@ -48,7 +49,8 @@ class SearchFamily:
     model: str  # the model family (registry kind) whose settings it searches
     bases: tuple[str, ...]  # the features variants its trials may read
     suggest: Callable[[Any, SearchConfig, int, Sequence[str]], Any]  # (trial, settings, threads, encodings) -> spec
-    run: Callable[[str, list[Any], bool], list[Result]]  # (features dir, a group of specs, with test) -> results
+    # (features dir, a group of specs, with test, keep the fitted models as row["model"]) -> results
+    run: Callable[[str, list[Any], bool, bool], list[Result]]
     base: Callable[[Any], str]  # the features variant a spec reads
     group: Callable[[Any], Hashable] | None  # specs of equal keys train together (one population); None: each alone
     facts: Callable[[Result], dict[str, Any]]  # what a finished trial records besides its time and place
@@ -61,6 +63,9 @@ class SearchFamily:
     with_pruning: Callable[[Any, Handle], Any] | None = None
     # the params a trial's batch siblings keep (search.mlp_batch); None: every trial is sampled alone
     shared: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # a spec whose training stops after at most these seconds (its own limit when smaller); None: it cannot be
+    # stopped mid-fit (a peer), so a trial runs to its end and is charged in full
+    cap: Callable[[Any, float], Any] | None = None
 
     @property
     def prunable(self) -> bool:
@@ -82,6 +87,17 @@ class SearchFamily:
 
         s, params = self.replay(s, params)
         return self.suggest(optuna.trial.FixedTrial(params), s, threads, ENCODINGS)
+
+
+def capped(limit: float, seconds: float) -> float:
+    """A time limit of at most `seconds` (> 0): the smaller of the two, where a limit of 0 means none."""
+    seconds = max(float(seconds), 1e-3)
+    return min(limit, seconds) if limit else seconds
+
+
+def cap_settings(cfg: Any, seconds: float) -> Any:
+    """Model settings with max_seconds capped at `seconds`."""
+    return dataclasses.replace(cfg, max_seconds=capped(cfg.max_seconds, seconds))
 
 
 def _mlp_replay(s: SearchConfig, params: dict[str, Any]) -> tuple[SearchConfig, dict[str, Any]]:
@@ -107,9 +123,10 @@ def net_family(name: str, suggest: Callable[[Any, SearchConfig, int], Any],
     return SearchFamily(
         name, model=name, bases=("ordinal",),
         suggest=lambda trial, s, threads, encodings: suggest(trial, s, threads),
-        run=lambda features_dir, specs, with_test: [run_net(name, features_dir, spec, with_test) for spec in specs],
+        run=lambda features_dir, specs, with_test, keep=False: [run_net(name, features_dir, spec, with_test, keep)
+                                                                for spec in specs],
         base=lambda spec: "ordinal", group=None, facts=lambda r: {**_epochs(r), "time_limited": r["time_limited"]},
-        metrics=_epochs, note=_time_note, first=lambda: [defaults()])
+        metrics=_epochs, note=_time_note, first=lambda: [defaults()], cap=cap_settings)
 
 
 SEARCH_FAMILIES = (
@@ -125,15 +142,17 @@ SEARCH_FAMILIES = (
         note=lambda r: (f", population of {r['group_members']}" if r["group_members"] > 1 else "")
         + (f", pruned after {max(r['epochs_run'])} epochs" if r.get("pruned") else ""),
         replay=_mlp_replay, with_pruning=lambda spec, handle: dataclasses.replace(spec, prune=handle),
-        shared=lambda params: {k: v for k, v in params.items() if k not in MLP_PER_MEMBER}),
+        shared=lambda params: {k: v for k, v in params.items() if k not in MLP_PER_MEMBER},
+        cap=lambda spec, seconds: dataclasses.replace(spec, mlp=cap_settings(spec.mlp, seconds))),
     SearchFamily(
         "xgboost", model="xgboost", bases=("ordinal",),
         suggest=lambda trial, s, threads, encodings: suggest_xgboost(trial, s, threads),
-        run=lambda features_dir, specs, with_test: [run_xgboost(features_dir, spec, with_test) for spec in specs],
+        run=lambda features_dir, specs, with_test, keep=False: [run_xgboost(features_dir, spec, with_test, keep)
+                                                                for spec in specs],
         base=lambda spec: "ordinal", group=None,
         facts=lambda r: {"best_iteration": r["best_iteration"]},
         metrics=lambda r: {"best_iteration": r["best_iteration"]},
-        note=lambda r: ""),
+        note=lambda r: "", cap=cap_settings),
     net_family("realmlp", suggest_realmlp, realmlp_defaults),
     net_family("tabm", suggest_tabm, tabm_defaults),
 )
@@ -167,6 +186,44 @@ def bases_of(names: Sequence[str]) -> list[str]:
     return sorted({base for name in names for base in search_family(name).bases})
 
 
-def run_trials(name: str, features_dir: str, specs: list[Any], with_test: bool = False) -> list[Result]:
-    """Train one group of a search family's trials in this process; one result per spec."""
-    return search_family(name).run(features_dir, specs, with_test)
+def preload(name: str, threads: int = 1, seed: int = 0) -> None:
+    """Import what a search family's trials train with (its model module, code and libraries) and warm it up with
+    one 2-step fit on 64 random rows, so that a budget's clock counts no import and no first-use set-up (the first
+    torch fit of a process spends ~1.5 CPU-s on its own): each family alike is charged none."""
+    import importlib
+
+    import numpy as np
+
+    from tabduel.engine.data import Data
+    from tabduel.models.family import IMPORT_NAMES
+    from tabduel.models.registry import family
+
+    fam = family(search_family(name).model)
+    fam.require()
+    for module in (*fam.code_modules, *(IMPORT_NAMES.get(p, p) for p in fam.packages), "tabduel.search.trials"):
+        importlib.import_module(module)
+    if fam.extra == "peers":  # pytabkit's estimators take no 2-step settings alike: imports only
+        importlib.import_module("tabduel.models.peers").preload(fam.kind)
+        return
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(64, 3)).astype(np.float32), rng.normal(size=64).astype(np.float32)
+    names = ("a", "b", "c")
+    fields = {f.name for f in dataclasses.fields(fam.config)}
+    short = {k: 2 for k in ("epochs", "n_estimators") if k in fields}
+    fam.fit(Data(x[:48], y[:48], x[48:], y[48:], names, names), fam.config(**short, **(
+        {"threads": threads} if "threads" in fields else {})))
+
+
+CPU_SPENT = "cpu_seconds"  # on an exception a trial raised: the CPU-seconds it spent before, which its budget pays
+
+
+def run_trials(name: str, features_dir: str, specs: list[Any], with_test: bool = False, keep: bool = False
+               ) -> list[Result]:
+    """Train one group of a search family's trials in this process; one result per spec. An exception it raises
+    carries the process's CPU-seconds spent on the group (attribute CPU_SPENT), so that a failed trial is charged."""
+    start = time.process_time()
+    try:
+        return search_family(name).run(features_dir, specs, with_test, keep)
+    except Exception as exc:
+        setattr(exc, CPU_SPENT, time.process_time() - start)  # pickled with the exception's __dict__
+        raise

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from tabduel.infra.config import TIME_CLOCKS
 from tabduel.infra.errors import TabduelError
-from tabduel.search.families import SearchFamily, search_family
+from tabduel.search.families import CPU_SPENT, SearchFamily, search_family
 from tabduel.search.pruning import Handle, Pruning
 from tabduel.search.space import ENCODINGS
 from tabduel.search.study import ELAPSED, PARENT_RUN, SIBLING_OF, SPENT, Budget, completed
@@ -29,6 +29,8 @@ Submit = Callable[[str, str, list[Any]], Any]
 FirstDone = Callable[[list[Any]], Any]
 # (family, trial, result or None, error or None, elapsed, best so far)
 Record = Callable[[str, Any, dict[str, Any] | None, BaseException | None, float, float], None]
+# (trial number, its result, the fitted trial a run function kept as row["model"]), before the trial is told
+Keep = Callable[[int, dict[str, Any], Any], None]
 
 
 @dataclass
@@ -79,11 +81,27 @@ def ask(study: Any, fam: SearchFamily, s: Any, threads: int, encodings: Sequence
     return out
 
 
+def capped_group(fam: SearchFamily, specs: list[Any], budget: Budget, spent: float, in_flight: int, clock: str
+                 ) -> list[Any]:  # spent: the seconds spent in all, earlier invocations' included
+    """A group's specs with their training capped at the budget left: on the CPU clock its share among the groups
+    in flight, split among the group's trials (a population trains them together); unchanged without a seconds
+    budget or for a family that cannot be stopped mid-fit."""
+    if fam.cap is None or math.isinf(budget.seconds):
+        return specs
+    left = budget.seconds - spent
+    if clock == "cpu":
+        left /= in_flight
+    return [fam.cap(spec, left / len(specs)) for spec in specs]
+
+
 def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, threads: int, submit: Submit,
                first_done: FirstDone, record: Record | None = None, log: Any = None, clock: str = "wall",
-               encodings: Sequence[str] = ENCODINGS, pruning: Pruning | None = None) -> LoopResult:
-    """Ask, train and tell trials of one family until its budget is spent, `workers` groups at a time; with
-    pruning, the workers report MLP trials at the rung epochs and the study's pruner may stop them."""
+               encodings: Sequence[str] = ENCODINGS, pruning: Pruning | None = None, keep: Keep | None = None
+               ) -> LoopResult:
+    """Ask, train and tell trials of one family until its budget is spent, `workers` groups at a time, each
+    trial's training capped at the budget left and a failed trial charged what it spent; with pruning, the workers
+    report MLP trials at the rung epochs and the study's pruner may stop them; `keep` gets every finished trial's
+    fitted model where the run functions kept one."""
     fam = search_family(family)
     if clock not in TIME_CLOCKS:
         raise ValueError(f"clock {clock!r} is not one of: {', '.join(TIME_CLOCKS)}")
@@ -109,9 +127,11 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
             asked += batch
             started += len(batch)
             batches += 1
-        for group in fam.groups(asked):
+        groups = fam.groups(asked)
+        for i, group in enumerate(groups):
             trials = [t for t, _ in group]
-            specs = [spec for _, spec in group]
+            specs = capped_group(fam, [spec for _, spec in group], budget, spent_now(),
+                                 len(pending) + len(groups) - i, clock)
             base = fam.base(specs[0])
             label = f"{family}-" + "+".join(str(t.number) for t in trials)
             pending[submit(label, base, specs)] = trials
@@ -124,6 +144,7 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
         except Exception as exc:  # one failing trial does not end the search; many in a row do
             failures_in_row += 1
             out.failed += len(trials)
+            out.cpu_seconds += float(getattr(exc, CPU_SPENT, 0.0))  # what it spent before it raised
             for t in trials:
                 t.set_user_attr(ELAPSED, spent_now())  # where it ended, for the curves' trial counts
                 study.tell(t, state=fail_state())
@@ -138,6 +159,9 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
         out.cpu_seconds += sum(r.get("cpu_seconds", 0.0) for r in results)
         elapsed = spent_now()
         for t, result in zip(trials, results):
+            model = result.pop("model", None)
+            if keep is not None and model is not None:
+                keep(t.number, result, model)
             out.best = tell(family, study, t, result, elapsed, out.best)
             out.told += 1
             out.results.append({"trial": t.number, **result, ELAPSED: elapsed})

@@ -21,7 +21,7 @@ from tabduel.infra.config import PeerConfig, SearchConfig
 from tabduel.models.registry import family
 from tabduel.search.scores import mse, worker
 from tabduel.search.space import Encoding
-from tabduel.search.trials import load_inputs, scores_on_test
+from tabduel.search.trials import KeptModel, load_inputs, scores_on_test
 
 BASE = "ordinal"  # the features variant every peer reads
 SEED_MAX = 2**31 - 2  # the largest seed every peer's library takes
@@ -42,8 +42,10 @@ def suggest_peer(kind: str, trial: Any, s: SearchConfig, threads: int = 1, encod
     return PeerTrial(kind, family(kind).config(iterations=s.peer_iterations, seed=seed, threads=threads))
 
 
-def run_peer(kind: str, features_dir: str | Path, spec: PeerTrial, with_test: bool = False) -> dict[str, Any]:
-    """Fit one peer trial on train with valid as its validation set; its valid (and test) MSE and facts.
+def run_peer(kind: str, features_dir: str | Path, spec: PeerTrial, with_test: bool = False, keep: bool = False
+             ) -> dict[str, Any]:
+    """Fit one peer trial on train with valid as its validation set; its valid (and test) MSE and facts (with keep,
+    the fitted model as row["model"], a KeptModel).
 
     cpu_seconds is the process's CPU time around loading, fitting and scoring: the peer's own threads count too.
     """
@@ -62,6 +64,8 @@ def run_peer(kind: str, features_dir: str | Path, spec: PeerTrial, with_test: bo
            **{k: fitted.info[k] for k in ("best_epoch", "best_iteration") if k in fitted.info}}
     if not finite:
         row["error"] = f"{kind}: predictions on the valid split are not all finite"
+    elif keep:
+        row["model"] = KeptModel(kind, inputs.manifest, fitted.model)
     if with_test:
         test = peers.predict(fitted.model, inputs.x_test)
         row.update(scores_on_test(test, inputs.y_test, inputs.manifest) if finite else {"test_mse": math.nan})
@@ -69,9 +73,10 @@ def run_peer(kind: str, features_dir: str | Path, spec: PeerTrial, with_test: bo
     return row
 
 
-def run_peers(kind: str, features_dir: str, specs: list[PeerTrial], with_test: bool) -> list[dict[str, Any]]:
+def run_peers(kind: str, features_dir: str, specs: list[PeerTrial], with_test: bool, keep: bool = False
+              ) -> list[dict[str, Any]]:
     """Fit each trial of a peer alone (peers train no populations)."""
-    return [run_peer(kind, features_dir, spec, with_test) for spec in specs]
+    return [run_peer(kind, features_dir, spec, with_test, keep) for spec in specs]
 
 
 def facts(result: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,8 @@ class Inputs:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     manifest: dict[str, Any] | None = None
+    numeric_map: Any = None  # the encoding's NumericMap fitted on train (None: standard inputs as stored)
+    embedding: Any = None  # the encoding's Embedding fitted on train (None: none)
 
 
 def embedded_columns(manifest: dict[str, Any]) -> tuple[int, ...]:
@@ -52,13 +54,14 @@ def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, s
     if with_test:
         x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, native_missing(kind))
     columns = embedded_columns(manifest)
+    m = None
     if encoding.numeric != "standard":
         m = fit_numeric(data.x_train, columns, encoding.numeric)
         data = Data(map_numeric(m, data.x_train), data.y_train, map_numeric(m, data.x_valid), data.y_valid,
                     data.features)
         x_test = None if x_test is None else map_numeric(m, x_test)
     if encoding.name not in ("ple", "periodic"):
-        return Inputs(data, x_test, y_test, manifest)
+        return Inputs(data, x_test, y_test, manifest, m)
     if encoding.name == "ple":
         emb = fit_ple(data.x_train, columns, encoding.bins)
     else:
@@ -66,7 +69,50 @@ def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, s
     names = tuple(n for i, n in enumerate(manifest["features"]) if i not in columns)
     names += tuple(f"{encoding.name}_{j}" for j in range(emb.width))
     data = Data(apply(emb, data.x_train), data.y_train, apply(emb, data.x_valid), data.y_valid, names)
-    return Inputs(data, None if x_test is None else apply(emb, x_test), y_test, manifest)
+    return Inputs(data, None if x_test is None else apply(emb, x_test), y_test, manifest, m, emb)
+
+
+@dataclass
+class KeptMLP:
+    """A trial of tabduel's MLP as it was fitted: its encoding's fitted maps, its members' weights, and which of a
+    population's members are its own; it predicts any split of its features variant as the trial scored valid."""
+
+    manifest: dict[str, Any]
+    numeric_map: Any  # NumericMap fitted on train, or None (standard inputs)
+    embedding: Any  # Embedding fitted on train, or None
+    params: Any  # engine Params, stacked (population) or single
+    members: np.ndarray  # (members in params,) bool: this trial's
+    activation: str
+    kind: str = "mlp"
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(rows, features) of the split as load_xy reads it -> (rows,) the mean of the trial's members."""
+        if self.numeric_map is not None:
+            x = map_numeric(self.numeric_map, x)
+        if self.embedding is not None:
+            x = apply(self.embedding, x)
+        return _members_predict(self.params, x, self.activation)[self.members].mean(axis=0)
+
+
+@dataclass
+class KeptModel:
+    """A trial of a registry family (realmlp, tabm, xgboost, a peer) as it was fitted, with its features' manifest."""
+
+    kind: str
+    manifest: dict[str, Any]
+    model: Any
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(rows, features) of the split as load_xy reads it for this family -> (rows,) predictions."""
+        from tabduel.models.registry import family
+
+        return family(self.kind).predict(self.model, x)
+
+
+def predict_split(kept: KeptMLP | KeptModel, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, targets) of a kept trial on one split's Parquet file, read as its family reads it."""
+    x, y = load_xy(str(path), kept.manifest, native_missing(kept.kind))
+    return np.asarray(kept.predict(x), dtype=np.float32).reshape(-1), y
 
 
 TEST_SCORES = ("test_mse", "test_r2", "test_rmse_orig", "test_r2_orig", "test_mse_orig")  # what scores_on_test gives
@@ -97,10 +143,12 @@ def _members_predict(params: Any, x: np.ndarray, activation: str) -> np.ndarray:
     return pred.reshape(-1, x.shape[0]).numpy()
 
 
-def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: bool = False) -> list[dict[str, Any]]:
+def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: bool = False, keep: bool = False
+            ) -> list[dict[str, Any]]:
     """Train MLP trials that share inputs and shape as one population (each trial's ensemble members in it);
-    returns per trial its valid (and test) MSE of the ensemble mean, and facts of the fit. A trial whose spec carries
-    a pruning handle is reported at the rung epochs and stopped where its study's pruner says (row["pruned"])."""
+    returns per trial its valid (and test) MSE of the ensemble mean, and facts of the fit (with keep, the fitted
+    trial as row["model"], a KeptMLP). A trial whose spec carries a pruning handle is reported at the rung epochs and
+    stopped where its study's pruner says (row["pruned"])."""
     from tabduel.engine import population, single
 
     keys = {group_key(t) for t in trials}
@@ -153,6 +201,9 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
                "group_trials": len(trials), "group_members": total_members, "time_limited": bool(time_limited),
                "pruned": any(infos[k].get("pruned_epoch", 0) for k in np.flatnonzero(mine)),
                "inputs": data.x_train.shape[1], "device": infos[0]["device"], "worker": worker()}
+        if keep and not gone:
+            row["model"] = KeptMLP(inputs.manifest, inputs.numeric_map, inputs.embedding, params, mine,
+                                   first.mlp.activation)
         if with_test:
             row.update({"test_mse": math.nan} if gone else scores_on_test(test[mine].mean(axis=0), inputs.y_test,
                                                                           inputs.manifest))
@@ -174,10 +225,12 @@ def _diverged_row(error: str, group_trials: int, group_members: int, seconds: fl
     return row
 
 
-def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = False) -> dict[str, Any]:
+def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = False, keep: bool = False
+            ) -> dict[str, Any]:
     """Fit one trial of an autograd family (realmlp, tabm) on the features as its pipeline training reads them
-    (tabduel.models.training.load_data); its valid (and test) MSE at the best epoch, and facts of the fit. A trial
-    whose training diverged is a diverged (not finite) result."""
+    (tabduel.models.training.load_data); its valid (and test) MSE at the best epoch, and facts of the fit (with
+    keep, the fitted trial as row["model"], a KeptModel). A trial whose training diverged is a diverged (not finite)
+    result."""
     from tabduel.models.registry import family
     from tabduel.models.training import fit
 
@@ -201,6 +254,8 @@ def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = Fal
            "epochs_run": int(info["epochs_run"]), "best_epoch": int(info["best_epoch"]),
            "time_limited": bool(info["time_limited"]), "seconds": seconds, "inputs": data.x_train.shape[1],
            "device": info["device"], "worker": worker()}
+    if keep:
+        row["model"] = KeptModel(kind, manifest, fitted.model)
     if with_test:
         x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, native_missing(kind))
         row.update(scores_on_test(fam.predict(fitted.model, x_test), y_test, manifest))
@@ -208,8 +263,10 @@ def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = Fal
     return row
 
 
-def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = False) -> dict[str, Any]:
-    """Fit one XGBoost trial with early stopping on valid; its valid (and test) MSE at the best iteration."""
+def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = False, keep: bool = False
+                ) -> dict[str, Any]:
+    """Fit one XGBoost trial with early stopping on valid; its valid (and test) MSE at the best iteration (with
+    keep, the booster as row["model"], a KeptModel)."""
     from tabduel.models import xgb
 
     cpu_start = time.process_time()
@@ -220,6 +277,8 @@ def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = 
     row = {"valid_mse": mse(xgb.predict(fitted.model, inputs.data.x_valid), inputs.data.y_valid),
            "best_iteration": fitted.info["best_iteration"], "rounds_run": fitted.info["rounds_run"],
            "seconds": seconds, "device": fitted.info["device"], "worker": worker()}
+    if keep:
+        row["model"] = KeptModel("xgboost", inputs.manifest, fitted.model)
     if with_test:
         row.update(scores_on_test(xgb.predict(fitted.model, inputs.x_test), inputs.y_test, inputs.manifest))
     row["cpu_seconds"] = time.process_time() - cpu_start  # the whole process: XGBoost's own threads count too

@@ -1,0 +1,139 @@
+"""A bench a reviewer cannot fault: every trial capped at the budget left, failed trials charged, the tested model the
+selected one, and the test rows out of the search's reach (real cells: Optuna, torch, XGBoost, Parquet)."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import messy
+import pytest
+from benchsuite import SPECS
+
+from tabduel.bench.cells import BEST_FILE, HELD_OUT, Cell, bases_of, run_cell, search_inputs
+from tabduel.data.dataset import load_spec
+from tabduel.data.features import make_features, save_features
+from tabduel.data.ingest import ingest
+from tabduel.infra.config import FeaturesConfig, SearchConfig
+from tabduel.search.families import CPU_SPENT, capped, run_trials, search_family
+from tabduel.search.loop import Inline, capped_group, first_of, run_family
+from tabduel.search.space import features_config
+from tabduel.search.study import Budget, open_storage, open_study
+from tabduel.settings import Config
+
+_OPENED: list[str] = []  # every file opened while a test below listens (the hook stays; the list is cleared)
+_LISTENING = [False]
+
+
+def _hook(event: str, args: tuple) -> None:
+    if event == "open" and _LISTENING[0] and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+@pytest.fixture(scope="module")
+def features_dir(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("fair")
+    spec = load_spec(SPECS / "airfoil.toml")
+    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=600)), spec)
+    return str(save_features(root / "f", *make_features(df, spec, features_config("ordinal", spec,
+                                                                                  FeaturesConfig()))))
+
+
+def _bench(minutes: float = 0.0, trials: int = 0, **search) -> Config:
+    return Config.from_dict({"bench": {"minutes": minutes, "trials": trials}, "search": search})
+
+
+def test_no_search_trial_opens_the_test_split(tmp_path, features_dir):
+    sys.addaudithook(_hook)
+    test_file = str(Path(features_dir) / HELD_OUT)
+    _OPENED.clear()
+    _LISTENING[0] = True
+    try:
+        r = run_cell(Cell("airfoil", "mlp", 4751), {b: features_dir for b in bases_of("mlp")},
+                     _bench(trials=3, mlp_epochs=4, max_width=16, max_ensemble=2), tmp_path / "j.log")
+    finally:
+        _LISTENING[0] = False
+    reads = [p for p in _OPENED if p.endswith(".parquet")]
+    trained = [i for i, p in enumerate(reads) if p.endswith("train.parquet")]
+    assert r["trials"] == 3 and len(trained) == 3  # the hook saw every trial read its inputs
+    assert reads.count(test_file) == 1 and reads.index(test_file) > trained[-1]  # once, after the search
+    assert not any(p.endswith(HELD_OUT) for p in reads if p != test_file)
+    assert all(not p.startswith(str(Path(features_dir))) for p in reads[:trained[-1] + 1])  # the copies, not these
+
+
+def test_the_search_copies_hold_no_test_rows(tmp_path, features_dir):
+    view = search_inputs(features_dir, tmp_path / "inputs")
+    assert sorted(p.name for p in view.iterdir()) == sorted(p.name for p in Path(features_dir).iterdir()
+                                                            if p.name != HELD_OUT)
+    assert search_inputs(features_dir, tmp_path / "inputs") == view  # made once
+
+
+@pytest.mark.parametrize("family", ["mlp", "realmlp", "xgboost"])
+def test_a_cell_spends_at_most_its_budget_with_trials_that_would_run_far_longer(tmp_path, features_dir, family):
+    """Each trial alone would train for up to 60 CPU-s; the cell's budget is 3: capped trials keep it."""
+    long = dict(mlp_epochs=100_000, mlp_patience=100_000, mlp_max_seconds=60, realmlp_epochs=100_000,
+                realmlp_max_seconds=60, xgb_rounds=10_000_000, xgb_early_stopping=10_000_000, max_width=64)
+    r = run_cell(Cell("airfoil", family, 4751), {b: features_dir for b in bases_of("mlp")},
+                 _bench(minutes=0.05, **long), tmp_path / "j.log")
+    assert r["budget_cpu_seconds"] == pytest.approx(3.0)
+    assert r["trials"] >= 1 and r["cpu_seconds"] <= 3.0 * 1.02 + 2
+    assert r["tested"] == "selected" and r["tested_valid_mse"] == pytest.approx(r["best_valid_mse"], abs=1e-6)
+
+
+def test_a_trial_is_capped_at_the_budget_left_split_among_a_population():
+    fam = search_family("mlp")
+    s = SearchConfig(study="t", trials=4, mlp_max_seconds=50)
+    import optuna
+
+    spec = fam.suggest(optuna.trial.FixedTrial({"activation": "relu", "batch_size": 64, "depth": 1, "dropout": 0.0,
+                                                "encoding": "ordinal", "ensemble": 1, "lr": 0.01,
+                                                "optimizer": "adam", "weight_decay": 1e-5, "width": 16}), s, 1,
+                       ("ordinal",))
+    budget = Budget(trials=math.inf, seconds=100.0, spent=10.0)
+    assert [x.mlp.max_seconds for x in capped_group(fam, [spec], budget, 30.0, 1, "cpu")] == [50]  # its own limit
+    assert [x.mlp.max_seconds for x in capped_group(fam, [spec, spec], budget, 80.0, 1, "cpu")] == [10, 10]
+    assert [x.mlp.max_seconds for x in capped_group(fam, [spec], budget, 80.0, 2, "cpu")] == [10]  # two in flight
+    assert capped_group(fam, [spec], Budget(4, math.inf, 0.0), 0.0, 1, "cpu") == [spec]  # no seconds budget
+    assert capped(0.0, 7.0) == 7.0 and capped(5.0, 7.0) == 5.0 and capped(5.0, -1.0) > 0  # 0 is no limit
+
+
+def test_a_failing_run_says_what_it_spent(tmp_path):
+    s = SearchConfig(study="t", trials=1, xgb_rounds=5)
+    spec = search_family("xgboost").rebuild(dict(_XGB), s, 1)
+    with pytest.raises(FileNotFoundError) as info:  # a real trial on a features folder that is not there
+        run_trials("xgboost", str(tmp_path / "missing"), [spec])
+    assert getattr(info.value, CPU_SPENT) >= 0.0
+
+
+def test_a_failed_trial_is_charged_the_cpu_it_spent(tmp_path):
+    s = SearchConfig(study="t", trials=2, minutes=10, xgb_rounds=5)
+    study, budget = open_study(s, "xgboost", open_storage(str(tmp_path / "j.log")), False, 0)
+
+    def fail(label, base, specs):
+        def work():
+            exc = RuntimeError("out of memory")
+            setattr(exc, CPU_SPENT, 0.25)  # as run_trials says what a trial spent before it raised
+            raise exc
+        return Inline(work)
+
+    out = run_family("xgboost", study, budget, s, 1, 1, fail, first_of, clock="cpu")
+    assert out.failed == 2 and out.told == 0 and out.spent == pytest.approx(0.5)
+
+
+_XGB = {"max_depth": 3, "learning_rate": 0.1, "min_child_weight": 1.0, "subsample": 1.0, "colsample_bytree": 1.0,
+        "lambda": 1.0, "alpha": 0.001}
+
+
+def test_a_resumed_cell_tests_the_model_its_search_kept(tmp_path, features_dir):
+    cfg = _bench(trials=2, xgb_rounds=30, xgb_early_stopping=5)
+    cell = Cell("airfoil", "xgboost", 4751)
+    first = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")
+    assert (tmp_path / ("j.log" + BEST_FILE)).is_file()
+    again = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")  # nothing to add: test the kept one
+    assert again["tested"] == "selected" and again["test_mse"] == first["test_mse"]
+    (tmp_path / ("j.log" + BEST_FILE)).unlink()  # as after a kill between a trial's tell and its model's file
+    lost = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")
+    assert lost["tested"] == "refit" and math.isfinite(lost["test_mse"])
