@@ -12,7 +12,7 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from tabduel.bench import report as bench_report
-from tabduel.bench.cells import CLEAN, Cell, bases_of, bench_name, result
+from tabduel.bench.cells import CLEAN, Cell, bases_of, bench_families, bench_name, check_device, result
 from tabduel.bench.suite import check_sources, dataset_config, load_suite, local_source
 from tabduel.data.corruptions import CORRUPTIONS
 from tabduel.data.dataset import load_spec
@@ -27,12 +27,6 @@ from tabduel.settings import Config
 from tabduel.tasks.bench import cell_task, corrupt_features_task
 from tabduel.tasks.features import features_task
 from tabduel.tasks.ingest import ingest_task
-
-
-def bench_families(cfg: Config) -> list[str]:
-    """The families compared: the settings' own, or with --corrupt xgboost against each MLP preprocessing."""
-    b = cfg.bench
-    return ["xgboost"] + [f"mlp-{p}" for p in b.preprocessing] if b.corrupt else list(b.families)
 
 
 def conditions(cfg: Config) -> list[tuple[str, float]]:
@@ -87,6 +81,7 @@ def bench_flow(config: dict[str, Any], quick: bool = False, resume: bool = False
     """Search, refit and test every cell of the suite on its outer split; then statistics, plots and the report."""
     cfg = Config.from_dict(config)
     b = cfg.bench
+    check_device(b.device, bench_families(cfg))  # before anything slow
     log = get_run_logger()
     suite = load_suite(b.suite, b.root)
     datasets = suite.pick(quick)

@@ -173,3 +173,7 @@ def preflight(args: argparse.Namespace, cfg: Config) -> None:
         raise ConfigError(f"--more-trials = {args.more_trials}: must not be negative")
     if args.command == "serve":
         check_cron(args.cron)
+    if args.command == "bench":
+        from tabduel.bench.cells import bench_families, check_device
+
+        check_device(cfg.bench.device, bench_families(cfg))

@@ -13,11 +13,21 @@ import messy
 import pytest
 from benchsuite import SPECS
 
-from tabduel.bench.cells import BEST_FILE, HELD_OUT, Cell, bases_of, run_cell, search_inputs
+from tabduel.bench.cells import (
+    BEST_FILE,
+    HELD_OUT,
+    Cell,
+    bases_of,
+    check_device,
+    one_cell_per_process,
+    run_cell,
+    search_inputs,
+)
 from tabduel.data.dataset import load_spec
 from tabduel.data.features import make_features, save_features
 from tabduel.data.ingest import ingest
-from tabduel.infra.config import FeaturesConfig, SearchConfig
+from tabduel.infra.config import FeaturesConfig, SearchConfig, XGBoostConfig
+from tabduel.infra.errors import ConfigError, TabduelError
 from tabduel.search.families import CPU_SPENT, capped, run_trials, search_family
 from tabduel.search.loop import Inline, capped_group, first_of, run_family
 from tabduel.search.space import features_config
@@ -137,3 +147,47 @@ def test_a_resumed_cell_tests_the_model_its_search_kept(tmp_path, features_dir):
     (tmp_path / ("j.log" + BEST_FILE)).unlink()  # as after a kill between a trial's tell and its model's file
     lost = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")
     assert lost["tested"] == "refit" and math.isfinite(lost["test_mse"])
+
+
+def test_a_second_cell_in_one_process_is_refused_in_one_line(tmp_path, features_dir):
+    cell = Cell("airfoil", "xgboost", 4751)
+    with one_cell_per_process(Cell("airfoil", "mlp", 4751)):  # as a Dask worker's other thread would hold it
+        with pytest.raises(TabduelError, match=r"^airfoil/none/xgboost-s4751: another bench cell is running in this "
+                                               r"process.*--nthreads 1$"):
+            run_cell(cell, {"ordinal": features_dir}, _bench(trials=1, xgb_rounds=5), tmp_path / "j.log")
+    assert run_cell(cell, {"ordinal": features_dir}, _bench(trials=1, xgb_rounds=5), tmp_path / "j.log")["trials"] == 1
+
+
+def test_a_cuda_bench_without_cuda_is_one_line():
+    with pytest.raises(ConfigError, match=r"^bench.device = 'cuda': torch sees no CUDA device on this machine$"):
+        check_device("cuda", ["realmlp", "xgboost"], cuda=False)
+
+
+def test_a_cuda_bench_of_a_cpu_only_peer_is_one_line():
+    with pytest.raises(ConfigError, match=r"^bench.device = 'cuda': peer_lgbm train\(s\) only on the CPU"):
+        check_device("cuda", ["xgboost", "peer_lgbm"], cuda=True)
+    check_device("cuda", ["xgboost", "mlp-robust", "realmlp", "tabm"], cuda=True)  # every own family can
+
+
+def test_an_unknown_bench_device_is_one_line():
+    with pytest.raises(ConfigError, match=r"bench.device"):
+        Config.from_dict({"bench": {"device": "tpu"}})
+
+
+def test_a_cpu_bench_trains_every_family_on_the_cpu_even_where_a_gpu_is_seen(tmp_path, features_dir):
+    r = run_cell(Cell("airfoil", "realmlp", 4751), {"ordinal": features_dir},
+                 _bench(trials=1, realmlp_epochs=2), tmp_path / "j.log")
+    assert r["device"] == "cpu" and r["budget_clock"] == "cpu"
+    spec = search_family("xgboost").on_device(search_family("xgboost").rebuild(dict(_XGB), SearchConfig(study="t"),
+                                                                               1), "cpu")
+    assert spec.device == "cpu"
+
+
+def test_xgboost_starts_from_its_defaults_as_the_mlp_families_do(tmp_path):
+    s = SearchConfig(study="t", trials=1)
+    study, _ = open_study(s, "xgboost", open_storage(str(tmp_path / "j.log")), False, 0)
+    trial = study.ask()
+    spec = search_family("xgboost").suggest(trial, s, 1, ())
+    d = XGBoostConfig()
+    assert (spec.max_depth, spec.learning_rate, spec.subsample, spec.reg_lambda) == (
+        d.max_depth, d.learning_rate, d.subsample, d.reg_lambda)

@@ -26,6 +26,7 @@ from tabduel.search.space import (
     suggest_realmlp,
     suggest_tabm,
     tabm_defaults,
+    xgboost_defaults,
 )
 from tabduel.search.study import FIRST, open_storage, open_study
 from tabduel.search.trials import TEST_SCORES, run_net
@@ -133,11 +134,11 @@ def test_a_new_tabm_study_tries_the_engines_defaults_first(tmp_path, features_di
     assert tabm.architecture(data, cfg) == tabm.architecture(data, default)  # n_blocks as the engine resolves 0
 
 
-def test_the_mlp_and_xgboost_studies_queue_nothing(tmp_path):
+def test_the_mlp_study_queues_nothing_and_xgboost_its_defaults(tmp_path):
     storage = open_storage(str(tmp_path / "j.log"))
-    for name in ("mlp", "xgboost"):
-        study, _ = open_study(_tiny(), name, storage, False, 0)
-        assert study.trials == []
+    assert open_study(_tiny(), "mlp", storage, False, 0)[0].trials == []
+    study, _ = open_study(_tiny(), "xgboost", storage, False, 0)
+    assert [t.system_attrs["fixed_params"] for t in study.trials] == [xgboost_defaults()]
 
 
 # ---- the shared loop, rebuilds, runs ----------------------------------------------------------------------------

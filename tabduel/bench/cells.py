@@ -9,23 +9,25 @@ own fitted model (kept as the search ran) is then scored once on the test rows, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import pickle
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 
 from tabduel.bench import stats as bench_stats
 from tabduel.infra.config import BenchConfig, SearchConfig
-from tabduel.infra.errors import ConfigError
+from tabduel.infra.errors import ConfigError, TabduelError
 from tabduel.models.registry import FAMILIES
 from tabduel.search import compare
 from tabduel.infra.store import atomic_write_bytes
@@ -100,14 +102,42 @@ def bench_name(suite: str, b: BenchConfig) -> str:
     return f"bench-{suite}-{budget_label(b)}" + ("-corrupt" if b.corrupt else "")
 
 
+def bench_families(cfg: Config) -> list[str]:
+    """The families compared: the settings' own, or with --corrupt xgboost against each MLP preprocessing."""
+    b = cfg.bench
+    return ["xgboost"] + [f"mlp-{p}" for p in b.preprocessing] if b.corrupt else list(b.families)
+
+
+def budget_clock(device: str) -> str:
+    """What a bench's budgets count on a device: CPU-seconds on the CPU (a busy machine cuts no trial shorter), wall
+    seconds on a GPU (each trial ends by copying its predictions to the host, which waits for the GPU)."""
+    return "cpu" if device == "cpu" else "wall"
+
+
+def check_device(device: str, families: list[str], cuda: bool | None = None) -> None:
+    """ConfigError in one line unless every family can train on the bench's device and, for cuda, torch sees one
+    (cuda: None asks runtime.cuda_available)."""
+    if device == "cpu":
+        return
+    stuck = [f for f in families if search_family(variant(f)[0]).on_device is None]
+    if stuck:
+        raise ConfigError(f"bench.device = 'cuda': {', '.join(stuck)} train(s) only on the CPU; bench them without "
+                          f"--device cuda")
+    if cuda is None:
+        from tabduel.infra.runtime import cuda_available
+
+        cuda = cuda_available()
+    if not cuda:
+        raise ConfigError("bench.device = 'cuda': torch sees no CUDA device on this machine")
+
+
 def cell_search_config(cfg: Config, cell: Cell, threads: int) -> SearchConfig:
     """The search settings of a cell: the bench's budget, the outer seed as the sampler's and models' seed, the
-    variant's numeric maps, and trial time limits in CPU-seconds like the budget (a busy machine cuts no trial
-    shorter)."""
+    variant's numeric maps, and trial time limits on the budget's clock (budget_clock)."""
     _, _, numeric = variant(cell.family)
     s = dataclasses.replace(cfg.search, study="cell", families=(variant(cell.family)[0],), trials=cfg.bench.trials,
                             minutes=cfg.bench.minutes, seed=cell.seed, workers=1, threads=threads, runner="process",
-                            address="", storage="", trial_clock="cpu")
+                            address="", storage="", trial_clock=budget_clock(cfg.bench.device))
     return dataclasses.replace(s, numeric=numeric) if numeric else s
 
 
@@ -171,6 +201,24 @@ def score_selected(kept: Any, search_dir: Path, features_dir: Path) -> dict[str,
             "test_cpu_seconds": time.process_time() - cpu}
 
 
+# A process-wide fact, so process-wide state: CPU time is the process's, so one cell at a time may count it.
+_CELL_RUNNING = threading.Lock()
+
+
+@contextlib.contextmanager
+def one_cell_per_process(cell: Cell) -> Iterator[None]:
+    """Hold the process's one cell slot while a cell's search runs; TabduelError in one line when another cell
+    holds it (a Dask worker with several threads runs cells side by side in one process, and each would be charged
+    the others' CPU-seconds)."""
+    if not _CELL_RUNNING.acquire(blocking=False):
+        raise TabduelError(f"{cell.id}: another bench cell is running in this process, and a cell's budget counts "
+                           "the process's CPU-seconds; start Dask workers with --nthreads 1")
+    try:
+        yield
+    finally:
+        _CELL_RUNNING.release()
+
+
 def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | Path, threads: int = 1,
              log: Any = None, inputs: str | Path | None = None) -> dict[str, Any]:
     """Search the cell's family on its split's train/valid within the budget (resuming the cell's study when its
@@ -189,15 +237,19 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
 
     exists = f"cell-{family}" in optuna.get_all_study_names(storage)
     study, budget = open_study(s, family, storage, resume=exists, more_trials=0)
+    device = cfg.bench.device
     preload(family, threads)  # before the clock: no family is charged for loading its libraries
     selected = SelectedModel(journal.with_name(journal.name + BEST_FILE))
     wall = time.perf_counter()
 
     def submit(label: str, base: str, specs: list[Any]) -> Inline:
+        if fam.on_device is not None:
+            specs = [fam.on_device(spec, device) for spec in specs]
         return Inline(lambda: run_trials(family, seen[base], specs, False, True))
 
-    loop = run_family(family, study, budget, s, 1, threads, submit, first_of, log=log, clock="cpu",
-                      encodings=encodings, pruning=pruning_of(s, str(journal), study.study_name), keep=selected)
+    with one_cell_per_process(cell):
+        loop = run_family(family, study, budget, s, 1, threads, submit, first_of, log=log, clock=budget_clock(device),
+                          encodings=encodings, pruning=pruning_of(s, str(journal), study.study_name), keep=selected)
     done = completed(study)
     if not done:
         raise RuntimeError(f"{cell.id}: no trial finished within the budget")
@@ -223,10 +275,17 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
             "budget_trials": None if math.isinf(budget.trials) else int(budget.trials),
             "best_trial": best.number, "best_valid_mse": best.value, "best_params": best.params, **tested,
             "features": {b: features[b] for b in bases_of(cell.family)}, "features_read": features[base],
-            "curve": [[float(x), float(v)] for x, v in curve], "worker": best.user_attrs.get("worker", "")}
+            "curve": [[float(x), float(v)] for x, v in curve], "worker": best.user_attrs.get("worker", ""),
+            "device": best.user_attrs.get("device", ""), "budget_clock": budget_clock(device)}
 
 
 # ---- the numbers of a bench ---------------------------------------------------------------------------------------
+
+
+def over_budget(r: dict[str, Any]) -> bool:
+    """Whether a cell spent more than its budget allows: 2% + 2 seconds over budget_cpu_seconds."""
+    budget = r.get("budget_cpu_seconds")
+    return budget is not None and r["cpu_seconds"] > budget * 1.02 + 2.0
 
 
 def _sd(values: list[float]) -> float:
@@ -393,7 +452,10 @@ def result(suite: str, b: BenchConfig, seeds: list[int], results: list[dict[str,
         aggregate["normalized"] = {d: {f: float(v) for f, v in row.items()}
                                    for d, row in bench_stats.normalized(table).iterrows()}
     doc = {"suite": suite, "budget": {"cpu_seconds_per_family": b.minutes * 60 if b.minutes else None,
-                                      "trials": b.trials or None},
+                                      "trials": b.trials or None, "clock": budget_clock(b.device)},
+           "device": b.device, "devices_seen": sorted({r.get("device", "") for r in results} - {""}),
+           "over_budget_cells": [Cell(**r["cell"]).id for r in results if over_budget(r)],
+           "tested_not_selected": [Cell(**r["cell"]).id for r in results if r.get("tested", "") != "selected"],
            "outer_seeds": seeds, "families": families, "datasets": datasets, "aggregate": aggregate,
            "cells": len(results), "cpu_seconds_total": float(sum(r["cpu_seconds"] for r in results)),
            "wall_seconds_cells_total": float(sum(r["wall_seconds"] for r in results))}

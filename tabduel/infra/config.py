@@ -217,6 +217,9 @@ class SearchConfig:
 PREPROCESSING = ("standard", "robust", "quantile", "clip", "ple")
 
 
+BENCH_DEVICES = ("cpu", "cuda")
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """A benchmark of the families over a suite of datasets: outer splits, equal CPU budgets, statistics."""
@@ -239,9 +242,12 @@ class BenchConfig:
     preprocessing: tuple[str, ...] = _opt(PREPROCESSING, "MLP preprocessing variants of a --corrupt bench",
                                           PREPROCESSING)
     out: str = _opt("benchmarks/results", "folder of the result JSON, the Markdown report and its pictures")
+    device: str = _opt("cpu", "where every family trains: cpu (budgets in CPU-seconds) or cuda (budgets in "
+                       "synchronized GPU wall-clock seconds; XGBoost too)", BENCH_DEVICES)
 
     def __post_init__(self) -> None:
         _check(len(self.families) > 0, "bench.families", self.families, "name at least one family")
+        check_choice("bench.device", self.device, BENCH_DEVICES)
         _check(self.minutes >= 0, "bench.minutes", self.minutes, "must not be negative (0: no limit)")
         _check(self.trials >= 0, "bench.trials", self.trials, "must not be negative (0: no limit)")
         _check(self.trials > 0 or self.minutes > 0, "bench.trials", self.trials,

@@ -34,6 +34,7 @@ from tabduel.search.space import (
     suggest_tabm,
     suggest_xgboost,
     tabm_defaults,
+    xgboost_defaults,
 )
 from tabduel.search.trials import run_mlp, run_net, run_xgboost
 
@@ -66,6 +67,8 @@ class SearchFamily:
     # a spec whose training stops after at most these seconds (its own limit when smaller); None: it cannot be
     # stopped mid-fit (a peer), so a trial runs to its end and is charged in full
     cap: Callable[[Any, float], Any] | None = None
+    # a spec that trains on this device ("cpu", "cuda"); None: its trials always train on the CPU (a peer)
+    on_device: Callable[[Any, str], Any] | None = None
 
     @property
     def prunable(self) -> bool:
@@ -100,6 +103,11 @@ def cap_settings(cfg: Any, seconds: float) -> Any:
     return dataclasses.replace(cfg, max_seconds=capped(cfg.max_seconds, seconds))
 
 
+def on_device(cfg: Any, device: str) -> Any:
+    """Model settings that train on `device`."""
+    return dataclasses.replace(cfg, device=device)
+
+
 def _mlp_replay(s: SearchConfig, params: dict[str, Any]) -> tuple[SearchConfig, dict[str, Any]]:
     # The trial's own numeric map, whatever the space offers now. A space of one map suggests none, so a trial without
     # the param used the space's only map (a bench's mlp-robust: robust; studies older than the maps: standard).
@@ -126,7 +134,7 @@ def net_family(name: str, suggest: Callable[[Any, SearchConfig, int], Any],
         run=lambda features_dir, specs, with_test, keep=False: [run_net(name, features_dir, spec, with_test, keep)
                                                                 for spec in specs],
         base=lambda spec: "ordinal", group=None, facts=lambda r: {**_epochs(r), "time_limited": r["time_limited"]},
-        metrics=_epochs, note=_time_note, first=lambda: [defaults()], cap=cap_settings)
+        metrics=_epochs, note=_time_note, first=lambda: [defaults()], cap=cap_settings, on_device=on_device)
 
 
 SEARCH_FAMILIES = (
@@ -143,7 +151,8 @@ SEARCH_FAMILIES = (
         + (f", pruned after {max(r['epochs_run'])} epochs" if r.get("pruned") else ""),
         replay=_mlp_replay, with_pruning=lambda spec, handle: dataclasses.replace(spec, prune=handle),
         shared=lambda params: {k: v for k, v in params.items() if k not in MLP_PER_MEMBER},
-        cap=lambda spec, seconds: dataclasses.replace(spec, mlp=cap_settings(spec.mlp, seconds))),
+        cap=lambda spec, seconds: dataclasses.replace(spec, mlp=cap_settings(spec.mlp, seconds)),
+        on_device=lambda spec, device: dataclasses.replace(spec, mlp=on_device(spec.mlp, device))),
     SearchFamily(
         "xgboost", model="xgboost", bases=("ordinal",),
         suggest=lambda trial, s, threads, encodings: suggest_xgboost(trial, s, threads),
@@ -152,7 +161,7 @@ SEARCH_FAMILIES = (
         base=lambda spec: "ordinal", group=None,
         facts=lambda r: {"best_iteration": r["best_iteration"]},
         metrics=lambda r: {"best_iteration": r["best_iteration"]},
-        note=lambda r: "", cap=cap_settings),
+        note=lambda r: "", cap=cap_settings, on_device=on_device, first=lambda: [xgboost_defaults()]),
     net_family("realmlp", suggest_realmlp, realmlp_defaults),
     net_family("tabm", suggest_tabm, tabm_defaults),
 )

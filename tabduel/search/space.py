@@ -158,6 +158,15 @@ def suggest_xgboost(trial: Any, s: SearchConfig, threads: int = 1) -> XGBoostCon
     )
 
 
+def xgboost_defaults() -> dict[str, Any]:
+    """The params of XGBoostConfig's defaults in suggest_xgboost's space (alpha 0 is outside its log range: its
+    lowest value, 1e-4, stands for it)."""
+    d = XGBoostConfig()
+    return {"max_depth": d.max_depth, "learning_rate": d.learning_rate, "min_child_weight": d.min_child_weight,
+            "subsample": d.subsample, "colsample_bytree": d.colsample_bytree, "lambda": d.reg_lambda,
+            "alpha": max(d.reg_alpha, 1e-4)}
+
+
 # RealMLP-HPO's choices. Its numeric embeddings are none, pbld, pl and plr; the engine builds none and pbld.
 REALMLP_EMBEDDINGS = ("none", "pbld")
 REALMLP_ACTIVATIONS = ("relu", "selu", "mish")
