@@ -237,7 +237,7 @@ def test_tabm_maps_numeric_columns_by_train_quantiles_as_sklearn_does(data):
     from tabduel.data.numeric import fit_numeric, map_numeric
 
     cfg = TabMConfig(**FAST_TABM)
-    net = tabm.build(data, cfg)
+    net = tabm.build(data, cfg, tabm_family.train_quantiles(data, cfg))
     m = fit_numeric(data.x_train[:, :3], (0, 1, 2), "quantile", n_quantiles=tabm.n_quantiles(350),
                     noise=tabm.QUANTILE_NOISE, seed=cfg.seed)
     assert net.arch["quantiles"] == m.quantiles.quantiles_.shape[0] == 11  # 350 // 30, at least 10
@@ -248,6 +248,8 @@ def test_tabm_maps_numeric_columns_by_train_quantiles_as_sklearn_does(data):
     np.testing.assert_allclose(mapped, map_numeric(m, far[:, :3]), atol=5e-3)
     assert np.abs(mapped).max() < 5.2  # sklearn's bounds, never infinite
     assert tabm.build(data, TabMConfig(**{**FAST_TABM, "numeric": "standard"})).quantile is None
+    with pytest.raises(ValueError, match="tabm.numeric = quantile needs a QuantileTransformer fitted on the 3 numeric"):
+        tabm.build(data, cfg)  # the engine fits no map itself: the family module hands it in
     assert [tabm.n_quantiles(n) for n in (100, 3000, 10**6)] == [10, 100, 1000]
 
 
@@ -255,7 +257,8 @@ def test_tabm_weight_decay_groups_are_the_papers(data):
     """Decayed: shared weights, adapters r and s (tabm-mini's adapter), heads, PLE piecewise weights, the periodic
     linear map; not decayed: biases, the PLE linear term, the periodic frequencies and phases."""
     def groups(**kw):
-        net = tabm.build(data, TabMConfig(**{**FAST_TABM, **kw}))
+        cfg = TabMConfig(**{**FAST_TABM, **kw})
+        net = tabm.build(data, cfg, tabm_family.train_quantiles(data, cfg))
         names = {id(p): n for n, p in net.named_parameters()}
         decay, quiet = tabm.parameter_groups(net)
         assert quiet.wd == 0.0 and decay.wd == 1.0
@@ -279,8 +282,8 @@ def test_tabm_defaults_are_the_tabm_packages(data):
     assert (d.k, d.d_block, d.dropout, d.lr, d.weight_decay) == (32, 512, 0.1, 0.002, 0.0003)
     assert (d.batch_size, d.patience, d.share_batches, d.numeric) == (256, 16, True, "quantile")
     assert (d.embedding, d.bins, d.embedding_dim, d.variant) == ("ple", 48, 16, "tabm")
-    assert tabm.architecture(data, d)["n_blocks"] == 2
-    assert tabm.architecture(data, TabMConfig(embedding="none"))["n_blocks"] == 3
+    assert tabm.architecture(data, d, tabm_family.train_quantiles(data, d))["n_blocks"] == 2
+    assert tabm.architecture(data, TabMConfig(embedding="none", numeric="standard"))["n_blocks"] == 3
     tabm_package = pytest.importorskip("tabm")
     source = inspect.getsource(tabm_package.TabM.make)
     for text in ("'n_blocks': 2 if has_num_embeddings else 3", "'d_block': 512", "'dropout': 0.1", "'k': 32"):
@@ -288,7 +291,7 @@ def test_tabm_defaults_are_the_tabm_packages(data):
 
 
 def test_tabm_learns_one_model_many_members(data):
-    fit = tabm.fit(data, TabMConfig(**{**FAST_TABM, "epochs": 40, "patience": 0, "lr": 0.01}))
+    fit = tabm_family.fit(data, TabMConfig(**{**FAST_TABM, "epochs": 40, "patience": 0, "lr": 0.01}))
     valid = fit.history["valid_loss"]
     assert min(valid) < 0.2 * np.var(data.y_valid) and fit.info["members"] == 4
     pred = tabm_family.predict(fit.model, data.x_valid)

@@ -7,8 +7,9 @@ r_i, at the input, is the member's own and the MLP behind it is shared. Every me
 adapters start at 1, except the first, which starts at random signs (normal values with embeddings), one value per
 input feature. Training minimises the mean of the k members' losses, each member on its own permutation of the
 train rows (or all on one, `share_batches`); the prediction is the mean of the k heads. Numeric inputs are first
-mapped to normal scores by the train split's quantiles (the TabM paper's QuantileTransformer, `numeric`; the quantiles
-are buffers of the network, so a saved model maps its inputs itself), then may be embedded: piecewise-linear (PLE,
+mapped to normal scores by the train split's quantiles (the TabM paper's QuantileTransformer, `numeric`; the family
+module fits it with tabduel.data.numeric's map and hands it in; its quantiles are buffers of the network, so a saved
+model maps its inputs itself), then may be embedded: piecewise-linear (PLE,
 quantile bins of the mapped train split, a linear term plus a zero-initialised piecewise-linear term per feature) or
 periodic (the RealMLP family's PBLD embedding). AdamW decays the weights, the adapters and the heads, not the biases,
 the PLE linear term or the periodic frequencies and phases (the paper's code: lib/deep.py's
@@ -25,7 +26,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tabduel.data.numeric import fit_numeric
 from tabduel.engine.realmlp import PeriodicEmbedding
 from tabduel.engine.torchfit import (
     ONE_THREAD,
@@ -245,25 +245,26 @@ class TabMNet(nn.Module):
         return torch.cat([self.forward(part) for part in x.split(EVAL_ROWS)])
 
 
-def numeric_inputs(data: Arrays, cfg: TabMConfig) -> tuple[np.ndarray, Any]:
-    """The train split's numeric columns as the network's embedding sees them, and the fitted QuantileTransformer
-    (None with numeric = standard): fit_numeric's quantile map with the TabM paper's n_quantiles and noise."""
+def numeric_inputs(data: Arrays, cfg: TabMConfig, quantiles: Any = None) -> tuple[np.ndarray, Any]:
+    """The train split's numeric columns as the network's embedding sees them, and the quantile map it applies
+    (quantiles: a QuantileTransformer fitted on them, which numeric = quantile needs; None with numeric = standard)."""
     numeric = numeric_columns(data)
     x = np.asarray(data.x_train[:, numeric], dtype=np.float32)
     if cfg.numeric != "quantile" or not numeric:
         return x, None
-    m = fit_numeric(x, tuple(range(len(numeric))), "quantile", n_quantiles=n_quantiles(len(x)),
-                    noise=QUANTILE_NOISE, seed=cfg.seed)
-    qmap = QuantileMap(m.quantiles.quantiles_.shape[0], len(numeric))
-    qmap.set(m.quantiles)
+    if quantiles is None or np.shape(getattr(quantiles, "quantiles_", None))[-1:] != (len(numeric),):
+        raise ValueError(f"tabm.numeric = quantile needs a QuantileTransformer fitted on the {len(numeric)} numeric "
+                         "train columns (tabduel.models.tabm.train_quantiles fits it)")
+    qmap = QuantileMap(quantiles.quantiles_.shape[0], len(numeric))
+    qmap.set(quantiles)
     with torch.no_grad():  # the network's own map, so that the bins are those of what it will see
-        return qmap(torch.from_numpy(x)).numpy(), m.quantiles
+        return qmap(torch.from_numpy(x)).numpy(), quantiles
 
 
-def architecture(data: Arrays, cfg: TabMConfig, mapped: tuple[np.ndarray, Any] | None = None) -> dict[str, Any]:
-    """The settings that define the network's shape (saved beside its weights); mapped: numeric_inputs' result."""
+def architecture(data: Arrays, cfg: TabMConfig, quantiles: Any = None) -> dict[str, Any]:
+    """The settings that define the network's shape (saved beside its weights); quantiles as numeric_inputs'."""
     numeric = numeric_columns(data)
-    x, transformer = mapped if mapped is not None else numeric_inputs(data, cfg)
+    x, transformer = numeric_inputs(data, cfg, quantiles)
     bins = max(len(e) - 1 for e in quantile_bins(x, cfg.bins)) if numeric else 0
     n_blocks = cfg.n_blocks or (3 if cfg.embedding == "none" else 2)
     return {"n_in": int(data.x_train.shape[1]), "numeric": numeric, "k": cfg.k, "variant": cfg.variant,
@@ -273,12 +274,12 @@ def architecture(data: Arrays, cfg: TabMConfig, mapped: tuple[np.ndarray, Any] |
             "quantiles": 0 if transformer is None else int(transformer.quantiles_.shape[0])}
 
 
-def build(data: Arrays, cfg: TabMConfig) -> TabMNet:
-    """The initialised network, on the CPU, drawn from cfg.seed; its quantile map, bins and target scaling fitted on
-    train."""
-    x, transformer = numeric_inputs(data, cfg)
+def build(data: Arrays, cfg: TabMConfig, quantiles: Any = None) -> TabMNet:
+    """The initialised network, on the CPU, drawn from cfg.seed; its quantile map (quantiles, fitted on train), bins
+    and target scaling from train."""
+    x, transformer = numeric_inputs(data, cfg, quantiles)
     gen = torch.Generator().manual_seed(cfg.seed)
-    net = TabMNet(architecture(data, cfg, (x, transformer)), gen)
+    net = TabMNet(architecture(data, cfg, quantiles), gen)
     if net.quantile is not None:
         net.quantile.set(transformer)
     if isinstance(net.embedding, PiecewiseLinearEmbedding):
@@ -312,11 +313,12 @@ def member_batches(n: int, k: int, batch_size: int, device: torch.device):
     return draw
 
 
-def fit(data: Arrays, cfg: TabMConfig, on_epoch: Any = None) -> TorchFit:
-    """Train a TabM-style ensemble as one model; keep the weights of the epoch with the best valid MSE."""
+def fit(data: Arrays, cfg: TabMConfig, on_epoch: Any = None, quantiles: Any = None) -> TorchFit:
+    """Train a TabM-style ensemble as one model (quantiles: the train quantile map numeric = quantile needs); keep
+    the weights of the epoch with the best valid MSE."""
     seed_everything(cfg.seed)
     device = torch.device(resolve_torch_device(cfg.device))
-    net = build(data, cfg)
+    net = build(data, cfg, quantiles)
     threads = cpu_threads(cfg.threads) if cfg.threads > 0 else ONE_THREAD
     with using_threads(threads):
         net = net.to(device)
