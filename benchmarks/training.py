@@ -254,8 +254,9 @@ def row_wide_mlp(data, device: str, quick: bool, repeats: int) -> dict[str, Any]
 
 
 def row_autograd_families(data, device: str, quick: bool, repeats: int) -> dict[str, Any]:
-    from tabduel.engine import realmlp, single, tabm
+    from tabduel.engine import realmlp, single
     from tabduel.infra.config import RealMLPConfig, TabMConfig
+    from tabduel.models import tabm as tabm_family
 
     epochs = 2 if quick else 5
     wide = nn5(device, hidden=(256, 256, 256), activation="relu", optimizer="adamw", lr=1e-3, weight_decay=1e-4,
@@ -266,7 +267,7 @@ def row_autograd_families(data, device: str, quick: bool, repeats: int) -> dict[
                           wd_schedule="constant", dropout=0.0, batch_size=256, epochs=epochs)
     runs = {"engine": lambda: single.fit(data, wide), "autograd": lambda: realmlp.fit(data, plain),
             "realmlp_defaults": lambda: realmlp.fit(data, RealMLPConfig(device=device, epochs=epochs)),
-            "tabm_defaults": lambda: tabm.fit(data, TabMConfig(device=device, epochs=epochs, patience=0))}
+            "tabm_defaults": lambda: tabm_family.fit(data, TabMConfig(device=device, epochs=epochs, patience=0))}
     per_epoch: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():

@@ -187,7 +187,7 @@ def _folded_mlp(net: tabm.TabMNet, i: int) -> nn.Sequential:
 
 @pytest.mark.parametrize("variant", ["tabm", "tabm-mini"])
 def test_batch_ensemble_equals_k_separate_mlps_with_folded_adapters(data, variant):
-    cfg = TabMConfig(**{**FAST_TABM, "embedding": "none", "variant": variant, "k": 3})
+    cfg = TabMConfig(**{**FAST_TABM, "embedding": "none", "variant": variant, "k": 3, "numeric": "standard"})
     net = tabm.build(data, cfg).eval()
     with torch.no_grad():  # adapters away from 1, so that folding them in is tested
         for p in net.parameters():
@@ -207,7 +207,8 @@ def test_batch_ensemble_equals_k_separate_mlps_with_folded_adapters(data, varian
 def test_tabm_with_one_member_is_a_plain_mlp_with_the_same_init(data):
     """k = 1: adapters of ones and one sign per input; an nn.Sequential with those weights gives the same
     predictions, and the same gradients of the shared weights."""
-    net = tabm.build(data, TabMConfig(**{**FAST_TABM, "embedding": "none", "k": 1, "dropout": 0.0}))
+    net = tabm.build(data, TabMConfig(**{**FAST_TABM, "embedding": "none", "k": 1, "dropout": 0.0,
+                                         "numeric": "standard"}))
     r = net.blocks[0].r.detach()[0]
     assert set(r.abs().tolist()) == {1.0}
     for block in net.blocks[1:]:
@@ -230,8 +231,67 @@ def test_piecewise_linear_encoding_is_the_papers(data):
     assert all(len(e) == 9 and np.all(np.diff(e) > 0) for e in edges)
 
 
+def test_tabm_maps_numeric_columns_by_train_quantiles_as_sklearn_does(data):
+    """The network's quantile map is fit_numeric's (the TabM paper's n_quantiles, noise from the seed): the same
+    normal scores as sklearn's transform, on valid and past the train range; the one-hot columns pass through."""
+    from tabduel.data.numeric import fit_numeric, map_numeric
+
+    cfg = TabMConfig(**FAST_TABM)
+    net = tabm.build(data, cfg, tabm_family.train_quantiles(data, cfg))
+    m = fit_numeric(data.x_train[:, :3], (0, 1, 2), "quantile", n_quantiles=tabm.n_quantiles(350),
+                    noise=tabm.QUANTILE_NOISE, seed=cfg.seed)
+    assert net.arch["quantiles"] == m.quantiles.quantiles_.shape[0] == 11  # 350 // 30, at least 10
+    far = np.vstack([data.x_valid, 40 * data.x_valid[:5], -40 * data.x_valid[:5]])
+    with torch.no_grad():
+        mapped = net.quantile(torch.from_numpy(far[:, :3])).numpy()
+    # float32 buffers: the scores agree to 1e-5 but where a value lies within float32 rounding of the train ends
+    np.testing.assert_allclose(mapped, map_numeric(m, far[:, :3]), atol=5e-3)
+    assert np.abs(mapped).max() < 5.2  # sklearn's bounds, never infinite
+    assert tabm.build(data, TabMConfig(**{**FAST_TABM, "numeric": "standard"})).quantile is None
+    with pytest.raises(ValueError, match="tabm.numeric = quantile needs a QuantileTransformer fitted on the 3 numeric"):
+        tabm.build(data, cfg)  # the engine fits no map itself: the family module hands it in
+    assert [tabm.n_quantiles(n) for n in (100, 3000, 10**6)] == [10, 100, 1000]
+
+
+def test_tabm_weight_decay_groups_are_the_papers(data):
+    """Decayed: shared weights, adapters r and s (tabm-mini's adapter), heads, PLE piecewise weights, the periodic
+    linear map; not decayed: biases, the PLE linear term, the periodic frequencies and phases."""
+    def groups(**kw):
+        cfg = TabMConfig(**{**FAST_TABM, **kw})
+        net = tabm.build(data, cfg, tabm_family.train_quantiles(data, cfg))
+        names = {id(p): n for n, p in net.named_parameters()}
+        decay, quiet = tabm.parameter_groups(net)
+        assert quiet.wd == 0.0 and decay.wd == 1.0
+        return {names[id(p)] for p in decay.params}, {names[id(p)] for p in quiet.params}
+
+    decay, quiet = groups()
+    assert decay == {"blocks.0.weight", "blocks.0.r", "blocks.0.s", "blocks.1.weight", "blocks.1.r", "blocks.1.s",
+                     "head_w", "embedding.weight"}
+    assert quiet == {"blocks.0.bias", "blocks.1.bias", "head_b", "embedding.w0", "embedding.b0"}
+    decay, quiet = groups(variant="tabm-mini", embedding="periodic")
+    assert {"adapter", "embedding.w2", "blocks.0.weight"} <= decay
+    assert quiet == {"blocks.0.bias", "blocks.1.bias", "head_b", "embedding.w1", "embedding.b1", "embedding.b2"}
+
+
+def test_tabm_defaults_are_the_tabm_packages(data):
+    """tabm 0.0.3: TabM.make's k, width, dropout and depth (2 with an embedding, 3 without), the README's AdamW lr
+    and weight decay, example.ipynb's batch, patience, PLE, shared batches and quantile inputs."""
+    import inspect
+
+    d = TabMConfig()
+    assert (d.k, d.d_block, d.dropout, d.lr, d.weight_decay) == (32, 512, 0.1, 0.002, 0.0003)
+    assert (d.batch_size, d.patience, d.share_batches, d.numeric) == (256, 16, True, "quantile")
+    assert (d.embedding, d.bins, d.embedding_dim, d.variant) == ("ple", 48, 16, "tabm")
+    assert tabm.architecture(data, d, tabm_family.train_quantiles(data, d))["n_blocks"] == 2
+    assert tabm.architecture(data, TabMConfig(embedding="none", numeric="standard"))["n_blocks"] == 3
+    tabm_package = pytest.importorskip("tabm")
+    source = inspect.getsource(tabm_package.TabM.make)
+    for text in ("'n_blocks': 2 if has_num_embeddings else 3", "'d_block': 512", "'dropout': 0.1", "'k': 32"):
+        assert text in source
+
+
 def test_tabm_learns_one_model_many_members(data):
-    fit = tabm.fit(data, TabMConfig(**{**FAST_TABM, "epochs": 40, "patience": 0, "lr": 0.01}))
+    fit = tabm_family.fit(data, TabMConfig(**{**FAST_TABM, "epochs": 40, "patience": 0, "lr": 0.01}))
     valid = fit.history["valid_loss"]
     assert min(valid) < 0.2 * np.var(data.y_valid) and fit.info["members"] == 4
     pred = tabm_family.predict(fit.model, data.x_valid)
@@ -328,6 +388,7 @@ def test_cuda_trains_like_the_cpu(data, family, config, fast):
     (TabMConfig, "patience", -1, "not be negative"),
     (TabMConfig, "threads", -1, "not be negative"),
     (TabMConfig, "max_seconds", -1.0, "not be negative"),
+    (TabMConfig, "numeric", "robust", "is not one of: quantile, standard"),
 ])
 def test_each_setting_is_checked(config, setting, value, message):
     section = "realmlp" if config is RealMLPConfig else "tabm"

@@ -131,7 +131,10 @@ def test_a_new_tabm_study_tries_the_engines_defaults_first(tmp_path, features_di
     default = dataclasses.replace(TabMConfig(), k=2, epochs=3, patience=2, max_seconds=30, seed=s.seed, threads=1)
     assert cfg == dataclasses.replace(default, n_blocks=cfg.n_blocks)
     data, _ = load_data(features_dir, "tabm")
-    assert tabm.architecture(data, cfg) == tabm.architecture(data, default)  # n_blocks as the engine resolves 0
+    from tabduel.models.tabm import train_quantiles
+
+    quantiles = train_quantiles(data, default)  # n_blocks as the engine resolves 0:
+    assert tabm.architecture(data, cfg, quantiles) == tabm.architecture(data, default, quantiles)
 
 
 def test_the_mlp_study_queues_nothing_and_xgboost_its_defaults(tmp_path):

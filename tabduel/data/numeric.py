@@ -30,8 +30,10 @@ class NumericMap:
     scale: np.ndarray | None = None  # robust: (columns,) train interquartile range (1 where it is 0)
 
 
-def fit_numeric(x_train: np.ndarray, columns: tuple[int, ...], kind: str) -> NumericMap:
-    """Fit the map `kind` (standard: none, clip, quantile, robust) of x_train's columns on the train split."""
+def fit_numeric(x_train: np.ndarray, columns: tuple[int, ...], kind: str, *, n_quantiles: int = 0,
+                noise: float = 0.0, seed: int = 0) -> NumericMap:
+    """Fit the map `kind` (standard: none, clip, quantile, robust) of x_train's columns on the train split; quantile
+    takes n_quantiles (0: min(1000, rows)) and, with noise > 0, fits on train plus N(0, noise^2) drawn from seed."""
     if kind not in NUMERIC:
         raise ConfigError(f"numeric map {kind!r} is not one of: {', '.join(NUMERIC)}")
     if x_train.ndim != 2 or any(not 0 <= c < x_train.shape[1] for c in columns):
@@ -47,7 +49,12 @@ def fit_numeric(x_train: np.ndarray, columns: tuple[int, ...], kind: str) -> Num
         return NumericMap(kind, tuple(columns), center=med, scale=np.where(iqr > 0, iqr, 1.0))
     from sklearn.preprocessing import QuantileTransformer
 
-    qt = QuantileTransformer(n_quantiles=min(1000, len(part)), output_distribution="normal", subsample=None)
+    if n_quantiles < 0 or noise < 0:
+        raise ConfigError(f"numeric map: n_quantiles ({n_quantiles}) and noise ({noise}) must not be negative")
+    if noise > 0:  # ties (a column of few values) spread a little, so that the quantiles differ (TabM's example)
+        part = part + np.random.default_rng(seed).normal(0.0, noise, part.shape)
+    qt = QuantileTransformer(n_quantiles=min(n_quantiles or 1000, len(part)), output_distribution="normal",
+                             subsample=None)
     return NumericMap(kind, tuple(columns), quantiles=qt.fit(part))
 
 

@@ -6,9 +6,14 @@ member i: W is shared, the adapters r_i, s_i and the bias b_i are the member's o
 r_i, at the input, is the member's own and the MLP behind it is shared. Every member has its own linear head. The
 adapters start at 1, except the first, which starts at random signs (normal values with embeddings), one value per
 input feature. Training minimises the mean of the k members' losses, each member on its own permutation of the
-train rows (or all on one, `share_batches`); the prediction is the mean of the k heads. Numeric inputs may first be
-embedded: piecewise-linear (PLE, quantile bins of the train split, a linear term plus a zero-initialised
-piecewise-linear term per feature) or periodic (the RealMLP family's PBLD embedding).
+train rows (or all on one, `share_batches`); the prediction is the mean of the k heads. Numeric inputs are first
+mapped to normal scores by the train split's quantiles (the TabM paper's QuantileTransformer, `numeric`; the family
+module fits it with tabduel.data.numeric's map and hands it in; its quantiles are buffers of the network, so a saved
+model maps its inputs itself), then may be embedded: piecewise-linear (PLE,
+quantile bins of the mapped train split, a linear term plus a zero-initialised piecewise-linear term per feature) or
+periodic (the RealMLP family's PBLD embedding). AdamW decays the weights, the adapters and the heads, not the biases,
+the PLE linear term or the periodic frequencies and phases (the paper's code: lib/deep.py's
+default_zero_weight_decay_condition exempts biases, normalization layers and rtdl's LinearEmbeddings and _Periodic).
 """
 
 from __future__ import annotations
@@ -38,6 +43,13 @@ from tabduel.infra.runtime import cpu_threads, resolve_torch_device, seed_everyt
 
 Tensor = torch.Tensor
 EVAL_ROWS = 2048  # rows per chunk when predicting, so that k members of a large split fit in memory
+QUANTILE_NOISE = 1e-5  # sd of the noise added to train before fitting the quantiles (TabM's example.ipynb)
+BOUND = 1e-7  # sklearn's QuantileTransformer: a value within this of the ends maps to the end's score
+
+
+def n_quantiles(n_train: int) -> int:
+    """The TabM paper's number of quantiles: n_train // 30, at least 10 and at most 1000."""
+    return max(min(n_train // 30, 1000), 10)
 
 
 def _uniform(shape: tuple[int, ...], fan_in: int, gen: torch.Generator | None) -> Tensor:
@@ -94,6 +106,50 @@ class PiecewiseLinearEmbedding(nn.Module):
         return e.flatten(-2)
 
 
+def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
+    """np.interp per column: x (rows, n), xp and fp (q, n) with xp ascending per column (ties allowed)."""
+    xs, xpt = x.t().contiguous(), xp.t().contiguous()  # (n, rows), (n, q)
+    hi = torch.searchsorted(xpt, xs, right=True).clamp(1, xp.shape[0] - 1)  # first knot above x (np.interp's)
+    x0, x1 = xpt.gather(1, hi - 1), xpt.gather(1, hi)
+    f0, f1 = fp.t().gather(1, hi - 1), fp.t().gather(1, hi)
+    span = x1 - x0
+    t = torch.where(span > 0, (xs - x0) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(xs))
+    out = f0 + t.clamp(0, 1) * (f1 - f0)
+    out = torch.where(xs <= xpt[:, :1], fp.t()[:, :1], out)
+    return torch.where(xs >= xpt[:, -1:], fp.t()[:, -1:], out).t()
+
+
+class QuantileMap(nn.Module):
+    """sklearn's QuantileTransformer(output_distribution="normal").transform of the numeric columns, in torch: its
+    fitted quantiles and references are buffers, so that the saved weights carry the map."""
+
+    def __init__(self, q: int, n: int):
+        super().__init__()
+        self.register_buffer("quantiles", torch.zeros(q, n))
+        self.register_buffer("references", torch.linspace(0, 1, q))
+
+    @torch.no_grad()
+    def set(self, transformer: Any) -> None:
+        """Load a fitted QuantileTransformer's quantiles_ (q, n) and references_ (q,)."""
+        self.quantiles.copy_(torch.from_numpy(np.asarray(transformer.quantiles_, dtype=np.float32)))
+        self.references.copy_(torch.from_numpy(np.asarray(transformer.references_, dtype=np.float32)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., n) -> (..., n) normal scores, as sklearn computes them (in float64 where the device has it)."""
+        shape = x.shape
+        dtype = torch.float32 if x.device.type == "mps" else torch.float64
+        x2 = x.reshape(-1, shape[-1]).to(dtype)
+        q = self.quantiles.to(dtype)
+        r = self.references.to(dtype).unsqueeze(1).expand_as(q)
+        # sklearn: the mean of the interpolation up and down, so that tied quantiles map to their middle
+        p = 0.5 * (_interp(x2, q, r) - _interp(-x2, -q.flip(0), -r.flip(0)))
+        p = torch.where(x2 + BOUND > q[-1:], torch.ones_like(p), p)  # sklearn's order: the upper end, then the lower
+        p = torch.where(x2 - BOUND < q[:1], torch.zeros_like(p), p)
+        eps = float(np.spacing(1))
+        z = torch.special.ndtri(p.clamp(BOUND - eps, 1 - (BOUND - eps)))
+        return z.to(x.dtype).reshape(shape)
+
+
 class EnsembleLinear(nn.Module):
     """BatchEnsemble: ((x * r) @ W^T) * s + b on (rows, k, in), with W shared and r, s, b per member."""
 
@@ -136,6 +192,8 @@ class TabMNet(nn.Module):
         self.register_buffer("y_mean", torch.zeros(()))
         self.register_buffer("y_std", torch.ones(()))
         n_num, dim = len(numeric), arch["embedding_dim"]
+        q = arch.get("quantiles", 0)  # 0: no quantile map (numeric = standard, or a model saved before it)
+        self.quantile: QuantileMap | None = QuantileMap(q, n_num) if q and n_num else None
         if arch["embedding"] == "ple" and n_num:
             self.embedding: nn.Module | None = PiecewiseLinearEmbedding(n_num, arch["bins"], dim, gen)
         elif arch["embedding"] == "periodic" and n_num:
@@ -162,8 +220,10 @@ class TabMNet(nn.Module):
         self.dropout = arch["dropout"]
 
     def inputs(self, x: Tensor) -> Tensor:
-        """(..., features) -> (..., width): embedded numeric columns, then the others."""
+        """(..., features) -> (..., width): mapped and embedded numeric columns, then the others."""
         xn = x[..., self.num_idx]
+        if self.quantile is not None:
+            xn = self.quantile(xn)
         parts = [self.embedding(xn) if self.embedding is not None else xn, x[..., self.other_idx]]
         return torch.cat(parts, dim=-1)
 
@@ -185,23 +245,45 @@ class TabMNet(nn.Module):
         return torch.cat([self.forward(part) for part in x.split(EVAL_ROWS)])
 
 
-def architecture(data: Arrays, cfg: TabMConfig) -> dict[str, Any]:
-    """The settings that define the network's shape (saved beside its weights)."""
+def numeric_inputs(data: Arrays, cfg: TabMConfig, quantiles: Any = None) -> tuple[np.ndarray, Any]:
+    """The train split's numeric columns as the network's embedding sees them, and the quantile map it applies
+    (quantiles: a QuantileTransformer fitted on them, which numeric = quantile needs; None with numeric = standard)."""
     numeric = numeric_columns(data)
-    bins = max(len(e) - 1 for e in quantile_bins(data.x_train[:, numeric], cfg.bins)) if numeric else 0
+    x = np.asarray(data.x_train[:, numeric], dtype=np.float32)
+    if cfg.numeric != "quantile" or not numeric:
+        return x, None
+    if quantiles is None or np.shape(getattr(quantiles, "quantiles_", None))[-1:] != (len(numeric),):
+        raise ValueError(f"tabm.numeric = quantile needs a QuantileTransformer fitted on the {len(numeric)} numeric "
+                         "train columns (tabduel.models.tabm.train_quantiles fits it)")
+    qmap = QuantileMap(quantiles.quantiles_.shape[0], len(numeric))
+    qmap.set(quantiles)
+    with torch.no_grad():  # the network's own map, so that the bins are those of what it will see
+        return qmap(torch.from_numpy(x)).numpy(), quantiles
+
+
+def architecture(data: Arrays, cfg: TabMConfig, quantiles: Any = None) -> dict[str, Any]:
+    """The settings that define the network's shape (saved beside its weights); quantiles as numeric_inputs'."""
+    numeric = numeric_columns(data)
+    x, transformer = numeric_inputs(data, cfg, quantiles)
+    bins = max(len(e) - 1 for e in quantile_bins(x, cfg.bins)) if numeric else 0
     n_blocks = cfg.n_blocks or (3 if cfg.embedding == "none" else 2)
     return {"n_in": int(data.x_train.shape[1]), "numeric": numeric, "k": cfg.k, "variant": cfg.variant,
             "d_block": cfg.d_block, "n_blocks": n_blocks, "dropout": cfg.dropout, "embedding": cfg.embedding,
             "embedding_dim": cfg.embedding_dim, "bins": bins, "frequencies": cfg.frequencies,
-            "embedding_scale": cfg.embedding_scale}
+            "embedding_scale": cfg.embedding_scale,
+            "quantiles": 0 if transformer is None else int(transformer.quantiles_.shape[0])}
 
 
-def build(data: Arrays, cfg: TabMConfig) -> TabMNet:
-    """The initialised network, on the CPU, drawn from cfg.seed; its bins and target scaling fitted on train."""
+def build(data: Arrays, cfg: TabMConfig, quantiles: Any = None) -> TabMNet:
+    """The initialised network, on the CPU, drawn from cfg.seed; its quantile map (quantiles, fitted on train), bins
+    and target scaling from train."""
+    x, transformer = numeric_inputs(data, cfg, quantiles)
     gen = torch.Generator().manual_seed(cfg.seed)
-    net = TabMNet(architecture(data, cfg), gen)
+    net = TabMNet(architecture(data, cfg, quantiles), gen)
+    if net.quantile is not None:
+        net.quantile.set(transformer)
     if isinstance(net.embedding, PiecewiseLinearEmbedding):
-        net.embedding.set_bins(quantile_bins(data.x_train[:, net.num_idx.numpy()], cfg.bins))
+        net.embedding.set_bins(quantile_bins(x, cfg.bins))
     y = np.asarray(data.y_train, dtype=np.float64)
     with torch.no_grad():
         net.y_mean.fill_(float(y.mean()))
@@ -209,10 +291,16 @@ def build(data: Arrays, cfg: TabMConfig) -> TabMNet:
     return net
 
 
+# Not decayed, as the TabM paper's default_zero_weight_decay_condition (lib/deep.py; pytabkit's copy in
+# nn_models/tabm.py): every bias, and rtdl's LinearEmbeddings (the PLE linear term: w0, b0) and _Periodic (the periodic
+# frequencies and phases: w1, b1). Decayed: shared weights, the adapters r, s and tabm-mini's, the heads, the PLE's
+# piecewise-linear weights and the periodic embedding's linear map (w2). tabduel has no normalization layers.
+NO_DECAY = ("bias", "head_b", "w0", "b0", "w1", "b1", "b2")
+
+
 def parameter_groups(net: TabMNet) -> list[Group]:
-    """Weights (shared layers, heads, embeddings) decay; biases and the members' adapters do not."""
-    quiet = [p for name, p in net.named_parameters() if name.split(".")[-1] in ("bias", "head_b", "r", "s", "adapter",
-                                                                                 "b0", "b1", "b2")]
+    """Weights, adapters and heads decay; biases, the PLE linear term and the periodic frequencies do not."""
+    quiet = [p for name, p in net.named_parameters() if name.split(".")[-1] in NO_DECAY]
     ids = {id(p) for p in quiet}
     return [Group([p for p in net.parameters() if id(p) not in ids]), Group(quiet, 1.0, 0.0)]
 
@@ -225,11 +313,12 @@ def member_batches(n: int, k: int, batch_size: int, device: torch.device):
     return draw
 
 
-def fit(data: Arrays, cfg: TabMConfig, on_epoch: Any = None) -> TorchFit:
-    """Train a TabM-style ensemble as one model; keep the weights of the epoch with the best valid MSE."""
+def fit(data: Arrays, cfg: TabMConfig, on_epoch: Any = None, quantiles: Any = None) -> TorchFit:
+    """Train a TabM-style ensemble as one model (quantiles: the train quantile map numeric = quantile needs); keep
+    the weights of the epoch with the best valid MSE."""
     seed_everything(cfg.seed)
     device = torch.device(resolve_torch_device(cfg.device))
-    net = build(data, cfg)
+    net = build(data, cfg, quantiles)
     threads = cpu_threads(cfg.threads) if cfg.threads > 0 else ONE_THREAD
     with using_threads(threads):
         net = net.to(device)

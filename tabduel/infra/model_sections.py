@@ -19,6 +19,7 @@ _TORCH_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 _XGBOOST_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 TIME_CLOCKS = ("wall", "cpu")  # what a time limit counts (tabduel.infra.runtime.stopwatch)
 SCHEDULES = ("constant", "cos", "flat_cos", "coslog4")
+TABM_NUMERIC = ("quantile", "standard")  # TabM's numeric inputs: the paper's quantile map, or the features step's
 
 
 def check_torch_device(section: str, device: str) -> None:
@@ -135,8 +136,10 @@ class RealMLPConfig(ModelSettings, section="realmlp", search="realmlp"):
 
 @dataclass(frozen=True)
 class TabMConfig(ModelSettings, section="tabm", search="tabm"):
-    """A TabM-style ensemble of k MLPs sharing their weights (Gorishniy et al. 2024), trained as one model."""
+    """A TabM-style ensemble of k MLPs sharing their weights (Gorishniy et al. 2024); defaults: the tabm package's."""
 
+    # tabm 0.0.3 README (TabM.make, "Default optimizer") + example.ipynb, tabm and tabm-mini alike: k 32, width 512,
+    # depth 3 (2 with an embedding), dropout 0.1, AdamW lr 2e-3 wd 3e-4, batch 256 shared, patience 16, quantile inputs.
     k: int = _opt(32, "ensemble members", ge=1)
     variant: str = _opt("tabm", "tabm: every layer has per-member adapters (BatchEnsemble); tabm-mini: only the "
                         "input adapter is per member", ("tabm", "tabm-mini"))
@@ -150,9 +153,13 @@ class TabMConfig(ModelSettings, section="tabm", search="tabm"):
     frequencies: int = _opt(16, "periodic: terms per numeric column", ge=1)
     embedding_scale: float = _opt(0.1, "periodic: sd of the initial frequencies", gt=0)
     lr: float = _opt(0.002, "AdamW learning rate", gt=0)
-    weight_decay: float = _opt(0.0, "AdamW weight decay (not on biases and adapters)", ge=0)
+    weight_decay: float = _opt(0.0003, "AdamW weight decay (not on biases, the PLE linear term or the periodic "
+                               "frequencies, as the TabM paper's code)", ge=0)
     batch_size: int = _opt(256, "minibatch size (per member)", ge=1)
-    share_batches: bool = _opt(False, "all members see the same batches (default: each its own permutation)")
+    share_batches: bool = _opt(True, "all members see the same batches (false: each its own permutation)")
+    numeric: str = _opt("quantile", "numeric inputs: the TabM paper's quantile map (train quantiles to normal scores, "
+                        "n_train/30 of them, 10-1000, fitted with a little noise and saved with the model), or as the "
+                        "features step scaled them", TABM_NUMERIC)
     epochs: int = _opt(1000, "maximum number of epochs", ge=1)
     patience: int = _opt(16, "stop after this many epochs without a better valid MSE (0: run every epoch); the best "
                          "epoch's weights are kept", ge=0, note="0: off")
