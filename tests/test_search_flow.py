@@ -63,7 +63,9 @@ def test_quick_search_end_to_end_then_extend_and_refuse(tmp_path, raw_csv, prefe
     assert "| mlp |" in board and "| xgboost |" in board
     final = json.loads((evidence / "final.json").read_text())
     best = json.loads((evidence / "best.json").read_text())
-    assert final["seeds"] == [4751, 4752, 4753, 4754, 4755]
+    assert final["seeds"] == [4751, 4752, 4753, 4754, 4755] and final["test_rows_unseen_by_search"] == [4751]
+    assert (evidence / "final.md").read_text().startswith("> refits on split seeds 4752-4755 test on rows that the "
+                                                          "search trained and validated on")
     for family in ("mlp", "xgboost"):
         own_split = next(r for r in final["rows"] if r["family"] == family and r["seed"] == 4751)
         # Refitting the best config on the search's own split reproduces the best trial exactly.

@@ -116,6 +116,16 @@ def refit_row(item: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
             | {k: result[k] for k in ("valid_mse", "test_mse", "seconds")})
 
 
+def seen_rows_note(seeds: list[int]) -> str:
+    """What a refit on split seeds after the search's own tests on ('' with the search's seed alone)."""
+    if len(seeds) < 2:
+        return ""
+    return (f"refits on split seeds {seeds[1]}-{seeds[-1]} test on rows that the search trained and validated on "
+            f"(its split seed {seeds[0]}): each config was chosen with those rows in view, so their test MSE flatters "
+            f"it; only seed {seeds[0]}'s test rows were unseen. For held-out comparisons use tabduel bench (outer "
+            f"splits).")
+
+
 def final_comparison(rows: list[dict[str, Any]], seeds: list[int], out: Path, tracker: Tracker, parent: str,
                      log: Any, scale: str = "model scale") -> dict[str, Any]:
     """Record the refits (label, family, seed, trial, valid_mse, test_mse, seconds) and compare the families with
@@ -128,8 +138,13 @@ def final_comparison(rows: list[dict[str, Any]], seeds: list[int], out: Path, tr
                            {k: row[k] for k in ("valid_mse", "test_mse", "seconds")})
     if not rows:
         return {"final": {}}
+    note = seen_rows_note(seeds)
+    if note:
+        log.warning(note)
     table = compare.comparison_table(rows)
     _write_table(table, out / "final")
+    if note:  # the table's readers see it too
+        atomic_write_bytes(out / "final.md", (f"> {note}\n\n" + (out / "final.md").read_text()).encode())
     for name in ("final.csv", "final.md"):
         tracker.log_artifact(parent, out / name)
     final: dict[str, Any] = {"rows": rows}
@@ -151,7 +166,8 @@ def final_comparison(rows: list[dict[str, Any]], seeds: list[int], out: Path, tr
     _atomic_plot(lambda p: plots.paired_seeds(table, p, DPI, title, scale), out / "final.png")
     tracker.log_artifact(parent, out / "final.png")
     tracker.log_metrics(parent, metrics)
-    atomic_write_json(out / "final.json", {**final, "metrics": metrics, "seeds": seeds})
+    atomic_write_json(out / "final.json", {**final, "metrics": metrics, "seeds": seeds,
+                                           "test_rows_unseen_by_search": seeds[:1], "note": note})
     tracker.log_artifact(parent, out / "final.json")
     final["final_metrics"] = metrics
     return {"final": final}
