@@ -142,7 +142,8 @@ def test_realmlp_trains_as_a_plain_torch_adamw_loop(data):
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     order = torch.Generator().manual_seed(cfg.seed)
     for _ in range(cfg.epochs):
-        for idx in torch.randperm(len(x), generator=order).split(cfg.batch_size):
+        full = len(x) // cfg.batch_size * cfg.batch_size  # pytabkit leaves out the last partial batch
+        for idx in torch.randperm(len(x), generator=order)[:full].split(cfg.batch_size):
             opt.zero_grad()
             F.mse_loss(ref.normalized(x[idx]), (y[idx] - ref.y_mean) / ref.y_std).backward()
             opt.step()

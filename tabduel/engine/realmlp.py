@@ -17,7 +17,8 @@ The recipe, as pytabkit's RealMLP-TD regressor defines it (written here from the
   random convex combination (Dirichlet(1)) of 5 train rows' pre-activations ("he+5"); biases learn at x0.1;
 - a parametric activation z + alpha (f(z) - z), alpha initialised at 1 and learning at x0.1, f Mish (or SELU ...);
 - dropout 0.15 and weight decay 0.02, both on a flat_cos schedule; the learning rate 0.2 on a coslog4 schedule;
-  Adam with betas (0.9, 0.95) and decoupled weight decay (AdamW); 256 epochs of batches of 256;
+  Adam with betas (0.9, 0.95) and decoupled weight decay (AdamW); 256 epochs of batches of 256, each epoch's last
+  partial batch left out (pytabkit's drop_last);
 - the target standardised for training; predictions clamped to the train target's range; the weights of the epoch
   with the best valid MSE are kept.
 """
@@ -291,7 +292,8 @@ def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None) -> TorchFit:
 
         plan = Plan(parameter_groups(net), cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.lr_schedule,
                     cfg.wd_schedule, set_dropout)
-        result = train_loop(net, plan, xtr, ytr, xva, yva, batches=shared_batches(len(xtr), cfg.batch_size, device),
+        batches = shared_batches(len(xtr), cfg.batch_size, device, drop_last=True)
+        result = train_loop(net, plan, xtr, ytr, xva, yva, batches=batches,
                             loss=loss, predict=lambda m, x: m(x).squeeze(1), epochs=cfg.epochs,
                             patience=cfg.patience, seed=cfg.seed, max_seconds=cfg.max_seconds,
                             time_clock=cfg.time_clock, loss_scale=float(y_std) ** 2, on_epoch=on_epoch)
