@@ -142,7 +142,8 @@ def test_realmlp_trains_as_a_plain_torch_adamw_loop(data):
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     order = torch.Generator().manual_seed(cfg.seed)
     for _ in range(cfg.epochs):
-        for idx in torch.randperm(len(x), generator=order).split(cfg.batch_size):
+        full = len(x) // cfg.batch_size * cfg.batch_size  # pytabkit leaves out the last partial batch
+        for idx in torch.randperm(len(x), generator=order)[:full].split(cfg.batch_size):
             opt.zero_grad()
             F.mse_loss(ref.normalized(x[idx]), (y[idx] - ref.y_mean) / ref.y_std).backward()
             opt.step()
@@ -158,6 +159,69 @@ def test_realmlp_learns_and_keeps_its_best_epoch(data):
     assert float(np.mean((pred - data.y_valid) ** 2)) == pytest.approx(min(valid), rel=1e-5)
     assert fit.info["best_epoch"] == int(np.argmin(valid)) + 1
     assert pred.min() >= data.y_train.min() and pred.max() <= data.y_train.max()  # clamped to the train range
+
+
+# ------------------------------------------------------------------ categories: one-hot or embedded (RealMLP-TD)
+
+@pytest.fixture(scope="module")
+def categorical():
+    """A numeric column, a category of 10 levels (level 10 never in train, some cells missing: the features step
+    imputed the mode and set the indicator) and one of 8 levels, one-hot as the features step writes them."""
+    rng = np.random.default_rng(5)
+    n = 400
+    big = rng.integers(1, 10, n)  # levels 1..9 everywhere
+    big[350:360] = 10  # level 10 only outside train
+    missing = np.zeros(n, bool)
+    missing[rng.choice(350, 20, replace=False)] = True
+    big[missing] = 1  # the mode stands in; the indicator says it is missing
+    small = rng.integers(1, 9, n)
+    num = rng.normal(size=n)
+    x = np.column_stack([num, big[:, None] == np.arange(1, 11), small[:, None] == np.arange(1, 9),
+                         missing]).astype(np.float32)
+    y = (num + 0.3 * big - 0.2 * small + rng.normal(0, 0.1, n)).astype(np.float32)
+    names = ("a", *(f"big_{i}" for i in range(1, 11)), *(f"small_{i}" for i in range(1, 9)), "big_missing")
+    cats = (("big", names[1:11], "big_missing"), ("small", names[11:19], ""))
+    return Data(x[:350], y[:350], x[350:], y[350:], names, ("a",), cats)
+
+
+def test_a_category_of_more_than_8_levels_is_embedded_and_one_of_8_stays_one_hot(categorical):
+    cfg = RealMLPConfig(**FAST_REALMLP)
+    arch = realmlp.architecture(categorical, cfg)
+    assert arch["categories"] == [{"columns": list(range(1, 11)), "codes": [1, 2, 3, 4, 5, 6, 7, 8, 9, 0],
+                                   "missing": 19, "size": 10}]  # 9 levels seen in train, code 0 reserved
+    net = realmlp.RealMLPNet(arch, torch.Generator().manual_seed(0))
+    assert net.other_idx.tolist() == list(range(11, 19))  # the 8-level one-hot columns pass through
+    assert net.categories.table.shape == (10, 8)  # pytabkit's embedding_size 8, one row per code
+    assert net.weights[0].shape[0] == 1 * 4 + 8 + 8  # pbld numeric, 8 one-hot columns, one embedded category
+    x = torch.from_numpy(np.concatenate([categorical.x_train, categorical.x_valid]))
+    codes = net.categories.codes(x)[:, 0].numpy()
+    level = x[:, 1:11].argmax(1).numpy() + 1
+    is_missing = x[:, 19].numpy() > 0.5
+    np.testing.assert_array_equal(codes[is_missing], 0)  # missing: the reserved code
+    np.testing.assert_array_equal(codes[level == 10], 0)  # a level unseen in train: the reserved code
+    seen = ~is_missing & (level < 10)
+    np.testing.assert_array_equal(codes[seen], level[seen])
+    torch.testing.assert_close(net.categories(x[:3]), net.categories.table[torch.from_numpy(codes[:3])].flatten(1))
+    kinds = {id(p): (g.lr, g.wd) for g in realmlp.parameter_groups(net) for p in g.params}
+    assert kinds[id(net.categories.table)] == (1.0, 1.0)  # pytabkit: emb_lr_factor 1, no wd factor
+    wider = realmlp.architecture(categorical, RealMLPConfig(**FAST_REALMLP, max_one_hot=9))
+    assert wider["categories"] == []  # 9 levels seen: one-hot at max_one_hot 9
+
+
+def test_an_embedded_category_trains_and_reloads_to_the_same_predictions(categorical, tmp_path):
+    fit = realmlp_family.fit(categorical, RealMLPConfig(**{**FAST_REALMLP, "epochs": 20}))
+    assert fit.model.categories is not None
+    pred = realmlp_family.predict(fit.model, categorical.x_valid)
+    assert float(np.mean((pred - categorical.y_valid) ** 2)) < 0.5 * float(np.var(categorical.y_valid))
+    realmlp_family.save(fit, tmp_path)
+    np.testing.assert_array_equal(realmlp_family.predict(realmlp_family.load(tmp_path), categorical.x_valid), pred)
+
+
+def test_a_bad_category_setting_is_one_clear_line():
+    with pytest.raises(ConfigError, match="realmlp.category_dim"):
+        RealMLPConfig(category_dim=0)
+    with pytest.raises(ConfigError, match="realmlp.max_one_hot"):
+        RealMLPConfig(max_one_hot=-1)
 
 
 # ------------------------------------------------------------------ TabM against k separate MLPs

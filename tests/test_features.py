@@ -74,6 +74,9 @@ def test_onehot_and_cyclic_options(table):
     assert set(manifest["scaler"]["mean"]) == set(names) - {n for n in names if "_" in n}
     frame = pd.concat(splits.values())
     np.testing.assert_array_equal(frame[[f"season_{i}" for i in range(1, 5)]].sum(axis=1), 1)
+    # each one-hot input's columns, a level each, for a family that embeds a category instead (realmlp)
+    assert manifest["categories"] == {"season": [f"season_{i}" for i in range(1, 5)],
+                                      "day": [f"day_{i}" for i in range(1, 8)]}
 
 
 def test_onehot_of_a_non_input_is_named(table):

@@ -83,14 +83,16 @@ def onehot_columns(spec: DatasetSpec, cfg: FeaturesConfig) -> tuple[str, ...]:
 
 
 def encode(df: pd.DataFrame, spec: DatasetSpec, cfg: FeaturesConfig
-           ) -> tuple[pd.DataFrame, list[str], list[str], dict[str, list[str]]]:
-    """Model inputs as columns: (frame, feature names, columns to standardize, {indicator: columns it covers}).
+           ) -> tuple[pd.DataFrame, list[str], list[str], dict[str, list[str]], dict[str, list[str]]]:
+    """Model inputs as columns: (frame, feature names, columns to standardize, {indicator: columns it covers},
+    {one-hot input: its columns, one per level in levels_of's order}).
 
     An imputed input's indicator `<name>_missing` follows its columns; it is not standardized.
     """
     cols: dict[str, np.ndarray] = {}
     scaled: list[str] = []
     covers: dict[str, list[str]] = {}
+    categories: dict[str, list[str]] = {}
     onehot = onehot_columns(spec, cfg)
     for name in spec.inputs:
         x = df[name].to_numpy()
@@ -103,6 +105,7 @@ def encode(df: pd.DataFrame, spec: DatasetSpec, cfg: FeaturesConfig
             for level in levels_of(name, spec):
                 cols[f"{name}_{level}"] = (x == level).astype(np.float64)
                 mine.append(f"{name}_{level}")
+            categories[name] = list(mine)
         if name in cfg.cyclic:
             angle = 2 * np.pi * x.astype(np.float64) / spec.period(name)
             cols[f"{name}_sin"] = np.sin(angle)
@@ -113,7 +116,7 @@ def encode(df: pd.DataFrame, spec: DatasetSpec, cfg: FeaturesConfig
             cols[indicator] = df[indicator].to_numpy(dtype=np.float64)
             covers[indicator] = mine
     frame = pd.DataFrame(cols)
-    return frame, list(frame.columns), scaled, covers
+    return frame, list(frame.columns), scaled, covers, categories
 
 
 def _statistic(values: pd.Series, how: str) -> float:
@@ -205,7 +208,7 @@ def make_features(df: pd.DataFrame, spec: DatasetSpec,
     z = target.forward(y, spec.transform, params)
     check_finite(pd.DataFrame({spec.target: z}), [spec.target], rows, f"target (after {spec.transform})")
     derived, imputed = impute(derived, spec, parts["train"])
-    inputs, names, scaled, covers = encode(derived, spec, cfg)
+    inputs, names, scaled, covers, categories = encode(derived, spec, cfg)
     check_finite(inputs, names, rows, "input")
     table = pd.concat([derived[[ROW]], inputs, pd.DataFrame({spec.target: z})], axis=1)
     raw_splits = {name: table.iloc[idx].reset_index(drop=True) for name, idx in parts.items()}
@@ -223,6 +226,8 @@ def make_features(df: pd.DataFrame, spec: DatasetSpec,
         "scaler": scaler,
         "imputed": imputed,
         "native_missing": covers,
+        # each one-hot input's columns, a level each: a family may embed its category instead (realmlp, > 8 levels)
+        "categories": categories,
         "split": {"seed": cfg.split_seed, "train_frac": cfg.train_frac, "valid_frac": cfg.valid_frac},
         "rows": {name: len(frame) for name, frame in splits.items()},
         "encodings": {"onehot": list(onehot_columns(spec, cfg)), "cyclic": list(cfg.cyclic)},

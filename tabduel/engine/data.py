@@ -17,3 +17,5 @@ class Data:
     y_valid: np.ndarray
     features: tuple[str, ...]
     numeric: tuple[str, ...] = ()  # the numeric columns the features step standardized (its manifest's scaler keys)
+    # the one-hot encoded inputs: (input, its one-hot columns, its missing indicator among features or "")
+    categories: tuple[tuple[str, tuple[str, ...], str], ...] = ()

@@ -4,6 +4,11 @@ The recipe, as pytabkit's RealMLP-TD regressor defines it (written here from the
 
 - numeric inputs: centred on the train median, divided by the train inter-quartile range (half the range where that
   is 0), then smoothly clipped, x / sqrt(1 + x^2 / 9); the other inputs (one-hot columns, indicators) pass through;
+- a one-hot encoded category (the features step's) with more than 8 levels in the train split is embedded instead:
+  its levels seen in train get codes 1..m, a missing value (its indicator set) or a level not seen in train code 0,
+  and each code a learned vector of 8 values, initialised N(0, 1) (row 0 too), learning at x1 with weight decay x1
+  (pytabkit: max_one_hot_cat_size 9 and embedding_size 8, its categorical codes counted with the missing one;
+  pytabkit fits its codes on train and valid together, tabduel on train);
 - PBLD embeddings of each numeric input: cos(2 pi w x + b) with 16 frequencies w ~ N(0, 0.1^2) and phases
   b ~ U(-pi, pi), a per-feature linear map to 3 values, and the input itself appended ("densenet"): 4 values each;
 - a diagonal scaling layer in front of the first linear layer (learning rate x6);
@@ -12,7 +17,8 @@ The recipe, as pytabkit's RealMLP-TD regressor defines it (written here from the
   random convex combination (Dirichlet(1)) of 5 train rows' pre-activations ("he+5"); biases learn at x0.1;
 - a parametric activation z + alpha (f(z) - z), alpha initialised at 1 and learning at x0.1, f Mish (or SELU ...);
 - dropout 0.15 and weight decay 0.02, both on a flat_cos schedule; the learning rate 0.2 on a coslog4 schedule;
-  Adam with betas (0.9, 0.95) and decoupled weight decay (AdamW); 256 epochs of batches of 256;
+  Adam with betas (0.9, 0.95) and decoupled weight decay (AdamW); 256 epochs of batches of 256, each epoch's last
+  partial batch left out (pytabkit's drop_last);
 - the target standardised for training; predictions clamped to the train target's range; the weights of the epoch
   with the best valid MSE are kept.
 """
@@ -46,7 +52,8 @@ Tensor = torch.Tensor
 ACTIVATIONS = {"mish": F.mish, "selu": torch.selu, "relu": torch.relu, "silu": F.silu, "gelu": F.gelu}
 INIT_ROWS = 8192  # at most this many train rows set the data-dependent initialisation
 # Learning-rate and weight-decay factors per kind of parameter (pytabkit's RealMLP-TD).
-FACTORS = {"weight": (1.0, 1.0), "bias": (0.1, 0.0), "alpha": (0.1, 1.0), "scale": (6.0, 1.0), "embedding": (0.1, 1.0)}
+FACTORS = {"weight": (1.0, 1.0), "bias": (0.1, 0.0), "alpha": (0.1, 1.0), "scale": (6.0, 1.0), "embedding": (0.1, 1.0),
+           "category": (1.0, 1.0)}
 
 
 def smooth_clip(x: Tensor) -> Tensor:
@@ -86,6 +93,63 @@ class PeriodicEmbedding(nn.Module):
         return torch.cat([e.flatten(-2), x], dim=-1)
 
 
+class CategoryEmbedding(nn.Module):
+    """Learned vectors of embedded categories, looked up from their one-hot columns (and missing indicators)."""
+
+    def __init__(self, categories: list[dict[str, Any]], dim: int, gen: torch.Generator | None = None):
+        super().__init__()
+        columns = [c for cat in categories for c in cat["columns"]]
+        code_map = torch.zeros(len(columns), len(categories))  # one-hot column -> its level's code in its category
+        row = 0
+        for k, cat in enumerate(categories):
+            code_map[row:row + len(cat["columns"]), k] = torch.tensor(cat["codes"], dtype=torch.float32)
+            row += len(cat["columns"])
+        sizes = torch.tensor([cat["size"] for cat in categories])
+        self.register_buffer("columns", torch.tensor(columns, dtype=torch.long))
+        self.register_buffer("code_map", code_map)
+        self.register_buffer("top", (sizes - 1).float())
+        self.register_buffer("offset", torch.cumsum(sizes, 0) - sizes)
+        with_missing = [k for k, cat in enumerate(categories) if cat["missing"] >= 0]
+        self.register_buffer("with_missing", torch.tensor(with_missing, dtype=torch.long))
+        self.register_buffer("missing", torch.tensor([categories[k]["missing"] for k in with_missing],
+                                                     dtype=torch.long))
+        self.table = nn.Parameter(torch.randn(int(sizes.sum()), dim, generator=gen))
+
+    def codes(self, x: Tensor) -> Tensor:
+        """(rows, features) -> (rows, categories) int64 codes: 0 for a missing or unseen level."""
+        codes = x[:, self.columns] @ self.code_map
+        if len(self.with_missing):
+            keep = torch.ones_like(codes).index_copy(1, self.with_missing, 1 - x[:, self.missing])
+            codes = codes * keep
+        return torch.minimum(codes.round().clamp_min(0), self.top).long()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(rows, features) -> (rows, categories * dim): each category's vector."""
+        return self.table[self.codes(x) + self.offset].flatten(-2)
+
+
+def embedded_categories(data: Arrays, max_one_hot: int) -> list[dict[str, Any]]:
+    """The one-hot encoded categories with more than max_one_hot levels seen in train (rows whose value is not
+    missing): their one-hot columns, each column's code (1..m in column order for a seen level, 0 for an unseen
+    one), the column of their missing indicator (-1: none) and their table's size m + 1."""
+    index = {name: i for i, name in enumerate(data.features)}
+    out = []
+    for _, columns, indicator in getattr(data, "categories", ()):
+        if not all(c in index for c in columns):
+            continue
+        cols = [index[c] for c in columns]
+        present = data.x_train[:, cols] > 0.5
+        if indicator:
+            present &= data.x_train[:, [index[indicator]]] < 0.5
+        seen = present.any(axis=0)
+        m = int(seen.sum())
+        if m > max_one_hot:
+            codes = np.where(seen, np.cumsum(seen), 0)
+            out.append({"columns": cols, "codes": [int(c) for c in codes],
+                        "missing": index[indicator] if indicator else -1, "size": m + 1})
+    return out
+
+
 class RealMLPNet(nn.Module):
     """The network; forward(x) takes the features step's columns (rows, features) and predicts (rows, 1)."""
 
@@ -93,7 +157,9 @@ class RealMLPNet(nn.Module):
         super().__init__()
         self.arch = dict(arch)
         n_in, numeric = arch["n_in"], list(arch["numeric"])
-        other = [i for i in range(n_in) if i not in set(numeric)]
+        categories = list(arch.get("categories", []))  # embedded ones (a model saved before them has none)
+        taken = set(numeric) | {c for cat in categories for c in [*cat["columns"], cat["missing"]]}
+        other = [i for i in range(n_in) if i not in taken]
         self.register_buffer("num_idx", torch.tensor(numeric, dtype=torch.long))
         self.register_buffer("other_idx", torch.tensor(other, dtype=torch.long))
         n_num = len(numeric)
@@ -105,7 +171,9 @@ class RealMLPNet(nn.Module):
         self.register_buffer("y_high", torch.tensor(math.inf))
         self.embedding = (PeriodicEmbedding(n_num, arch["frequencies"], arch["embedding_dim"], arch["embedding_scale"],
                                             gen) if arch["embedding"] == "pbld" and n_num else None)
+        self.categories = CategoryEmbedding(categories, arch["category_dim"], gen) if categories else None
         width = (n_num * arch["embedding_dim"] if self.embedding is not None else n_num) + len(other)
+        width += len(categories) * arch["category_dim"] if categories else 0
         self.scale = nn.Parameter(torch.ones(width)) if arch["front_scale"] else None
         sizes = (width, *arch["hidden"], 1)
         self.weights = nn.ParameterList(nn.Parameter(torch.randn(a, b, generator=gen))
@@ -116,9 +184,12 @@ class RealMLPNet(nn.Module):
         self.p_drop = 0.0
 
     def inputs(self, x: Tensor) -> Tensor:
-        """The first linear layer's input: scaled, clipped, embedded numeric columns, the others, front scaling."""
+        """The first linear layer's input: scaled, clipped, embedded numeric columns, the others, embedded
+        categories, front scaling."""
         xn = smooth_clip((x[..., self.num_idx] - self.center) * self.inv_scale)
         parts = [self.embedding(xn) if self.embedding is not None else xn, x[..., self.other_idx]]
+        if self.categories is not None:
+            parts.append(self.categories(x))
         h = torch.cat(parts, dim=-1)
         return h * self.scale if self.scale is not None else h
 
@@ -155,7 +226,8 @@ def architecture(data: Arrays, cfg: RealMLPConfig) -> dict[str, Any]:
     return {"n_in": int(data.x_train.shape[1]), "numeric": numeric_columns(data), "hidden": list(cfg.hidden),
             "activation": cfg.activation, "parametric": cfg.parametric_activation, "embedding": cfg.embedding,
             "frequencies": cfg.frequencies, "embedding_dim": cfg.embedding_dim, "embedding_scale": cfg.embedding_scale,
-            "front_scale": cfg.front_scale}
+            "front_scale": cfg.front_scale, "categories": embedded_categories(data, cfg.max_one_hot),
+            "category_dim": cfg.category_dim}
 
 
 @torch.no_grad()
@@ -193,7 +265,8 @@ def parameter_groups(net: RealMLPNet) -> list[Group]:
     kinds = {"weight": list(net.weights), "bias": list(net.biases),
              "alpha": list(net.alphas) if net.alphas is not None else [],
              "scale": [net.scale] if net.scale is not None else [],
-             "embedding": list(net.embedding.parameters()) if net.embedding is not None else []}
+             "embedding": list(net.embedding.parameters()) if net.embedding is not None else [],
+             "category": [net.categories.table] if net.categories is not None else []}
     return [Group(params, *FACTORS[kind]) for kind, params in kinds.items()]
 
 
@@ -219,7 +292,8 @@ def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None) -> TorchFit:
 
         plan = Plan(parameter_groups(net), cfg.lr, cfg.weight_decay, (0.9, cfg.beta2), cfg.lr_schedule,
                     cfg.wd_schedule, set_dropout)
-        result = train_loop(net, plan, xtr, ytr, xva, yva, batches=shared_batches(len(xtr), cfg.batch_size, device),
+        batches = shared_batches(len(xtr), cfg.batch_size, device, drop_last=True)
+        result = train_loop(net, plan, xtr, ytr, xva, yva, batches=batches,
                             loss=loss, predict=lambda m, x: m(x).squeeze(1), epochs=cfg.epochs,
                             patience=cfg.patience, seed=cfg.seed, max_seconds=cfg.max_seconds,
                             time_clock=cfg.time_clock, loss_scale=float(y_std) ** 2, on_epoch=on_epoch)

@@ -193,10 +193,15 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
     return TorchFit(model, history, info)
 
 
-def shared_batches(n: int, batch_size: int, device: torch.device) -> Callable[[torch.Generator], list[Tensor]]:
-    """One permutation per epoch, cut into batches of row indices (the last one may be smaller)."""
+def shared_batches(n: int, batch_size: int, device: torch.device, drop_last: bool = False
+                   ) -> Callable[[torch.Generator], list[Tensor]]:
+    """One permutation per epoch, cut into batches of row indices: the last one may be smaller, or with drop_last
+    is left out (as pytabkit does; batches of min(batch_size, n) rows)."""
+    size = min(batch_size, n) if drop_last else batch_size
+    keep = n // size * size if drop_last else n
+
     def draw(gen: torch.Generator) -> list[Tensor]:
-        return list(torch.randperm(n, generator=gen, device=device).split(batch_size))
+        return list(torch.randperm(n, generator=gen, device=device)[:keep].split(size))
     return draw
 
 

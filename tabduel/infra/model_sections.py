@@ -106,6 +106,10 @@ class RealMLPConfig(ModelSettings, section="realmlp", search="realmlp"):
     embedding_dim: int = _opt(4, "values per numeric column after the embedding (the column itself included)", ge=2,
                               note="the column itself and one learned value")
     embedding_scale: float = _opt(0.1, "sd of the initial frequencies", gt=0)
+    max_one_hot: int = _opt(8, "a one-hot encoded category with at most this many levels in the train split stays "
+                            "one-hot; one with more is embedded (pytabkit's max_one_hot_cat_size 9, which counts "
+                            "the missing code too)", ge=0)
+    category_dim: int = _opt(8, "values per embedded category (pytabkit's embedding_size)", ge=1)
     front_scale: bool = _opt(True, "a learned diagonal scaling layer in front of the first linear layer")
     lr: float = _opt(0.2, "base learning rate (times each parameter kind's factor and the schedule)", gt=0)
     lr_schedule: str = _opt("coslog4", "learning-rate schedule over the training steps", SCHEDULES)

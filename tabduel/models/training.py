@@ -28,7 +28,19 @@ def load_data(features_dir: str | Path, kind: str = "") -> tuple[Data, dict[str,
     x_train, y_train = load_xy(str(features_dir / "train.parquet"), manifest, native)
     x_valid, y_valid = load_xy(str(features_dir / "valid.parquet"), manifest, native)
     numeric = tuple(manifest.get("scaler", {}).get("mean", {}))
-    return Data(x_train, y_train, x_valid, y_valid, tuple(feature_names(manifest, native)), numeric), manifest
+    names = tuple(feature_names(manifest, native))
+    return Data(x_train, y_train, x_valid, y_valid, names, numeric, categories(manifest, names)), manifest
+
+
+def categories(manifest: dict[str, Any], names: Sequence[str]) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+    """The one-hot encoded inputs of a features output: (input, its one-hot columns, its missing indicator when it is
+    among names, else ""); none from a manifest written before the features step recorded them."""
+    covers = {tuple(columns): indicator for indicator, columns in manifest.get("native_missing", {}).items()}
+    out = []
+    for name, columns in manifest.get("categories", {}).items():
+        indicator = covers.get(tuple(columns), "")
+        out.append((name, tuple(columns), indicator if indicator in names else ""))
+    return tuple(out)
 
 
 def native_missing(kind: str) -> bool:
