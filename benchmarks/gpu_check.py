@@ -156,7 +156,8 @@ def main() -> None:
         checks[f"{kind}_cuda_matches_cpu_quality"] = row["relative_valid_mse_difference"] <= FAMILY_TOLERANCE
         checks[f"{kind}_cuda_model_reloads_on_cpu"] = row["cuda"]["reloads_on_cpu"]
         print(f"{kind:<24} cpu {row['cpu']['seconds']:7.2f}s  cuda {row['cuda']['seconds']:7.2f}s  speedup "
-              f"{row['speedup']:5.2f}x  valid mse cpu {row['cpu']['valid_mse']:.4f} cuda {row['cuda']['valid_mse']:.4f}",
+              f"{row['speedup']:5.2f}x  valid mse cpu {row['cpu']['valid_mse']:.4f} "
+              f"cuda {row['cuda']['valid_mse']:.4f}",
               flush=True)
     report["checks"] = checks
     report["timings"] = rows

@@ -300,7 +300,8 @@ def compare(family: str, seeds: int, size: dict[str, int], rows: int = 1500) -> 
             rows_out[side]["seconds"].append(round(time.perf_counter() - start, 2))
     for side in ("tabduel", "reference"):
         rows_out[side]["mean_mse"] = float(np.mean(rows_out[side]["mse"]))
-    return {"family": family, "reference_package": reference, "dataset": f"make_friedman1, {rows} rows, 8 features, noise 1, "
+    return {"family": family, "reference_package": reference,
+            "dataset": f"make_friedman1, {rows} rows, 8 features, noise 1, "
             "data seed 0, 60/20/20", "seeds": list(range(seeds)), "size": size, **rows_out,
             "ratio": rows_out["tabduel"]["mean_mse"] / rows_out["reference"]["mean_mse"]}
 

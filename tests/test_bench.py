@@ -43,7 +43,7 @@ from tabduel.infra.errors import ConfigError, SourceError, TabduelError
 from tabduel.infra.runtime import Every
 from tabduel.search.families import search_family
 from tabduel.search.loop import Inline, first_of, run_family
-from tabduel.search.space import features_config
+from tabduel.search.space import ENCODINGS, features_config
 from tabduel.search.study import SPENT, open_storage, open_study
 from tabduel.search.trials import run_xgboost
 from tabduel.settings import Config
@@ -380,9 +380,13 @@ def test_family_variants_and_budget_labels():
     assert bases_of("xgboost") == ("ordinal",) and bases_of("mlp-ple") == ("onehot",)
     assert budget_label(BenchConfig(minutes=5)) == "300s" and budget_label(BenchConfig(minutes=0.1, trials=3)) == \
         "6s-3t"
-    with pytest.raises(ConfigError, match="^bench family 'svm' is not one of: mlp, xgboost, realmlp, tabm, "
-                       "peer_realmlp, peer_tabm, peer_lgbm, peer_catboost, mlp-<preprocessing>$"):
+    with pytest.raises(ConfigError, match=r"^bench family 'svm' is not one of: mlp, xgboost, realmlp, tabm, "
+                       r"peer_realmlp, peer_tabm, peer_lgbm, peer_catboost, mlp-<preprocessing>, "
+                       r"realmlp-<robust\|standard\|quantile>$"):
         variant("svm")
+    assert variant("realmlp-quantile") == ("realmlp", ENCODINGS, None)
+    with pytest.raises(ConfigError, match="^bench family 'realmlp-clip' is not one of"):
+        variant("realmlp-clip")
 
 
 class Lines:
@@ -554,8 +558,10 @@ def test_corruption_tests_pair_the_gaps_by_dataset_and_seed():
     assert below["p_greater"] == pytest.approx(2 / 16)
     assert "mlp-standard" not in t["below_reference"]
     text = report.markdown(doc, [], "pics")
-    assert "| extra | 1 | mlp-ple | 0.125 | 1/4 |" in text
-    assert "| extra | 1 | mlp-standard | 1.15 | 4/4 | 0.0625 |" in text
+    assert g["p_holm"] == pytest.approx(3 / 16) and below["p_holm"] == pytest.approx(2 * 2 / 16)  # Holm over 3 tests
+    assert g["ci95"] == [pytest.approx(0.65), pytest.approx(1.65)]  # the bootstrap's percentiles of 4 pairs' means
+    assert "| extra | 1 | mlp-ple | 0.125 | [" in text
+    assert "| extra | 1 | mlp-standard | 1.15 | [0.65, 1.65] | 4/4 | 0.188 | (reference) |" in text
 
 
 def test_corruption_tests_leave_out_a_pair_without_its_xgboost_cell():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import sys
-import time
 from pathlib import Path
 
 import messy
@@ -18,6 +18,8 @@ from tabduel.bench.cells import (
     HELD_OUT,
     Cell,
     bases_of,
+    bench_families,
+    bench_name,
     check_device,
     one_cell_per_process,
     run_cell,
@@ -191,3 +193,25 @@ def test_xgboost_starts_from_its_defaults_as_the_mlp_families_do(tmp_path):
     d = XGBoostConfig()
     assert (spec.max_depth, spec.learning_rate, spec.subsample, spec.reg_lambda) == (
         d.max_depth, d.learning_rate, d.subsample, d.reg_lambda)
+
+
+@pytest.mark.parametrize("numeric", ["robust", "standard", "quantile"])
+def test_a_realmlp_preprocessing_cell_trains_realmlp_with_that_input_map(tmp_path, features_dir, numeric):
+    r = run_cell(Cell("airfoil", f"realmlp-{numeric}", 4751), {"ordinal": features_dir},
+                 _bench(trials=1, realmlp_epochs=3), tmp_path / "j.log")
+    with open(tmp_path / ("j.log" + BEST_FILE), "rb") as f:
+        _, _, kept = pickle.load(f)
+    assert kept.model.arch["numeric_map"] == numeric and (kept.model.quantile is not None) == (numeric == "quantile")
+    assert r["tested"] == "selected" and r["tested_valid_mse"] == pytest.approx(r["best_valid_mse"], abs=1e-6)
+
+
+def test_a_realmlp_corruption_bench_takes_only_realmlps_preprocessings():
+    with pytest.raises(ConfigError, match=r"^bench.preprocessing = 'standard,robust,quantile,clip,ple': clip, ple: not "
+                                          r"a preprocessing of realmlp \(it takes robust, standard, quantile\)$"):
+        Config.from_dict({"bench": {"corrupt_family": "realmlp", "corrupt": ["missing"]}})
+    cfg = Config.from_dict({"bench": {"corrupt_family": "realmlp", "corrupt": ["missing"],
+                                      "preprocessing": ["robust", "standard", "quantile"]}})
+    assert bench_families(cfg) == ["xgboost", "realmlp-robust", "realmlp-standard", "realmlp-quantile"]
+    assert bench_name("dev", cfg.bench) == "bench-dev-300s-corrupt-realmlp"
+    with pytest.raises(ConfigError, match=r"^bench.corrupt_family = 'tabm' is not one of: mlp, realmlp$"):
+        Config.from_dict({"bench": {"corrupt_family": "tabm"}})

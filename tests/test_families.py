@@ -161,6 +161,24 @@ def test_realmlp_learns_and_keeps_its_best_epoch(data):
     assert pred.min() >= data.y_train.min() and pred.max() <= data.y_train.max()  # clamped to the train range
 
 
+@pytest.mark.parametrize("numeric", ["standard", "quantile"])
+def test_realmlp_takes_other_numeric_maps_and_saves_them_with_the_net(data, numeric, tmp_path):
+    """The corruption bench's realmlp-standard and realmlp-quantile: no robust scaling or smooth clipping; quantile
+    maps the train quantiles to normal scores inside the net, so a reloaded model predicts the same."""
+    fit = realmlp_family.fit(data, RealMLPConfig(**FAST_REALMLP, numeric=numeric))
+    net = fit.model
+    x = torch.from_numpy(data.x_valid)
+    raw = x[:, net.num_idx]
+    seen = net.quantile(raw) if numeric == "quantile" else raw
+    assert (net.quantile is not None) == (numeric == "quantile")
+    if numeric == "quantile":  # normal scores of the train quantiles: the heavy-tailed column is tamed too
+        assert float(seen[:, 2].abs().max()) < 6 and float(raw[:, 2].abs().max()) > 6
+    realmlp_family.save(fit, tmp_path)
+    again = realmlp_family.load(tmp_path)
+    np.testing.assert_array_equal(realmlp_family.predict(again, data.x_valid),
+                                  realmlp_family.predict(fit.model, data.x_valid))
+
+
 # ------------------------------------------------------------------ categories: one-hot or embedded (RealMLP-TD)
 
 @pytest.fixture(scope="module")
@@ -312,7 +330,7 @@ def test_tabm_maps_numeric_columns_by_train_quantiles_as_sklearn_does(data):
     np.testing.assert_allclose(mapped, map_numeric(m, far[:, :3]), atol=5e-3)
     assert np.abs(mapped).max() < 5.2  # sklearn's bounds, never infinite
     assert tabm.build(data, TabMConfig(**{**FAST_TABM, "numeric": "standard"})).quantile is None
-    with pytest.raises(ValueError, match="tabm.numeric = quantile needs a QuantileTransformer fitted on the 3 numeric"):
+    with pytest.raises(ValueError, match="^numeric = quantile needs a QuantileTransformer fitted on the 3 numeric"):
         tabm.build(data, cfg)  # the engine fits no map itself: the family module hands it in
     assert [tabm.n_quantiles(n) for n in (100, 3000, 10**6)] == [10, 100, 1000]
 

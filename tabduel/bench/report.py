@@ -124,6 +124,12 @@ def draw(doc: dict[str, Any], results: list[dict[str, Any]], folder: Path) -> li
     return out
 
 
+def _ci(row: dict[str, Any]) -> str:
+    """'[low, high]' of a test row's 95% interval ('' for rows made before intervals)."""
+    low, high = row.get("ci95", (None, None))
+    return "" if low is None else f"[{_f(low, 3)}, {_f(high, 3)}]"
+
+
 def _f(v: Any, digits: int = 5) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
@@ -210,16 +216,18 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
         lines += ["## Hypothesis 2: tests over matched (dataset, outer seed) pairs", "",
                   "Growth: the variant's gap at the top level minus its gap on the clean data (one-sided Wilcoxon, "
                   "greater). Below reference: the reference preprocessing's gap minus the variant's, at the top "
-                  "level (one-sided Wilcoxon, greater).", "",
-                  "| corruption | top level | MLP variant | growth (mean) | up | p | below reference (mean) | "
-                  "smaller | p |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+                  "level (one-sided Wilcoxon, greater). Means with 95% bootstrap intervals over the pairs; p "
+                  "Holm-adjusted over every test in this table (p raw in the JSON).", "",
+                  "| corruption | top level | MLP variant | growth (mean) | 95% CI | up | p Holm | "
+                  "below reference (mean) | 95% CI | smaller | p Holm |",
+                  "|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|"]
         for corruption, t in doc["corruption_tests"].items():
             for v, g in t["growth"].items():
                 b = t["below_reference"].get(v)
-                rest = (f"{_f(b['mean'], 3)} | {b['positive']}/{b['pairs']} | {_f(b['p_greater'], 3)}" if b else
-                        "(reference) | | ")
-                lines.append(f"| {corruption} | {t['level']:g} | {v} | {_f(g['mean'], 3)} | "
-                             f"{g['positive']}/{g['pairs']} | {_f(g['p_greater'], 3)} | {rest} |")
+                rest = (f"{_f(b['mean'], 3)} | {_ci(b)} | {b['positive']}/{b['pairs']} | "
+                        f"{_f(b.get('p_holm', b['p_greater']), 3)}" if b else "(reference) | | | ")
+                lines.append(f"| {corruption} | {t['level']:g} | {v} | {_f(g['mean'], 3)} | {_ci(g)} | "
+                             f"{g['positive']}/{g['pairs']} | {_f(g.get('p_holm', g['p_greater']), 3)} | {rest} |")
         lines.append("")
     lines += ["", "## Pictures", ""] + [f"![{p.stem}]({folder_name}/{p.name})" for p in pictures]
     return "\n".join(lines) + "\n"

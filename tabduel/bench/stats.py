@@ -88,6 +88,21 @@ def wilcoxon_holm(table: pd.DataFrame) -> dict[tuple[str, str], float]:
     return {**raw, **holm(finite)}
 
 
+def bootstrap_mean_ci(values: list[float], confidence: float = 0.95, resamples: int = 9999, seed: int = 0
+                      ) -> tuple[float, float]:
+    """A percentile bootstrap interval of the mean over the values (each one a matched dataset x outer-seed pair,
+    resampled with replacement; scipy.stats.bootstrap); NaNs for fewer than 2 values."""
+    if len(values) < 2:
+        return math.nan, math.nan
+    if np.allclose(values, values[0]):
+        return float(values[0]), float(values[0])
+    from scipy import stats
+
+    result = stats.bootstrap((np.asarray(values, dtype=float),), np.mean, confidence_level=confidence,
+                             n_resamples=resamples, method="percentile", rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def wilcoxon_greater(diffs: list[float]) -> float:
     """One-sided Wilcoxon signed-rank p that the differences' centre is above 0 (exact for few pairs); NaN where
     every difference is zero or there are none."""

@@ -3,7 +3,9 @@
 The recipe, as pytabkit's RealMLP-TD regressor defines it (written here from the paper and that code's behaviour):
 
 - numeric inputs: centred on the train median, divided by the train inter-quartile range (half the range where that
-  is 0), then smoothly clipped, x / sqrt(1 + x^2 / 9); the other inputs (one-hot columns, indicators) pass through;
+  is 0), then smoothly clipped, x / sqrt(1 + x^2 / 9); the other inputs (one-hot columns, indicators) pass through
+  (`numeric`: robust, this; standard, the inputs as the features step standardized them; quantile, TabM's map of
+  train quantiles to normal scores, engine/tabm.py's QuantileMap: tabduel's choices for the corruption bench);
 - a one-hot encoded category (the features step's) with more than 8 levels in the train split is embedded instead:
   its levels seen in train get codes 1..m, a missing value (its indicator set) or a level not seen in train code 0,
   and each code a learned vector of 8 values, initialised N(0, 1) (row 0 too), learning at x1 with weight decay x1
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tabduel.engine.quantiles import QuantileMap, numeric_inputs
 from tabduel.engine.torchfit import (
     ONE_THREAD,
     Arrays,
@@ -169,6 +172,9 @@ class RealMLPNet(nn.Module):
         self.register_buffer("y_std", torch.ones(()))
         self.register_buffer("y_low", torch.tensor(-math.inf))
         self.register_buffer("y_high", torch.tensor(math.inf))
+        self.numeric_map = arch.get("numeric_map", "robust")  # a model saved before the setting: RealMLP-TD's
+        q = arch.get("quantiles", 0)
+        self.quantile: QuantileMap | None = QuantileMap(q, n_num) if q and n_num else None
         self.embedding = (PeriodicEmbedding(n_num, arch["frequencies"], arch["embedding_dim"], arch["embedding_scale"],
                                             gen) if arch["embedding"] == "pbld" and n_num else None)
         self.categories = CategoryEmbedding(categories, arch["category_dim"], gen) if categories else None
@@ -186,7 +192,11 @@ class RealMLPNet(nn.Module):
     def inputs(self, x: Tensor) -> Tensor:
         """The first linear layer's input: scaled, clipped, embedded numeric columns, the others, embedded
         categories, front scaling."""
-        xn = smooth_clip((x[..., self.num_idx] - self.center) * self.inv_scale)
+        xn = x[..., self.num_idx]
+        if self.numeric_map == "robust":
+            xn = smooth_clip((xn - self.center) * self.inv_scale)
+        elif self.quantile is not None:
+            xn = self.quantile(xn)
         parts = [self.embedding(xn) if self.embedding is not None else xn, x[..., self.other_idx]]
         if self.categories is not None:
             parts.append(self.categories(x))
@@ -227,7 +237,7 @@ def architecture(data: Arrays, cfg: RealMLPConfig) -> dict[str, Any]:
             "activation": cfg.activation, "parametric": cfg.parametric_activation, "embedding": cfg.embedding,
             "frequencies": cfg.frequencies, "embedding_dim": cfg.embedding_dim, "embedding_scale": cfg.embedding_scale,
             "front_scale": cfg.front_scale, "categories": embedded_categories(data, cfg.max_one_hot),
-            "category_dim": cfg.category_dim}
+            "category_dim": cfg.category_dim, "numeric_map": cfg.numeric}
 
 
 @torch.no_grad()
@@ -270,13 +280,17 @@ def parameter_groups(net: RealMLPNet) -> list[Group]:
     return [Group(params, *FACTORS[kind]) for kind, params in kinds.items()]
 
 
-def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None) -> TorchFit:
-    """Train a RealMLP-style net on data's train split; keep the weights of the epoch with the best valid MSE."""
+def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None, quantiles: Any = None) -> TorchFit:
+    """Train a RealMLP-style net on data's train split; keep the weights of the epoch with the best valid MSE
+    (quantiles: a QuantileTransformer fitted on the numeric train columns, which numeric = quantile needs)."""
     seed_everything(cfg.seed)
     device = torch.device(resolve_torch_device(cfg.device))
     gen = torch.Generator().manual_seed(cfg.seed)
-    arch = architecture(data, cfg)
+    _, transformer = numeric_inputs(data, cfg, quantiles)  # the same check and map as TabM's
+    arch = {**architecture(data, cfg), "quantiles": 0 if transformer is None else int(transformer.quantiles_.shape[0])}
     net = RealMLPNet(arch, gen)
+    if net.quantile is not None:
+        net.quantile.set(transformer)
     initialize(net, data.x_train, data.y_train, gen)
     threads = cpu_threads(cfg.threads) if cfg.threads > 0 else ONE_THREAD
     with using_threads(threads):

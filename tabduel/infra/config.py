@@ -218,6 +218,9 @@ PREPROCESSING = ("standard", "robust", "quantile", "clip", "ple")
 
 
 BENCH_DEVICES = ("cpu", "cuda")
+# the MLP families of a --corrupt bench and their preprocessing variants (mlp: search.numeric maps or ple; realmlp:
+# its numeric setting)
+CORRUPT_FAMILIES = {"mlp": PREPROCESSING, "realmlp": ("robust", "standard", "quantile")}
 
 
 @dataclass(frozen=True)
@@ -239,8 +242,12 @@ class BenchConfig:
     address: str = _opt("", "Dask scheduler address (tcp://HOST:PORT) for runner = dask")
     corrupt: tuple[str, ...] = _opt((), "corruptions to run (missing, outliers, extra, exp, label_noise), each at "
                                     "its levels, MLP preprocessing variants against XGBoost")
-    preprocessing: tuple[str, ...] = _opt(PREPROCESSING, "MLP preprocessing variants of a --corrupt bench",
-                                          PREPROCESSING)
+    preprocessing: tuple[str, ...] = _opt(PREPROCESSING, "MLP preprocessing variants of a --corrupt bench (realmlp: "
+                                          "robust, standard, quantile)", PREPROCESSING)
+    corrupt_family: str = _opt("mlp", "the MLP family whose preprocessing variants a --corrupt bench runs against "
+                               "XGBoost: tabduel's mlp (standard, robust, quantile, clip, ple: searched) or realmlp "
+                               "(robust: RealMLP-TD's own scaling and smooth clipping, standard, quantile)",
+                               tuple(CORRUPT_FAMILIES))
     out: str = _opt("benchmarks/results", "folder of the result JSON, the Markdown report and its pictures")
     device: str = _opt("cpu", "where every family trains: cpu (budgets in CPU-seconds) or cuda (budgets in "
                        "synchronized GPU wall-clock seconds; XGBoost too)", BENCH_DEVICES)
@@ -259,6 +266,11 @@ class BenchConfig:
         _check(self.runner != "dask" or bool(self.address), "bench.address", self.address,
                "runner = dask needs the scheduler's address (tcp://HOST:PORT)")
         _check(len(self.preprocessing) > 0, "bench.preprocessing", self.preprocessing, "name at least one")
+        check_choice("bench.corrupt_family", self.corrupt_family, tuple(CORRUPT_FAMILIES))
+        other = [p for p in self.preprocessing if p not in CORRUPT_FAMILIES[self.corrupt_family]]
+        _check(not other, "bench.preprocessing", ",".join(self.preprocessing),
+               f"{', '.join(other)}: not a preprocessing of {self.corrupt_family} (it takes "
+               f"{', '.join(CORRUPT_FAMILIES[self.corrupt_family])})")
 
 
 ModelConfig = ModelSettings  # the settings of any model family

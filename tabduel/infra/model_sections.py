@@ -106,6 +106,9 @@ class RealMLPConfig(ModelSettings, section="realmlp", search="realmlp"):
     embedding_dim: int = _opt(4, "values per numeric column after the embedding (the column itself included)", ge=2,
                               note="the column itself and one learned value")
     embedding_scale: float = _opt(0.1, "sd of the initial frequencies", gt=0)
+    numeric: str = _opt("robust", "numeric inputs: robust (median and IQR scaling, then smooth clipping: "
+                        "RealMLP-TD's), standard (as the features step standardized them), or quantile (train "
+                        "quantiles to normal scores, as TabM)", ("robust", "standard", "quantile"))
     max_one_hot: int = _opt(8, "a one-hot encoded category with at most this many levels in the train split stays "
                             "one-hot; one with more is embedded (pytabkit's max_one_hot_cat_size 9, which counts "
                             "the missing code too)", ge=0)

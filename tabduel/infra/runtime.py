@@ -128,7 +128,8 @@ def using_threads(n: int) -> Iterator[None]:
 
 def cuda_available(dev: Path = Path("/dev")) -> bool:
     """Whether torch sees a CUDA device; without an NVIDIA device node it answers without importing torch (~1.5 s)."""
-    if not (dev / "nvidiactl").exists() and not (dev / "dxg").exists() and not any(dev.glob("nvidia[0-9]*")):  # dxg: WSL2
+    # dxg: WSL2
+    if not (dev / "nvidiactl").exists() and not (dev / "dxg").exists() and not any(dev.glob("nvidia[0-9]*")):
         return False
     import torch
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from tabduel.engine import realmlp
 from tabduel.engine.data import Data
 from tabduel.infra.config import RealMLPConfig
+from tabduel.models.tabm import train_quantiles
 from tabduel.models.torchnets import EpochCallback, NetFit, predict, save
 from tabduel.models.torchnets import load as _load
 
@@ -14,8 +15,8 @@ __all__ = ["fit", "save", "load", "predict"]
 
 
 def fit(data: Data, cfg: RealMLPConfig, on_epoch: EpochCallback | None = None) -> NetFit:
-    """Train one RealMLP-style net with the engine."""
-    result = realmlp.fit(data, cfg, on_epoch)
+    """Train one RealMLP-style net with the engine (numeric = quantile: the map fitted on train, as TabM's)."""
+    result = realmlp.fit(data, cfg, on_epoch, train_quantiles(data, cfg))
     return NetFit(result.model, dict(result.model.arch), result.history, result.info)
 
 

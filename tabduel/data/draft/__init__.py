@@ -12,15 +12,48 @@ from pathlib import Path
 from typing import Sequence
 
 from tabduel.data.dataset import parse_spec
-from tabduel.data.draft.guess import (DATE_FORMATS, ID_NAMES, MAX_LEVELS, MOSTLY_MISSING, ORDINAL_SCALES, SKEWED,
-                                      TIME_FORMATS, Column, ColumnGuesses, Sentinel, choose_transform, date_parts_of,
-                                      guess_column, guess_columns, isolated_extreme, resolve_column, short_name,
-                                      skewness, sniff_datetime)
+from tabduel.data.draft.guess import (
+    DATE_FORMATS,
+    ID_NAMES,
+    MAX_LEVELS,
+    MOSTLY_MISSING,
+    ORDINAL_SCALES,
+    SKEWED,
+    TIME_FORMATS,
+    Column,
+    ColumnGuesses,
+    Sentinel,
+    choose_transform,
+    date_parts_of,
+    guess_column,
+    guess_columns,
+    isolated_extreme,
+    resolve_column,
+    short_name,
+    skewness,
+    sniff_datetime,
+)
 from tabduel.data.draft.render import render_column, render_report, render_toml
-from tabduel.data.draft.sniff import (DELIMITERS, PUNCT_MARKERS, WORD_MARKERS, Guess, Layout, decode_bytes,
-                                      is_int_text, read_text, sample_lines, sniff_delimiter, sniff_header,
-                                      sniff_layout, sniff_number_format, sniff_quote, split_line, split_rows,
-                                      to_number, trailing_empty)
+from tabduel.data.draft.sniff import (
+    DELIMITERS,
+    PUNCT_MARKERS,
+    WORD_MARKERS,
+    Guess,
+    Layout,
+    decode_bytes,
+    is_int_text,
+    read_text,
+    sample_lines,
+    sniff_delimiter,
+    sniff_header,
+    sniff_layout,
+    sniff_number_format,
+    sniff_quote,
+    split_line,
+    split_rows,
+    to_number,
+    trailing_empty,
+)
 from tabduel.infra.errors import ConfigError, DataError
 
 __all__ = [
