@@ -60,7 +60,8 @@ def _log_cell(tracker: Tracker, parent: str, bench: str, r: dict[str, Any]) -> N
     tracker.log_params(run_id, {**r["best_params"], "outer_seed": c["seed"], "features": r["features_read"]})
     tracker.log_metrics(run_id, {k: r[k] for k in ("test_mse", "test_r2", "test_r2_orig", "test_rmse_orig",
                                                    "cpu_seconds", "wall_seconds", "trials", "best_valid_mse",
-                                                   "tested_valid_mse", "refit_valid_mse", "budget_cpu_seconds")
+                                                   "tested_valid_mse", "refit_valid_mse", "budget_cpu_seconds",
+                                                   "ensemble_test_mse", "ensemble_valid_mse")
                                  if r.get(k) is not None})
     values = [v for _, v in r["curve"]]
     best = [min(values[:i + 1]) for i in range(len(values))]
@@ -174,7 +175,10 @@ def bench_flow(config: dict[str, Any], quick: bool = False, resume: bool = False
         for d in datasets:
             run = state[f"dataset:{d.name}"]
             fams = doc["datasets"].get(d.name, {})
-            tracker.log_metrics(run, {f"{f}_test_mse_mean": fams[f]["test_mse_mean"] for f in families if f in fams})
+            metrics = {f"{f}_test_mse_mean": fams[f]["test_mse_mean"] for f in families if f in fams}
+            metrics.update({f"{f}_ensemble_test_mse_mean": fams[f]["ensemble_test_mse_mean"] for f in families
+                            if f in fams and math.isfinite(fams[f].get("ensemble_test_mse_mean", math.nan))})
+            tracker.log_metrics(run, metrics)
             tracker.finish(run)
         tracker.finish(parent)
     return {"bench": name, "result": str(out / f"{name}.json"), "report": str(out / f"{name}.md"),

@@ -360,6 +360,10 @@ def kept_message(cfg: Config, since: float, command: str = "run") -> str:
     except Exception:  # the message must not fail: say what is certain
         kept = []
     shown = ", ".join(f"{step} ({os.path.relpath(path)})" for step, path in kept) if kept else "no finished step"
+    if command == "bench":  # a bench's unit of work is the cell: its result JSON, written whole
+        cells = [p for p in Path(cfg.pipeline.data_dir).glob("bench/*/cells/**/*.json") if p.stat().st_mtime >= since]
+        shown = (f"{len(cells)} cell(s) finished in this run (under {os.path.relpath(Path(cfg.pipeline.data_dir))}"
+                 f"/bench/*/cells)" if cells else "no cell finished in this run") + (f", {shown}" if kept else "")
     again = ("the same command with --resume continues it" if command in ("search", "bench")
              else "the same command again reuses what was kept")
     return (f"kept {shown}; nothing half-written was left at a final path, and its open MLflow runs are marked "

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
+import shutil
 import sys
+import time
 from pathlib import Path
 
 import messy
+import numpy as np
 import pytest
 from benchsuite import SPECS
 
 from tabduel.bench.cells import (
-    BEST_FILE,
     HELD_OUT,
+    TRIALS_DIR,
     Cell,
+    TrialLibrary,
     bases_of,
     bench_families,
     bench_name,
@@ -30,6 +33,7 @@ from tabduel.data.features import make_features, save_features
 from tabduel.data.ingest import ingest
 from tabduel.infra.config import FeaturesConfig, SearchConfig, XGBoostConfig
 from tabduel.infra.errors import ConfigError, TabduelError
+from tabduel.search.ensemble import caruana_weights
 from tabduel.search.families import CPU_SPENT, capped, run_trials, search_family
 from tabduel.search.loop import Inline, capped_group, first_of, run_family
 from tabduel.search.space import features_config
@@ -143,10 +147,10 @@ def test_a_resumed_cell_tests_the_model_its_search_kept(tmp_path, features_dir):
     cfg = _bench(trials=2, xgb_rounds=30, xgb_early_stopping=5)
     cell = Cell("airfoil", "xgboost", 4751)
     first = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")
-    assert (tmp_path / ("j.log" + BEST_FILE)).is_file()
+    assert (tmp_path / ("j.log" + TRIALS_DIR)).is_dir()
     again = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")  # nothing to add: test the kept one
     assert again["tested"] == "selected" and again["test_mse"] == first["test_mse"]
-    (tmp_path / ("j.log" + BEST_FILE)).unlink()  # as after a kill between a trial's tell and its model's file
+    shutil.rmtree(tmp_path / ("j.log" + TRIALS_DIR))  # as after a kill between a trial's tell and its model's file
     lost = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "j.log")
     assert lost["tested"] == "refit" and math.isfinite(lost["test_mse"])
 
@@ -199,8 +203,8 @@ def test_xgboost_starts_from_its_defaults_as_the_mlp_families_do(tmp_path):
 def test_a_realmlp_preprocessing_cell_trains_realmlp_with_that_input_map(tmp_path, features_dir, numeric):
     r = run_cell(Cell("airfoil", f"realmlp-{numeric}", 4751), {"ordinal": features_dir},
                  _bench(trials=1, realmlp_epochs=3), tmp_path / "j.log")
-    with open(tmp_path / ("j.log" + BEST_FILE), "rb") as f:
-        _, _, kept = pickle.load(f)
+    library = TrialLibrary(tmp_path / ("j.log" + TRIALS_DIR))
+    kept = library.entries[library.best()][1]
     assert kept.model.arch["numeric_map"] == numeric and (kept.model.quantile is not None) == (numeric == "quantile")
     assert r["tested"] == "selected" and r["tested_valid_mse"] == pytest.approx(r["best_valid_mse"], abs=1e-6)
 
@@ -215,3 +219,90 @@ def test_a_realmlp_corruption_bench_takes_only_realmlps_preprocessings():
     assert bench_name("dev", cfg.bench) == "bench-dev-300s-corrupt-realmlp"
     with pytest.raises(ConfigError, match=r"^bench.corrupt_family = 'tabm' is not one of: mlp, realmlp$"):
         Config.from_dict({"bench": {"corrupt_family": "tabm"}})
+
+
+# ---- post-hoc ensembles (Caruana et al. 2004) ---------------------------------------------------------------------
+
+
+def test_caruana_takes_a_perfect_member_alone():
+    y = np.array([1.0, 2.0, 3.0])
+    w = caruana_weights(np.stack([y + 1, y, y - 0.5]), y)
+    assert w.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_caruana_mixes_members_whose_errors_cancel():
+    y = np.zeros(4)
+    w = caruana_weights(np.stack([y + 1, y - 1, y + 3]), y)
+    assert w.tolist() == [0.5, 0.5, 0.0]  # each error +1 and -1: their mean is exact
+
+
+def test_caruana_never_does_worse_on_valid_than_its_best_member():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=50)
+    preds = y + rng.normal(size=(8, 50)) * np.linspace(0.1, 2, 8)[:, None]
+    w = caruana_weights(preds, y)
+    assert w.sum() == pytest.approx(1) and ((w @ preds - y) ** 2).mean() <= ((preds - y) ** 2).mean(axis=1).min()
+
+
+def test_caruana_refuses_predictions_that_do_not_match_the_targets():
+    with pytest.raises(ValueError, match=r"valid predictions of shape \(2, 3\) do not match 4 targets"):
+        caruana_weights(np.zeros((2, 3)), np.zeros(4))
+
+
+@pytest.mark.parametrize("family", ["mlp", "xgboost"])
+def test_a_cell_scores_the_ensemble_of_its_trials_once_on_test(tmp_path, features_dir, family):
+    r = run_cell(Cell("airfoil", family, 4751), {b: features_dir for b in bases_of("mlp")},
+                 _bench(trials=6, mlp_epochs=6, max_width=32, max_ensemble=2, xgb_rounds=50, xgb_early_stopping=5),
+                 tmp_path / "j.log")
+    assert r["ensemble_valid_mse"] <= r["best_valid_mse"] + 1e-9 and math.isfinite(r["ensemble_test_mse"])
+    assert sum(r["ensemble_weights"].values()) == pytest.approx(1) and r["ensemble_library"] >= 1
+    assert set(r["ensemble_weights"]) <= {str(t) for t in range(6)}
+    library = TrialLibrary(tmp_path / ("j.log" + TRIALS_DIR))
+    assert library.best() == r["best_trial"] and len(library.entries) == r["ensemble_library"]
+
+
+def test_the_library_keeps_the_best_trials_and_drops_the_one_a_better_displaces(tmp_path):
+    from tabduel.search.trials import KeptModel
+
+    lib = TrialLibrary(tmp_path / "lib", size=2)
+    for number, value in [(0, 0.5), (1, 0.3), (2, 0.4), (3, 0.9)]:
+        lib(number, {"valid_mse": value}, KeptModel("xgboost", {}, None, np.zeros(1)))
+    lib(4, {"valid_mse": 0.1, "pruned": True}, KeptModel("xgboost", {}, None, np.zeros(1)))  # pruned: never kept
+    assert sorted(lib.entries) == [1, 2] and lib.best() == 1
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == ["000001.pkl", "000002.pkl"]
+    assert sorted(TrialLibrary(tmp_path / "lib").entries) == [1, 2]  # a resumed cell finds them
+
+
+def test_the_bench_ranks_t_and_t_plus_e_together():
+    from tabduel.bench import report
+    from tabduel.bench.cells import result
+    from tabduel.infra.config import BenchConfig
+
+    def cell(ds, fam, seed, t, e):
+        return {"cell": {"dataset": ds, "family": fam, "seed": seed, "corruption": "none", "level": 0.0},
+                "best_valid_mse": t, "test_mse": t, "ensemble_test_mse": e, "test_r2": 0.5, "test_r2_orig": 0.5,
+                "test_rmse_orig": 1.0, "cpu_seconds": 60.0, "wall_seconds": 61.0, "trials": 5, "tested": "selected",
+                "budget_cpu_seconds": 60.0}
+
+    cells = [cell(ds, f, s, t + s / 100, e + s / 100) for ds in "abc" for s in (1, 2)
+             for f, t, e in (("realmlp", 1.0, 0.8), ("xgboost", 0.9, 0.85))]
+    doc = result("s", BenchConfig(minutes=1), [1, 2], cells, ["realmlp", "xgboost"])
+    ens = doc["aggregate_ensemble"]
+    assert ens["mean_rank"] == {"realmlp": 4.0, "xgboost": 3.0, "realmlp+E": 1.0, "xgboost+E": 2.0}
+    assert doc["datasets"]["a"]["realmlp"]["ensemble_test_mse_mean"] == pytest.approx(0.815)
+    assert doc["over_budget_cells"] == [] and doc["tested_not_selected"] == []
+    text = report.markdown(doc, [], "pics")
+    assert "## Post-hoc ensembles: T (the selected model) and T+E" in text and "| realmlp+E | 1.00 |" in text
+
+
+def test_a_stopped_bench_names_the_cells_it_kept(tmp_path):
+    from tabduel.cli import kept_message
+
+    cfg = Config.from_dict({"pipeline": {"data_dir": str(tmp_path)}})
+    since = time.time() - 1
+    assert kept_message(cfg, since, "bench").startswith("kept no cell finished in this run;")
+    cell = tmp_path / "bench" / "bench-dev-60s" / "cells" / "wine_red" / "none" / "xgboost-s4751.json"
+    cell.parent.mkdir(parents=True)
+    cell.write_text("{}")
+    text = kept_message(cfg, since, "bench")
+    assert text.startswith("kept 1 cell(s) finished in this run (under ") and "--resume continues it" in text

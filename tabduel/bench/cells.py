@@ -153,28 +153,46 @@ def cell_search_config(cfg: Config, cell: Cell, threads: int) -> SearchConfig:
     return dataclasses.replace(s, numeric=numeric) if numeric else s
 
 
-BEST_FILE = ".best.pkl"  # beside a cell's journal: the fitted model of its selected trial
-HELD_OUT = "test.parquet"  # the split that only score_selected reads
+TRIALS_DIR = ".trials"  # beside a cell's journal: the fitted models of its best trials
+LIBRARY_SIZE = 50  # trials a cell keeps for its test and its post-hoc ensemble (Caruana picks among the best)
+HELD_OUT = "test.parquet"  # the split that only score_on_test reads
 
 
-class SelectedModel:
-    """A cell's selected trial (the lowest valid MSE among the complete ones) with its fitted model, kept as trials
-    finish: in memory, and in a file beside the cell's journal so that a resumed cell tests the model it selected."""
+class TrialLibrary:
+    """The fitted models of a cell's best complete trials (its `size` lowest valid MSEs), kept as trials finish: each
+    in a file of a folder beside the cell's journal, so that a resumed cell tests the model its search selected and
+    ensembles the trials its search fitted. The selected trial is the library's best (first of ties)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.number, self.value, self.model = -1, math.inf, None
-        if self.path.is_file():
-            with self.path.open("rb") as f:
-                self.number, self.value, self.model = pickle.load(f)  # tabduel's own file, written below
+    def __init__(self, folder: str | Path, size: int = LIBRARY_SIZE):
+        self.folder, self.size = Path(folder), size
+        self.entries: dict[int, tuple[float, Any]] = {}  # trial number -> (valid MSE, kept model)
+        for f in sorted(self.folder.glob("*.pkl")) if self.folder.is_dir() else []:
+            with f.open("rb") as fh:
+                number, value, model = pickle.load(fh)  # tabduel's own files, written below
+            self.entries[number] = (value, model)
 
     def __call__(self, number: int, result: dict[str, Any], model: Any) -> None:
-        """loop.Keep: keep a finished trial's model when it is the best complete one so far (first of ties)."""
+        """loop.Keep: keep a complete trial's model while it is among the `size` best; drop the one it displaces."""
         value = result["valid_mse"]
-        if result.get("pruned") or not math.isfinite(value) or value >= self.value:
+        if result.get("pruned") or not math.isfinite(value):
             return
-        self.number, self.value, self.model = number, value, model
-        atomic_write_bytes(self.path, pickle.dumps((number, value, model), protocol=pickle.HIGHEST_PROTOCOL))
+        worst = max(self.entries, key=lambda n: (self.entries[n][0], n)) if len(self.entries) >= self.size else None
+        if worst is not None and (value, number) >= (self.entries[worst][0], worst):
+            return
+        self.entries[number] = (value, model)
+        atomic_write_bytes(self.folder / f"{number:06d}.pkl",
+                           pickle.dumps((number, value, model), protocol=pickle.HIGHEST_PROTOCOL))
+        if worst is not None:
+            del self.entries[worst]
+            (self.folder / f"{worst:06d}.pkl").unlink(missing_ok=True)
+
+    def best(self) -> int:
+        """The selected trial's number (-1 when the library is empty)."""
+        return min(self.entries, key=lambda n: (self.entries[n][0], n)) if self.entries else -1
+
+    def ordered(self) -> list[tuple[int, Any]]:
+        """(trial number, kept model) of every trial with valid predictions, by trial number."""
+        return [(n, self.entries[n][1]) for n in sorted(self.entries) if self.entries[n][1].valid is not None]
 
 
 def search_inputs(features_dir: str | Path, root: str | Path) -> Path:
@@ -200,17 +218,39 @@ def search_inputs(features_dir: str | Path, root: str | Path) -> Path:
     return dest
 
 
-def score_selected(kept: Any, search_dir: Path, features_dir: Path) -> dict[str, Any]:
-    """The selected trial's model scored on valid again (as its search read it) and once on the held-out test
-    split: tested_valid_mse and the test scores."""
+def score_on_test(library: TrialLibrary, selected: int, seen: dict[str, str], features: dict[str, str]
+                  ) -> dict[str, Any]:
+    """The selected trial's model, and the post-hoc (Caruana) ensemble of the library's trials fitted on their valid
+    predictions, scored once on the held-out test split (each features variant's test file read once, here and
+    nowhere else): tested_valid_mse (the selected model's valid MSE, predicted again), its test scores, and the
+    ensemble's valid and test scores and weights."""
+    from tabduel.data.features import load_xy
+    from tabduel.models.training import native_missing
+    from tabduel.search.ensemble import caruana_weights, mix
     from tabduel.search.scores import mse
     from tabduel.search.trials import predict_split, scores_on_test
 
     cpu = time.process_time()
-    valid, y_valid = predict_split(kept, search_dir / "valid.parquet")
-    test, y_test = predict_split(kept, features_dir / HELD_OUT)  # the only read of the test rows
-    return {"tested_valid_mse": mse(valid, y_valid), **scores_on_test(test, y_test, kept.manifest),
-            "test_cpu_seconds": time.process_time() - cpu}
+    held_out = {view: Path(features[base]) / HELD_OUT for base, view in seen.items()}
+    kept = library.entries[selected][1]
+    valid, y_valid = predict_split(kept, Path(kept.source) / "valid.parquet")
+    members = library.ordered()
+    weights = caruana_weights(np.stack([m.valid for _, m in members]), y_valid)
+    used = [(n, m, w) for (n, m), w in zip(members, weights) if w > 0]
+    tests: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # source -> (x_test, y_test), each file read once
+    for _, m, _ in [(selected, kept, 1.0), *used]:
+        if m.source not in tests:
+            tests[m.source] = load_xy(str(held_out[m.source]), m.manifest, native_missing(m.kind))
+    x_test, y_test = tests[kept.source]
+    out = {"tested_valid_mse": mse(valid, y_valid), **scores_on_test(kept.predict(x_test), y_test, kept.manifest)}
+    ensemble_test = mix(np.stack([m.predict(tests[m.source][0]) for _, m, _ in used]), np.array([w for *_, w in used]))
+    ensemble = scores_on_test(ensemble_test.astype(np.float32), y_test, kept.manifest)
+    out.update({f"ensemble_{k}": v for k, v in ensemble.items()},
+               ensemble_valid_mse=mse(mix(np.stack([m.valid for _, m, _ in used]), np.array([w for *_, w in used])),
+                                      y_valid),
+               ensemble_weights={str(n): float(w) for n, _, w in used}, ensemble_library=len(members),
+               test_cpu_seconds=time.process_time() - cpu)
+    return out
 
 
 # A process-wide fact, so process-wide state: CPU time is the process's, so one cell at a time may count it.
@@ -251,7 +291,7 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     study, budget = open_study(s, family, storage, resume=exists, more_trials=0)
     device = cfg.bench.device
     preload(family, threads)  # before the clock: no family is charged for loading its libraries
-    selected = SelectedModel(journal.with_name(journal.name + BEST_FILE))
+    library = TrialLibrary(journal.with_name(journal.name + TRIALS_DIR))
     wall = time.perf_counter()
 
     def submit(label: str, base: str, specs: list[Any]) -> Inline:
@@ -262,15 +302,15 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
 
     with one_cell_per_process(cell):
         loop = run_family(family, study, budget, s, 1, threads, submit, first_of, log=log, clock=budget_clock(device),
-                          encodings=encodings, pruning=pruning_of(s, str(journal), study.study_name), keep=selected)
+                          encodings=encodings, pruning=pruning_of(s, str(journal), study.study_name), keep=library)
     done = completed(study)
     if not done:
         raise RuntimeError(f"{cell.id}: no trial finished within the budget")
     best = min(done, key=lambda t: t.value)
     spec = variant_spec(cell.family, fam.rebuild(best.params, s, threads))
     base = fam.base(spec)
-    if selected.number == best.number:
-        tested = {"tested": "selected", **score_selected(selected.model, Path(seen[base]), Path(features[base]))}
+    if library.best() == best.number:
+        tested = {"tested": "selected", **score_on_test(library, best.number, seen, features)}
     else:  # a kill between a trial's tell and the file that keeps its model: the best config fitted again
         refit = fam.run(features[base], [fam.on_device(spec, device) if fam.on_device else spec], True)[0]
         tested = {"tested": "refit", "tested_valid_mse": refit["valid_mse"], "test_cpu_seconds": refit["cpu_seconds"],
@@ -318,11 +358,14 @@ def dataset_table(results: list[dict[str, Any]], seeds: list[int]) -> dict[str, 
         fam["seeds"].append(c["seed"])
         for k in ("test_mse", "test_r2", "test_r2_orig", "test_rmse_orig", "cpu_seconds", "wall_seconds", "trials"):
             fam[k].append(r[k])
+        fam.setdefault("ensemble_test_mse", []).append(r.get("ensemble_test_mse", math.nan))
     for name, families in out.items():
         for fam in families.values():
             for k in ("test_mse", "test_r2", "test_r2_orig", "test_rmse_orig", "cpu_seconds"):
                 fam[f"{k}_mean"] = float(np.mean(fam[k]))
             fam["test_mse_sd"] = _sd(fam["test_mse"])
+            # T+E: the post-hoc ensemble of each cell's trials (NaN for cells made before ensembles)
+            fam["ensemble_test_mse_mean"] = float(np.mean(fam["ensemble_test_mse"]))
         if {"mlp", "xgboost"} <= set(families):
             rows = [{"family": f, "seed": s, "test_mse": v} for f in ("mlp", "xgboost")
                     for s, v in zip(families[f]["seeds"], families[f]["test_mse"])]
@@ -380,11 +423,24 @@ def best_mlp_goal(datasets: dict[str, dict[str, Any]], tolerance: float = bench_
                                                                  for r in with_peer) if with_peer else None)}
 
 
-def loss_table(datasets: dict[str, dict[str, Any]], families: list[str]) -> pd.DataFrame:
-    """Datasets x families of mean test MSE over the outer seeds (datasets missing a family left out)."""
-    rows = {name: {f: fams[f]["test_mse_mean"] for f in families}
-            for name, fams in datasets.items() if all(f in fams for f in families)}
+def loss_table(datasets: dict[str, dict[str, Any]], families: list[str], key: str = "test_mse_mean"
+               ) -> pd.DataFrame:
+    """Datasets x families of mean test MSE over the outer seeds (key: of the selected models, or
+    ensemble_test_mse_mean of the post-hoc ensembles); datasets missing a family, or its score, left out."""
+    rows = {name: {f: fams[f][key] for f in families} for name, fams in datasets.items()
+            if all(f in fams and math.isfinite(fams[f].get(key, math.nan)) for f in families)}
     return pd.DataFrame.from_dict(rows, orient="index", columns=families)
+
+
+def ensemble_table(datasets: dict[str, dict[str, Any]], families: list[str]) -> pd.DataFrame:
+    """Datasets x (each family's T and T+E) of mean test MSE: the selected models ("<family>") beside the post-hoc
+    ensembles ("<family>+E"), on the datasets where every family has both; empty when no cell has an ensemble."""
+    single = loss_table(datasets, families)
+    ensembled = loss_table(datasets, families, "ensemble_test_mse_mean")
+    common = single.index.intersection(ensembled.index)
+    if not len(common):
+        return pd.DataFrame()
+    return pd.concat([single.loc[common], ensembled.loc[common].add_suffix("+E")], axis=1)
 
 
 def corruption_table(results: list[dict[str, Any]], corruptions: list[str]) -> dict[str, Any]:
@@ -475,6 +531,8 @@ def result(suite: str, b: BenchConfig, seeds: list[int], results: list[dict[str,
     if len(table):
         aggregate["normalized"] = {d: {f: float(v) for f, v in row.items()}
                                    for d, row in bench_stats.normalized(table).iterrows()}
+    both = ensemble_table(datasets, families)  # T and T+E ranked together: does ensembling change the order?
+    ensembled = bench_stats.summary(both) if len(both) else {}
     doc = {"suite": suite, "budget": {"cpu_seconds_per_family": b.minutes * 60 if b.minutes else None,
                                       "trials": b.trials or None, "clock": budget_clock(b.device)},
            "device": b.device, "devices_seen": sorted({r.get("device", "") for r in results} - {""}),
@@ -483,6 +541,8 @@ def result(suite: str, b: BenchConfig, seeds: list[int], results: list[dict[str,
            "outer_seeds": seeds, "families": families, "datasets": datasets, "aggregate": aggregate,
            "cells": len(results), "cpu_seconds_total": float(sum(r["cpu_seconds"] for r in results)),
            "wall_seconds_cells_total": float(sum(r["wall_seconds"] for r in results))}
+    if ensembled:
+        doc["aggregate_ensemble"] = ensembled
     if best:
         doc["best_mlp"] = best_mlp_goal(datasets)
     if b.corrupt:

@@ -119,6 +119,11 @@ def draw(doc: dict[str, Any], results: list[dict[str, Any]], folder: Path) -> li
         mean = pd.Series(agg["mean_rank"])
         title = f"mean rank over {len(agg['datasets'])} datasets (Friedman p = {agg['friedman_p']:.3g})"
         out.append(bench_stats.cd_diagram(mean, agg["nemenyi_cd"], folder / "cd.png", DPI, title))
+    ens = doc.get("aggregate_ensemble", {})
+    if ens.get("nemenyi_cd") is not None:
+        title = (f"T and T+E: mean rank over {len(ens['datasets'])} datasets (Friedman p = {ens['friedman_p']:.3g})")
+        out.append(bench_stats.cd_diagram(pd.Series(ens["mean_rank"]), ens["nemenyi_cd"], folder / "cd_ensemble.png",
+                                          DPI, title))
     if doc.get("corruption"):
         out.append(corruption_gaps(doc, folder / "corruption_gaps.png"))
     return out
@@ -152,15 +157,16 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
              f"Cells: {doc['cells']}; CPU-seconds spent in all searches: {doc['cpu_seconds_total']:.0f}.", "",
              "Each outer split's test rows were touched by nothing before the best config's single score on them.",
              "", "## Per dataset (test MSE on the transformed target; R² and RMSE on the original scale)", "",
-             "| dataset | family | test MSE mean ± sd | R² orig | RMSE orig | CPU-s (mean) | trials |",
-             "|---|---|---|---|---|---|---|"]
+             "| dataset | family | test MSE mean ± sd | T+E test MSE | R² orig | RMSE orig | CPU-s (mean) | trials |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, fams in doc["datasets"].items():
         for f in doc["families"]:
             if f not in fams:
                 continue
             x = fams[f]
             lines.append(f"| {name} | {f} | {_f(x['test_mse_mean'])} ± {_f(x['test_mse_sd'], 2)} | "
-                         f"{_f(x['test_r2_orig_mean'], 4)} | {_f(x['test_rmse_orig_mean'], 4)} | "
+                         f"{_f(x.get('ensemble_test_mse_mean'))} | {_f(x['test_r2_orig_mean'], 4)} | "
+                         f"{_f(x['test_rmse_orig_mean'], 4)} | "
                          f"{x['cpu_seconds_mean']:.1f} | {', '.join(map(str, x['trials']))} |")
     paired = [(n, f) for n, f in doc["datasets"].items() if "paired" in f]
     if paired:
@@ -202,6 +208,19 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
                           f"{len(agg['datasets'])} datasets ({_iman_davenport(agg['iman_davenport_p'])}); "
                           f"Nemenyi critical difference at α = {agg['alpha']}: {agg['nemenyi_cd']:.3f}.", ""]
             lines += [f"- Wilcoxon–Holm {pair}: p = {_f(p, 3)}" for pair, p in agg["wilcoxon_holm_p"].items()]
+    ens = doc.get("aggregate_ensemble")
+    if ens:
+        lines += ["", "## Post-hoc ensembles: T (the selected model) and T+E (Caruana's ensemble of the trials)", "",
+                  "Each family's T+E is the greedy ensemble (40 steps, with replacement) of its cell's best trials, "
+                  "fitted on their valid predictions and scored once on test: no extra training.", "",
+                  "| family | mean rank | mean normalized MSE | wins | ties | losses |", "|---|---|---|---|---|---|"]
+        for f in ens["mean_rank"]:
+            lines.append(f"| {f} | {ens['mean_rank'][f]:.2f} | {ens['normalized_mean'][f]:.3f} | {ens['wins'][f]} | "
+                         f"{ens['ties'][f]} | {ens['losses'][f]} |")
+        if ens.get("friedman_p") is not None:
+            lines += ["", f"Friedman χ² = {ens['friedman_statistic']:.3f}, p = {ens['friedman_p']:.3g} over "
+                          f"{len(ens['datasets'])} datasets; Nemenyi critical difference at α = {ens['alpha']}: "
+                          f"{ens['nemenyi_cd']:.3f}.", ""]
     if doc.get("corruption"):
         lines += ["", "## Corruptions: (MLP variant − XGBoost) / XGBoost test MSE, mean over datasets", ""]
         for corruption, fams in doc["corruption"].items():

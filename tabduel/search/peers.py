@@ -65,7 +65,7 @@ def run_peer(kind: str, features_dir: str | Path, spec: PeerTrial, with_test: bo
     if not finite:
         row["error"] = f"{kind}: predictions on the valid split are not all finite"
     elif keep:
-        row["model"] = KeptModel(kind, inputs.manifest, fitted.model)
+        row["model"] = KeptModel(kind, inputs.manifest, fitted.model, valid, str(features_dir))
     if with_test:
         test = peers.predict(fitted.model, inputs.x_test)
         row.update(scores_on_test(test, inputs.y_test, inputs.manifest) if finite else {"test_mse": math.nan})

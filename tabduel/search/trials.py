@@ -84,6 +84,8 @@ class KeptMLP:
     members: np.ndarray  # (members in params,) bool: this trial's
     activation: str
     kind: str = "mlp"
+    valid: np.ndarray | None = None  # (n_valid,) its predictions on the valid split, as the search scored it
+    source: str = ""  # the features folder it read
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(rows, features) of the split as load_xy reads it -> (rows,) the mean of the trial's members."""
@@ -101,6 +103,8 @@ class KeptModel:
     kind: str
     manifest: dict[str, Any]
     model: Any
+    valid: np.ndarray | None = None  # (n_valid,) its predictions on the valid split, as the search scored it
+    source: str = ""  # the features folder it read
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(rows, features) of the split as load_xy reads it for this family -> (rows,) predictions."""
@@ -203,7 +207,7 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
                "inputs": data.x_train.shape[1], "device": infos[0]["device"], "worker": worker()}
         if keep and not gone:
             row["model"] = KeptMLP(inputs.manifest, inputs.numeric_map, inputs.embedding, params, mine,
-                                   first.mlp.activation)
+                                   first.mlp.activation, valid=valid[mine].mean(axis=0), source=str(features_dir))
         if with_test:
             row.update({"test_mse": math.nan} if gone else scores_on_test(test[mine].mean(axis=0), inputs.y_test,
                                                                           inputs.manifest))
@@ -250,12 +254,13 @@ def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = Fal
     seconds = time.perf_counter() - start
     fam = family(kind)
     info = fitted.info
-    row = {"valid_mse": mse(fam.predict(fitted.model, data.x_valid), data.y_valid),
+    pred = fam.predict(fitted.model, data.x_valid)
+    row = {"valid_mse": mse(pred, data.y_valid),
            "epochs_run": int(info["epochs_run"]), "best_epoch": int(info["best_epoch"]),
            "time_limited": bool(info["time_limited"]), "seconds": seconds, "inputs": data.x_train.shape[1],
            "device": info["device"], "worker": worker()}
     if keep:
-        row["model"] = KeptModel(kind, manifest, fitted.model)
+        row["model"] = KeptModel(kind, manifest, fitted.model, pred, str(features_dir))
     if with_test:
         x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, native_missing(kind))
         row.update(scores_on_test(fam.predict(fitted.model, x_test), y_test, manifest))
@@ -274,11 +279,12 @@ def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = 
     start = time.perf_counter()
     fitted = xgb.fit(inputs.data, cfg)
     seconds = time.perf_counter() - start
-    row = {"valid_mse": mse(xgb.predict(fitted.model, inputs.data.x_valid), inputs.data.y_valid),
+    pred = xgb.predict(fitted.model, inputs.data.x_valid)
+    row = {"valid_mse": mse(pred, inputs.data.y_valid),
            "best_iteration": fitted.info["best_iteration"], "rounds_run": fitted.info["rounds_run"],
            "seconds": seconds, "device": fitted.info["device"], "worker": worker()}
     if keep:
-        row["model"] = KeptModel("xgboost", inputs.manifest, fitted.model)
+        row["model"] = KeptModel("xgboost", inputs.manifest, fitted.model, pred, str(features_dir))
     if with_test:
         row.update(scores_on_test(xgb.predict(fitted.model, inputs.x_test), inputs.y_test, inputs.manifest))
     row["cpu_seconds"] = time.process_time() - cpu_start  # the whole process: XGBoost's own threads count too
