@@ -57,7 +57,9 @@ def test_quick_bench_end_to_end_then_refuses_a_rerun(tmp_path, prefect_api, monk
 
     (result,) = (tmp_path / "results").glob("bench-gen-*.json")
     doc = json.loads(result.read_text())
-    assert doc["suite"] == "gen" and doc["budget"] == {"cpu_seconds_per_family": 6.0, "trials": 3}
+    assert doc["suite"] == "gen" and doc["budget"] == {"cpu_seconds_per_family": 6.0, "trials": 3, "clock": "cpu"}
+    assert doc["device"] == "cpu" and doc["devices_seen"] == ["cpu"] and doc["over_budget_cells"] == []
+    assert doc["tested_not_selected"] == [] and "aggregate_ensemble" in doc
     assert doc["outer_seeds"] == [4751, 4752] and sorted(doc["datasets"]) == ["airfoil", "auto_mpg", "wine_red"]
     for fams in doc["datasets"].values():
         for f in ("mlp", "xgboost"):
@@ -72,7 +74,7 @@ def test_quick_bench_end_to_end_then_refuses_a_rerun(tmp_path, prefect_api, monk
     report = result.with_suffix(".md").read_text()
     assert "| wine_red | mlp |" in report and "Friedman" in report and "cd.png" in report
     pictures = {p.name for p in (tmp_path / "results" / result.stem).iterdir()}
-    assert pictures == {"best_so_far.png", "normalized.png", "cd.png"}
+    assert pictures == {"best_so_far.png", "normalized.png", "cd.png", "cd_ensemble.png"}
 
     cells = _cells(tmp_path)
     assert len(cells) == 12
