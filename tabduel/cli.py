@@ -60,8 +60,9 @@ DESCRIPTIONS = {
     "bench": "Benchmark the families (--families: mlp and xgboost by default; realmlp and tabm, whose trials take "
              "minutes of CPU, on request) over a suite of datasets: for each dataset and outer seed, the outer split's "
              "test rows are held out from everything; each family is searched on the rest with the same budget in "
-             "CPU-seconds, its best config refitted and scored once on test. Then per-dataset paired tests, wins at "
-             "2%, mean ranks, Friedman and Nemenyi / Wilcoxon-Holm tests, a critical-difference diagram, a JSON "
+             "CPU-seconds (every trial capped at the budget left), then its selected model and the post-hoc ensemble "
+             "of its trials are scored once on test. Then per-dataset paired tests, wins at 2%, mean ranks, "
+             "Friedman and Nemenyi / Wilcoxon-Holm tests, a critical-difference diagram, a JSON "
              "result and a Markdown report under --out; MLflow: a run per bench, per dataset, per cell. "
              "--corrupt adds corruptions of the train rows and MLP preprocessing variants. See docs/bench.md.",
     "serve": "Serve the whole pipeline as a Prefect deployment on a cron schedule, with these settings, until "

@@ -155,7 +155,8 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
     lines = [f"# Bench `{doc['suite']}`: {', '.join(doc['families'])}", "",
              f"Budget per family, dataset and outer seed: {budget}. Outer seeds: {doc['outer_seeds']}. "
              f"Cells: {doc['cells']}; CPU-seconds spent in all searches: {doc['cpu_seconds_total']:.0f}.", "",
-             "Each outer split's test rows were touched by nothing before the best config's single score on them.",
+             "Each outer split's test rows were touched by nothing before the single score of the selected model "
+             "(and of the post-hoc ensemble) on them.",
              "", "## Per dataset (test MSE on the transformed target; R² and RMSE on the original scale)", "",
              "| dataset | family | test MSE mean ± sd | T+E test MSE | R² orig | RMSE orig | CPU-s (mean) | trials |",
              "|---|---|---|---|---|---|---|---|"]
@@ -183,8 +184,8 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
         tol = f"{g['tolerance']:.0%}"
         lines += ["", f"## Best tabduel MLP against XGBoost and RealMLP-TD (tie within {tol} relative MSE)", "",
                   "Per outer split, `best_mlp` is whichever of tabduel's MLP families searched there found the lowest "
-                  "valid MSE; its refit's test MSE is its score (the choice never saw the test rows). It spent the "
-                  "budgets of all the families it chose among.", "",
+                  "valid MSE; its selected model's test MSE is its score (the choice never saw the test rows). It "
+                  "spent the budgets of all the families it chose among.", "",
                   "| dataset | best_mlp (mean) | chosen per seed | xgboost | gap | outcome | RealMLP-TD | gap |",
                   "|---|---|---|---|---|---|---|---|"]
         for name, r in g["datasets"].items():
