@@ -245,6 +245,8 @@ def test_an_ignored_signal_stays_ignored_and_nested_blocks_go_on_to_the_first_ha
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+    # Python's own handler, whatever this process inherited (a background job's pytest starts with SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         # the CLI's block around the pipeline's: one Ctrl-C stops, it is not taken for a second one (which exits)
         with pytest.raises(KeyboardInterrupt), stop_on_signals(), stop_on_signals():
@@ -253,4 +255,5 @@ def test_an_ignored_signal_stays_ignored_and_nested_blocks_go_on_to_the_first_ha
         assert STOP.is_set() and STOP.signal == signal.SIGINT
     finally:
         STOP.clear()
-    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    signal.signal(signal.SIGINT, before)
