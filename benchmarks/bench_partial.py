@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from tabduel.bench.cells import CLEAN, result  # noqa: E402
 from tabduel.bench.suite import load_suite  # noqa: E402
+from tabduel.data.corruptions import CORRUPTIONS  # noqa: E402
 from tabduel.infra.config import BenchConfig  # noqa: E402
 from tabduel.infra.errors import TabduelError  # noqa: E402
 from tabduel.infra.store import atomic_write_json, read_json  # noqa: E402
@@ -39,14 +40,16 @@ def read_cells(folders: list[Path]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def finished(results: list[dict[str, Any]], datasets: list[str], families: list[str], seeds: list[int]
-             ) -> tuple[list[str], dict[str, list[str]]]:
-    """The datasets with a clean cell for every family and seed, and for the others the cells they still lack."""
-    have = {(r["cell"]["dataset"], r["cell"]["family"], r["cell"]["seed"]) for r in results
-            if r["cell"]["corruption"] == CLEAN}
+def finished(results: list[dict[str, Any]], datasets: list[str], families: list[str], seeds: list[int],
+             conditions: list[tuple[str, float]] = ((CLEAN, 0.0),)) -> tuple[list[str], dict[str, list[str]]]:
+    """The datasets with a cell for every family, seed and condition (the clean data, and with --corrupt each
+    corruption at its levels), and for the others the cells they still lack."""
+    have = {(r["cell"]["dataset"], r["cell"]["family"], r["cell"]["seed"], r["cell"]["corruption"],
+             r["cell"]["level"]) for r in results}
     done, missing = [], {}
     for d in datasets:
-        lack = [f"{f}-s{s}" for f in families for s in seeds if (d, f, s) not in have]
+        lack = [f"{c}-{lv:g}/{f}-s{s}" if c != CLEAN else f"{f}-s{s}" for c, lv in conditions for f in families
+                for s in seeds if (d, f, s, c, lv) not in have]
         if lack:
             missing[d] = lack
         else:
@@ -61,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", required=True, type=Path, help="the bench's suite file: its datasets, in order")
     p.add_argument("--seeds", default="4751,4752,4753", help="the bench's outer seeds [default: 4751,4752,4753]")
     p.add_argument("--out", required=True, type=Path, help="the JSON to write (temp file, then os.replace)")
+    p.add_argument("--corrupt", default="", help="a corruption bench's corruptions, comma-separated (each at its "
+                   "levels)")
+    p.add_argument("--corrupt-family", default="mlp", help="a corruption bench's MLP family [default: mlp]")
     a = p.parse_args(argv)
+    corrupt = tuple(c for c in a.corrupt.split(",") if c)
+    conditions = [(CLEAN, 0.0)] + [(c, lv) for c in corrupt for lv in CORRUPTIONS[c].levels if lv > 0]
     families = a.families.split(",")
     try:
         suite = load_suite(a.suite)
@@ -70,16 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [d.name for d in suite.datasets]
     seeds = [int(s) for s in a.seeds.split(",")]
     results = read_cells(a.cells)
-    done, missing = finished(results, datasets, families, seeds)
+    done, missing = finished(results, datasets, families, seeds, conditions)
     if not done:
         raise SystemExit("bench_partial: error: no dataset has every family and seed finished yet")
     keep = [r for r in results if r["cell"]["dataset"] in done and r["cell"]["family"] in families
-            and r["cell"]["seed"] in seeds and r["cell"]["corruption"] == CLEAN]
-    budgets = {r["budget_cpu_seconds"] for r in keep}
+            and r["cell"]["seed"] in seeds and (r["cell"]["corruption"], r["cell"]["level"]) in conditions]
+    budgets = {(r["budget_cpu_seconds"], r.get("budget_trials")) for r in keep}
     if len(budgets) != 1:
-        raise SystemExit(f"bench_partial: error: the cells have different CPU budgets: {sorted(budgets)}")
-    bench = BenchConfig(families=tuple(families), minutes=budgets.pop() / 60, outer_seeds=len(seeds),
-                        first_seed=seeds[0])
+        raise SystemExit(f"bench_partial: error: the cells have different budgets: {sorted(budgets, key=str)}")
+    seconds, trials = budgets.pop()
+    preprocessing = tuple(f.partition("-")[2] for f in families if f != "xgboost") if corrupt else None
+    bench = BenchConfig(families=tuple(families) if not corrupt else BenchConfig().families,
+                        minutes=(seconds or 0) / 60, trials=trials or 0, outer_seeds=len(seeds), first_seed=seeds[0],
+                        corrupt=corrupt, corrupt_family=a.corrupt_family,
+                        **({"preprocessing": preprocessing} if preprocessing else {}))
     doc = {"partial": True, "datasets_finished": done, "datasets_to_run": missing,
            "command": "python benchmarks/bench_partial.py " + " ".join(sys.argv[1:] if argv is None else argv),
            **result(suite.name, bench, seeds, keep, families)}
