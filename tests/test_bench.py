@@ -569,3 +569,26 @@ def test_corruption_tests_leave_out_a_pair_without_its_xgboost_cell():
              _mess("a", "mlp-standard", 1, "missing", 0.3, 2.0)]  # no xgboost cell at missing 0.3
     doc = result("s", BenchConfig(minutes=5, corrupt=("missing",)), [1], cells, ["mlp-standard", "xgboost"])
     assert "missing" not in doc["corruption_tests"]
+
+
+def test_a_partial_corruption_report_needs_every_condition_of_a_dataset(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_partial", ROOT / "benchmarks" / "bench_partial.py")
+    bench_partial = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_partial)
+    suite = write_suite(tmp_path / "suite")  # airfoil, wine_red, auto_mpg
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    rows = [(d, f, s, c, lv) for d in ("airfoil", "wine_red") for f in ("xgboost", "realmlp-robust") for s in (1, 2)
+            for c, lv in (("none", 0.0), ("exp", 0.5), ("exp", 1.0))]
+    rows.remove(("wine_red", "realmlp-robust", 2, "exp", 1.0))  # wine_red lacks one corrupted cell
+    for i, (d, f, s, c, lv) in enumerate(rows):
+        r = {**_mess(d, f, s, c, lv, 1.0 + (f != "xgboost") * lv), "id": f"{d}/{c}/{f}-s{s}-{i}",
+             "budget_cpu_seconds": None, "budget_trials": 1}
+        (cells / f"{i}.json").write_text(json.dumps(r))
+    out = tmp_path / "partial.json"
+    assert bench_partial.main(["--cells", str(cells), "--families", "xgboost,realmlp-robust", "--suite", str(suite),
+                               "--seeds", "1,2", "--corrupt", "exp", "--corrupt-family", "realmlp",
+                               "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["datasets_finished"] == ["airfoil"] and doc["datasets_to_run"]["wine_red"] == ["exp-1/realmlp-robust-s2"]
+    assert doc["budget"]["trials"] == 1 and doc["corruption"]["exp"]["realmlp-robust"]["1"]["gap_mean"] == 1.0
