@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corrupt", default="", help="a corruption bench's corruptions, comma-separated (each at its "
                    "levels)")
     p.add_argument("--corrupt-family", default="mlp", help="a corruption bench's MLP family [default: mlp]")
+    p.add_argument("--report", action="store_true", help="also write the report (<out>.md) and its pictures "
+                   "(<out>/) for the finished datasets")
     a = p.parse_args(argv)
     corrupt = tuple(c for c in a.corrupt.split(",") if c)
     conditions = [(CLEAN, 0.0)] + [(c, lv) for c in corrupt for lv in CORRUPTIONS[c].levels if lv > 0]
@@ -96,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
            "command": "python benchmarks/bench_partial.py " + " ".join(sys.argv[1:] if argv is None else argv),
            **result(suite.name, bench, seeds, keep, families)}
     atomic_write_json(a.out, doc)
+    if a.report:  # the bench's report and pictures for the finished datasets, beside the JSON
+        from tabduel.bench import report
+        from tabduel.infra.store import atomic_write_bytes
+
+        folder = a.out.with_suffix("")
+        pictures = report.draw(doc, keep, folder)
+        text = report.markdown(doc, pictures, folder.name)
+        note = (f"> Partial: {len(done)} of {len(datasets)} datasets finished ({', '.join(done)}); still to run: "
+                f"{', '.join(missing) or 'none'}.\n\n")
+        atomic_write_bytes(a.out.with_suffix(".md"), (note + text).encode())
     goal = doc.get("best_mlp", {})
     print(f"{len(done)} of {len(datasets)} datasets finished ({len(keep)} cells); still to run: "
           f"{', '.join(missing) or 'none'}")
