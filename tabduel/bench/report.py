@@ -141,6 +141,21 @@ def _f(v: Any, digits: int = 5) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
+def _ranking(agg: dict[str, Any], families: list[str]) -> list[str]:
+    """The lines of an aggregate (bench_stats.summary): ranks, normalized MSE, wins/ties/losses, Friedman, Nemenyi
+    and Wilcoxon-Holm."""
+    lines = ["| family | mean rank | mean normalized MSE | wins | ties | losses |", "|---|---|---|---|---|---|"]
+    for f in families:
+        lines.append(f"| {f} | {agg['mean_rank'][f]:.2f} | {agg['normalized_mean'][f]:.3f} | {agg['wins'][f]} | "
+                     f"{agg['ties'][f]} | {agg['losses'][f]} |")
+    if agg.get("friedman_p") is not None:
+        lines += ["", f"Friedman χ² = {agg['friedman_statistic']:.3f}, p = {agg['friedman_p']:.3g} over "
+                      f"{len(agg['datasets'])} datasets ({_iman_davenport(agg['iman_davenport_p'])}); "
+                      f"Nemenyi critical difference at α = {agg['alpha']}: {agg['nemenyi_cd']:.3f}.", ""]
+        lines += [f"- Wilcoxon–Holm {pair}: p = {_f(p, 3)}" for pair, p in agg["wilcoxon_holm_p"].items()]
+    return lines
+
+
 def _iman_davenport(p: float) -> str:
     if math.isfinite(p):
         return f"Iman–Davenport p = {p:.3g}"
@@ -197,31 +212,14 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
                       f"{len(g['datasets'])} datasets (half or more: {'yes' if g['half_or_more'] else 'no'}). Never "
                       f"worse than RealMLP-TD by more than {tol}: "
                       f"{'not measured' if peer_bar is None else ('yes' if peer_bar else 'no')}."]
-    agg = doc["aggregate"]
-    if agg:
-        lines += ["", "## Across datasets", "", "| family | mean rank | mean normalized MSE | wins | ties | losses |",
-                  "|---|---|---|---|---|---|"]
-        for f in doc["families"]:
-            lines.append(f"| {f} | {agg['mean_rank'][f]:.2f} | {agg['normalized_mean'][f]:.3f} | {agg['wins'][f]} | "
-                         f"{agg['ties'][f]} | {agg['losses'][f]} |")
-        if agg.get("friedman_p") is not None:
-            lines += ["", f"Friedman χ² = {agg['friedman_statistic']:.3f}, p = {agg['friedman_p']:.3g} over "
-                          f"{len(agg['datasets'])} datasets ({_iman_davenport(agg['iman_davenport_p'])}); "
-                          f"Nemenyi critical difference at α = {agg['alpha']}: {agg['nemenyi_cd']:.3f}.", ""]
-            lines += [f"- Wilcoxon–Holm {pair}: p = {_f(p, 3)}" for pair, p in agg["wilcoxon_holm_p"].items()]
+    if doc["aggregate"]:
+        lines += ["", "## Across datasets", ""] + _ranking(doc["aggregate"], doc["families"])
     ens = doc.get("aggregate_ensemble")
     if ens:
         lines += ["", "## Post-hoc ensembles: T (the selected model) and T+E (Caruana's ensemble of the trials)", "",
                   "Each family's T+E is the greedy ensemble (40 steps, with replacement) of its cell's best trials, "
-                  "fitted on their valid predictions and scored once on test: no extra training.", "",
-                  "| family | mean rank | mean normalized MSE | wins | ties | losses |", "|---|---|---|---|---|---|"]
-        for f in ens["mean_rank"]:
-            lines.append(f"| {f} | {ens['mean_rank'][f]:.2f} | {ens['normalized_mean'][f]:.3f} | {ens['wins'][f]} | "
-                         f"{ens['ties'][f]} | {ens['losses'][f]} |")
-        if ens.get("friedman_p") is not None:
-            lines += ["", f"Friedman χ² = {ens['friedman_statistic']:.3f}, p = {ens['friedman_p']:.3g} over "
-                          f"{len(ens['datasets'])} datasets; Nemenyi critical difference at α = {ens['alpha']}: "
-                          f"{ens['nemenyi_cd']:.3f}.", ""]
+                  "fitted on their valid predictions and scored once on test: no extra training.", ""]
+        lines += _ranking(ens, list(ens["mean_rank"]))
     if doc.get("corruption"):
         lines += ["", "## Corruptions: (MLP variant − XGBoost) / XGBoost test MSE, mean over datasets", ""]
         for corruption, fams in doc["corruption"].items():
