@@ -195,6 +195,7 @@ def bases_of(names: Sequence[str]) -> list[str]:
     return sorted({base for name in names for base in search_family(name).bases})
 
 
+@functools.lru_cache(maxsize=None)  # once per process: a bench worker runs many cells of one family
 def preload(name: str, threads: int = 1, seed: int = 0) -> None:
     """Import what a search family's trials train with (its model module, code and libraries) and warm it up with
     one 2-step fit on 64 random rows, so that a budget's clock counts no import and no first-use set-up (the first
