@@ -87,11 +87,13 @@ def test_the_search_copies_hold_no_test_rows(tmp_path, features_dir):
     assert search_inputs(features_dir, tmp_path / "inputs") == view  # made once
 
 
-@pytest.mark.parametrize("family", ["mlp", "realmlp", "xgboost"])
+@pytest.mark.parametrize("family", ["mlp", "realmlp", "tabm", "xgboost"])
 def test_a_cell_spends_at_most_its_budget_with_trials_that_would_run_far_longer(tmp_path, features_dir, family):
-    """Each trial alone would train for up to 60 CPU-s; the cell's budget is 3: capped trials keep it."""
+    """Each trial alone would train for up to 60 CPU-s; the cell's budget is 3: capped trials keep it (tabm's
+    predictions of valid, seconds on a wide ensemble, included)."""
     long = dict(mlp_epochs=100_000, mlp_patience=100_000, mlp_max_seconds=60, realmlp_epochs=100_000,
-                realmlp_max_seconds=60, xgb_rounds=10_000_000, xgb_early_stopping=10_000_000, max_width=64)
+                realmlp_max_seconds=60, tabm_epochs=100_000, tabm_patience=100_000, tabm_max_seconds=60,
+                xgb_rounds=10_000_000, xgb_early_stopping=10_000_000, max_width=64)
     r = run_cell(Cell("airfoil", family, 4751), {b: features_dir for b in bases_of("mlp")},
                  _bench(minutes=0.05, **long), tmp_path / "j.log")
     assert r["budget_cpu_seconds"] == pytest.approx(3.0)

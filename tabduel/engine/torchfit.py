@@ -140,6 +140,10 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
     step = 0
     start = time.perf_counter()
     limit = stopwatch(time_clock)  # what max_seconds counts: wall-clock or this process's CPU-seconds
+    # The limit's seconds of one valid evaluation: a limited fit stops while there is room for two more (its last
+    # epoch's, and its caller's prediction of valid, which models.training.fit checks), each seconds on a wide
+    # ensemble. Until the first is measured, estimated from the first step: a forward pass is a third of a step.
+    eval_cost, measured = 0.0, False
     for epoch in range(1, epochs + 1):
         model.train()
         total = torch.zeros((), device=device)
@@ -152,6 +156,7 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
                 group["weight_decay"] = wd * wd_mult
             if plan.on_progress:
                 plan.on_progress(t)
+            began = limit()
             opt.zero_grad(set_to_none=True)
             batch_loss = loss(model, idx)
             batch_loss.backward()
@@ -159,14 +164,19 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
             total += batch_loss.detach()
             n_batches += 1
             step += 1
-            if max_seconds and limit() >= max_seconds:  # checked per step: one epoch may outlast a whole budget
+            if not measured and step == 1 and max_seconds:  # the step's time, synchronized by .item()
+                batch_loss.item()
+                eval_cost = (limit() - began) / 3 * len(xva) / max(1, len(idx))
+            if max_seconds and limit() + 2 * eval_cost >= max_seconds:  # per step: an epoch may outlast a budget
                 timed_out = True
                 break
         train_loss = total.item() / max(1, n_batches) * loss_scale
         _check_finite(train_loss, "the training loss", epoch, hint)
         model.eval()
+        began = limit()
         with torch.no_grad():
             valid_loss = (predict(model, xva) - yva).square().mean().item()
+        eval_cost, measured = limit() - began, True
         _check_finite(valid_loss, "the valid MSE", epoch, hint)
         history["train_loss"].append(train_loss)
         history["valid_loss"].append(valid_loss)
@@ -179,7 +189,7 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
         if stop:
             pruned_epoch = epoch
             break
-        if timed_out or (max_seconds and limit() >= max_seconds):  # a cut epoch was scored on valid like any
+        if timed_out or (max_seconds and limit() + 2 * eval_cost >= max_seconds):  # a cut epoch was scored too
             timed_out = True
             break
     seconds = time.perf_counter() - start

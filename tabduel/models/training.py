@@ -51,10 +51,17 @@ def native_missing(kind: str) -> bool:
 def fit(kind: str, data: Data, cfg: ModelConfig, progress: Progress | None = None) -> Any:
     """Fit one model family; progress gets (step, total, ...) per epoch or round. A model whose predictions on
     valid are not all finite raises DivergedError: it is never saved."""
+    return fit_predict(kind, data, cfg, progress)[0]
+
+
+def fit_predict(kind: str, data: Data, cfg: ModelConfig, progress: Progress | None = None) -> tuple[Any, np.ndarray]:
+    """fit, and the fitted model's predictions on valid that it checked (a search trial scores them: predicting
+    valid again would cost a wide ensemble seconds)."""
     fam = family(kind)
     result = fam.fit(data, cfg, progress)
-    check_finite(kind, fam.predict(result.model, data.x_valid))
-    return result
+    pred = fam.predict(result.model, data.x_valid)
+    check_finite(kind, pred)
+    return result, pred
 
 
 def check_finite(kind: str, predictions: np.ndarray) -> None:

@@ -236,13 +236,13 @@ def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = Fal
     keep, the fitted trial as row["model"], a KeptModel). A trial whose training diverged is a diverged (not finite)
     result."""
     from tabduel.models.registry import family
-    from tabduel.models.training import fit
+    from tabduel.models.training import fit_predict
 
     cpu_start = time.process_time()
     data, manifest = load_data(features_dir, kind)
     start = time.perf_counter()
     try:
-        fitted = fit(kind, data, cfg)
+        fitted, pred = fit_predict(kind, data, cfg)
     except DivergedError as exc:
         row = {"valid_mse": math.nan, "epochs_run": 0, "best_epoch": 0, "time_limited": False,
                "seconds": time.perf_counter() - start, "inputs": data.x_train.shape[1], "device": "",
@@ -254,7 +254,6 @@ def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = Fal
     seconds = time.perf_counter() - start
     fam = family(kind)
     info = fitted.info
-    pred = fam.predict(fitted.model, data.x_valid)
     row = {"valid_mse": mse(pred, data.y_valid),
            "epochs_run": int(info["epochs_run"]), "best_epoch": int(info["best_epoch"]),
            "time_limited": bool(info["time_limited"]), "seconds": seconds, "inputs": data.x_train.shape[1],
