@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from tabduel.infra.config import MLP_PORTFOLIO
 from tabduel.infra.errors import ConfigError, one_line
 from tabduel.settings import Config
 
@@ -177,3 +178,9 @@ def preflight(args: argparse.Namespace, cfg: Config) -> None:
         from tabduel.bench.cells import bench_families, check_device
 
         check_device(cfg.bench.device, bench_families(cfg))
+    searched = {"search": cfg.search.families, "bench": cfg.bench.families}.get(args.command, ())
+    if MLP_PORTFOLIO in searched:  # its portfolio file, each config rebuilt from its member's space
+        from tabduel.search.families import search_family
+        from tabduel.search.portfolio import check_portfolio
+
+        check_portfolio(cfg.search.portfolio, search_family(MLP_PORTFOLIO).members, cfg.search)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from tabduel.infra.config import DEFAULT_SEARCH_FAMILIES, ConfigError, merge
 from tabduel.infra.errors import Interrupted, TabduelError, one_line
 from tabduel.infra.prefect_api import LocalAPI, flush_prefect_logs, prefect_refusal_message, prefect_refused
 from tabduel.infra.settings import choices_of
+from tabduel.infra.store import atomic_write_json
 from tabduel.infra.tracking import (
     SERVER_RETRIES,
     refusal_message,
@@ -188,7 +190,56 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--ignore", default="", metavar="A,B",
                        help="columns to ignore (header names or 1-based positions), comma-separated")
     draft.add_argument("-o", "--output", default="", metavar="SPEC", help="write the spec here instead of stdout")
+    port = sub.add_parser("portfolio", help="Learn the configs that mlp_portfolio tries first, from bench cells",
+                          description="Portfolio tools: the configs a search of mlp_portfolio tries before TPE "
+                          "(search.portfolio).")
+    acts = port.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = acts.add_parser(
+        "build", help="Pick N configs greedily from bench cells' trial logs (TabRepo's zero-shot portfolio)",
+        description="Read the trial logs of bench cells (mlp_portfolio cells, or realmlp/tabm/mlp cells), keep the "
+                    "configs tried on every clean (dataset, outer seed), normalize each task's valid MSE (0: its best, "
+                    "1: its median) and add configs greedily, each the one that most lowers the mean of the "
+                    "portfolio's best; evaluated leave-one-dataset-out. Use it with --search-portfolio FILE.")
+    build.add_argument("cells", nargs="+", metavar="DIR", help="folders of cell JSON files (searched recursively), "
+                       "e.g. benchmarks/results/bench-dev-60s/cells")
+    build.add_argument("--size", type=int, default=8, metavar="N", help="configs in the portfolio [default: 8]")
+    build.add_argument("-o", "--output", default="data/portfolios/mlp_portfolio.json", metavar="FILE",
+                       help="where to write it [default: data/portfolios/mlp_portfolio.json]")
+    sample = acts.add_parser(
+        "sample", help="Write candidate configs: each member's defaults, then N sampled at random",
+        description="Candidates for a portfolio: each member's paper defaults, then N configs of the union space "
+                    "sampled at random (seeded). A bench of mlp_portfolio with --search-portfolio FILE and --trials "
+                    "at least the candidates' count tries them all on every dataset; portfolio build learns from it.")
+    sample.add_argument("--n", type=int, default=24, metavar="N", help="random configs [default: 24]")
+    sample.add_argument("--seed", type=int, default=0, help="the sampler's seed [default: 0]")
+    sample.add_argument("-o", "--output", default="data/portfolios/candidates.json", metavar="FILE",
+                        help="where to write them [default: data/portfolios/candidates.json]")
     return parser
+
+
+def portfolio_command(args: argparse.Namespace) -> int:
+    """tabduel portfolio build | sample: a portfolio file, with one summary line per config; 2 on bad input."""
+    from tabduel.search import portfolio
+
+    try:
+        if args.action == "sample":
+            doc = portfolio.sample(args.n, args.seed)
+        else:
+            doc = portfolio.build(portfolio.read_cells(args.cells), args.size, portfolio.provenance(args.cells))
+    except ConfigError as exc:
+        print(f"tabduel: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    atomic_write_json(Path(args.output), doc)
+    for c in doc["configs"]:
+        extra = "" if "normalized_error" not in c else (f": normalized error {c['normalized_error']:.3f}, "
+                                                         f"{c['cpu_seconds']:.1f} CPU-s")
+        print(f"{c['family']} {json.dumps(c['params'], sort_keys=True)}{extra}")
+    if "leave_one_dataset_out" in doc:
+        m = doc["leave_one_dataset_out"]["mean"]
+        print(f"leave-one-dataset-out: normalized error {m['held_out_error']:.3f} on held-out datasets "
+              f"(in-sample {m['in_sample_error']:.3f}; its first config alone {m['single_config_error']:.3f})")
+    print(f"wrote {args.output} ({len(doc['configs'])} configs)")
+    return 0
 
 
 def resolve_config(args: argparse.Namespace) -> Config:
@@ -285,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tabduel.data.draft import draft_command
 
         return draft_command(args.file, args.target, args.ignore, args.output)
+    if args.command == "portfolio":  # no Prefect API, no MLflow, no torch
+        return portfolio_command(args)
     start = time.perf_counter()
     # Prefect's telemetry heartbeat writes to its SQLite while flows run ("database is locked"); off unless asked.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

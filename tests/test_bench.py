@@ -381,7 +381,7 @@ def test_family_variants_and_budget_labels():
     assert budget_label(BenchConfig(minutes=5)) == "300s" and budget_label(BenchConfig(minutes=0.1, trials=3)) == \
         "6s-3t"
     with pytest.raises(ConfigError, match=r"^bench family 'svm' is not one of: mlp, xgboost, realmlp, tabm, "
-                       r"peer_realmlp, peer_tabm, peer_lgbm, peer_catboost, mlp-<preprocessing>, "
+                       r"peer_realmlp, peer_tabm, peer_lgbm, peer_catboost, mlp_portfolio, mlp-<preprocessing>, "
                        r"realmlp-<robust\|standard\|quantile>$"):
         variant("svm")
     assert variant("realmlp-quantile") == ("realmlp", ENCODINGS, None)

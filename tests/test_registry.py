@@ -106,11 +106,16 @@ def test_every_search_family_tunes_a_registered_family_that_names_it():
 
     assert families.names() == CHOICES  # --families offers exactly the registered search families
     for search in families.SEARCH_FAMILIES:
-        assert family(search.model).search == search.name
+        if search.members:  # a union family tunes its members' registered families
+            assert all(family(families.search_family(m).model).search == m for m in search.members)
+        else:
+            assert family(search.model).search == search.name
         assert search.bases and set(search.bases) <= set(BASES)
-    assert {f.search for f in registry.FAMILIES} - {""} == set(families.names())
+    unions = {f.name for f in families.SEARCH_FAMILIES if f.members}
+    assert unions == {"mlp_portfolio"}
+    assert {f.search for f in registry.FAMILIES} - {""} == set(families.names()) - unions
     with pytest.raises(ConfigError, match=r"^search family 'svm' is not one of: mlp, xgboost, realmlp, tabm, "
-                                          r"peer_realmlp, peer_tabm, peer_lgbm, peer_catboost$"):
+                                          r"peer_realmlp, peer_tabm, peer_lgbm, peer_catboost, mlp_portfolio$"):
         families.search_family("svm")
 
 

@@ -329,7 +329,26 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
             "best_trial": best.number, "best_valid_mse": best.value, "best_params": best.params, **tested,
             "features": {b: features[b] for b in bases_of(cell.family)}, "features_read": features[base],
             "curve": [[float(x), float(v)] for x, v in curve], "worker": best.user_attrs.get("worker", ""),
-            "device": best.user_attrs.get("device", ""), "budget_clock": budget_clock(device)}
+            "device": best.user_attrs.get("device", ""), "budget_clock": budget_clock(device),
+            "trial_log": trial_log(study)}
+
+
+def trial_log(study: Any) -> list[dict[str, Any]]:
+    """Every finished trial of a cell's study: number, params, state, valid MSE (None unless complete), CPU-seconds,
+    and 'first' for a config the study queued before any sampled one (defaults, a portfolio's): what `tabduel
+    portfolio build` learns from."""
+    from optuna.trial import TrialState
+
+    from tabduel.search.study import FIRST
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.RUNNING, TrialState.WAITING):
+            continue
+        value = t.value if t.state == TrialState.COMPLETE else None
+        rows.append({"number": t.number, "state": t.state.name.lower(), "params": t.params, "valid_mse": value,
+                     "cpu_seconds": t.user_attrs.get("cpu_seconds"), "first": bool(t.user_attrs.get(FIRST))})
+    return rows
 
 
 # ---- the numbers of a bench ---------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from tabduel.infra.model_sections import (  # noqa: F401  (re-exported)
     XGBoostConfig,
 )
 from tabduel.infra.settings import (  # noqa: F401  (re-exported)
+    UNION_FAMILIES,
     ModelSettings,
     _check,
     _opt,
@@ -121,6 +122,7 @@ class EvaluateConfig:
 # section's `search`); a search and a bench tune the first two unless told otherwise: the others cost far more CPU
 # per trial. The peers (pytabkit's tuned defaults) need tabduel[peers].
 DEFAULT_SEARCH_FAMILIES = ("mlp", "xgboost")
+MLP_PORTFOLIO = UNION_FAMILIES[0]  # a union family (tabduel/search/union.py): tabduel's MLP families in one budget
 RUNNERS = ("process", "thread", "dask")
 NUMERIC_MAPS = ("standard", "clip", "quantile", "robust")
 PRUNERS = ("none", "halving", "hyperband")  # tabduel/search/pruning.py
@@ -172,6 +174,8 @@ class SearchConfig:
                                    "(0: none); on a CPU one TabM fit of k = 16 takes minutes, so keep a limit there")
     peer_iterations: int = _opt(0, "epochs (RealMLP-TD, TabM) or boosting rounds (LightGBM, CatBoost) of a peer "
                                 "trial (0: each one's tuned default)")
+    portfolio: str = _opt("", "the configs that mlp_portfolio tries first: a portfolio JSON (tabduel portfolio "
+                          "build); empty: the one shipped in tabduel/search/portfolios/")
     refit_seeds: int = _opt(5, "split seeds on which the best config of each family is refitted and tested")
 
     def __post_init__(self) -> None:

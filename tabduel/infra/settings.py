@@ -120,9 +120,14 @@ def model_kinds() -> tuple[str, ...]:
     return tuple(ModelSettings.sections)
 
 
+# Search families that tune no model section of their own but several at once (tabduel/search/union.py)
+UNION_FAMILIES = ("mlp_portfolio",)
+
+
 def search_families() -> tuple[str, ...]:
-    """The search families of the model sections registered so far: the names --families takes."""
-    return tuple(cls.search_family for cls in ModelSettings.sections.values() if cls.search_family)
+    """The search families of the model sections registered so far, then the union families: the names --families
+    takes."""
+    return tuple(cls.search_family for cls in ModelSettings.sections.values() if cls.search_family) + UNION_FAMILIES
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

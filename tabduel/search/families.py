@@ -19,10 +19,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
-from tabduel.infra.config import NUMERIC_MAPS, SearchConfig
+from tabduel.infra.config import MLP_PORTFOLIO, NUMERIC_MAPS, SearchConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.models.registry import FAMILIES
-from tabduel.search import peers
+from tabduel.search import peers, union
 from tabduel.search.pruning import Handle
 from tabduel.search.space import (
     BASES,
@@ -59,7 +59,8 @@ class SearchFamily:
     note: Callable[[Result], str]  # what its log line adds
     replay: Callable[[SearchConfig, dict[str, Any]], tuple[SearchConfig, dict[str, Any]]] = (
         lambda s, params: (s, params))  # the space and params that rebuild a finished trial's spec
-    first: Callable[[], list[dict[str, Any]]] = list  # params a new study tries before any sampled (its defaults)
+    # params a new study tries before any sampled (its defaults; a union family's portfolio)
+    first: Callable[[SearchConfig], list[dict[str, Any]]] = lambda s: []
     # a spec that carries a pruning handle (search/pruning.py); None: the family's trials are never pruned
     with_pruning: Callable[[Any, Handle], Any] | None = None
     # the params a trial's batch siblings keep (search.mlp_batch); None: every trial is sampled alone
@@ -69,6 +70,7 @@ class SearchFamily:
     cap: Callable[[Any, float], Any] | None = None
     # a spec that trains on this device ("cpu", "cuda"); None: its trials always train on the CPU (a peer)
     on_device: Callable[[Any, str], Any] | None = None
+    members: tuple[str, ...] = ()  # a union family (search/union.py): the families it searches within one budget
 
     @property
     def prunable(self) -> bool:
@@ -134,7 +136,7 @@ def net_family(name: str, suggest: Callable[[Any, SearchConfig, int], Any],
         run=lambda features_dir, specs, with_test, keep=False: [run_net(name, features_dir, spec, with_test, keep)
                                                                 for spec in specs],
         base=lambda spec: "ordinal", group=None, facts=lambda r: {**_epochs(r), "time_limited": r["time_limited"]},
-        metrics=_epochs, note=_time_note, first=lambda: [defaults()], cap=cap_settings, on_device=on_device)
+        metrics=_epochs, note=_time_note, first=lambda s: [defaults()], cap=cap_settings, on_device=on_device)
 
 
 SEARCH_FAMILIES = (
@@ -161,10 +163,25 @@ SEARCH_FAMILIES = (
         base=lambda spec: "ordinal", group=None,
         facts=lambda r: {"best_iteration": r["best_iteration"]},
         metrics=lambda r: {"best_iteration": r["best_iteration"]},
-        note=lambda r: "", cap=cap_settings, on_device=on_device, first=lambda: [xgboost_defaults()]),
+        note=lambda r: "", cap=cap_settings, on_device=on_device, first=lambda s: [xgboost_defaults()]),
     net_family("realmlp", suggest_realmlp, realmlp_defaults),
     net_family("tabm", suggest_tabm, tabm_defaults),
 )
+
+
+
+def union_family(name: str, members: tuple[str, ...]) -> SearchFamily:
+    """The record of a union family (search/union.py): one search over `members` within one budget, starting from
+    its portfolio (search.portfolio), each trial run, capped and described by its member's own record."""
+    recs = [_BY_NAME[m] for m in members]
+    return SearchFamily(
+        name, model="", bases=tuple(sorted({b for r in recs for b in r.bases})),
+        suggest=lambda trial, s, threads, encodings: union.suggest(members, trial, s, threads, encodings),
+        run=union.run, base=union.base, group=union.group, facts=union.facts, metrics=union.metrics,
+        note=union.note, replay=union.replay, first=union.first,
+        cap=union.cap if all(r.cap for r in recs) else None,
+        on_device=union.on_device if all(r.on_device for r in recs) else None, members=members)
+
 
 # The peers (tabduel/search/peers.py): pytabkit's tuned defaults, one fit per trial with a new seed.
 SEARCH_FAMILIES += tuple(
@@ -175,6 +192,9 @@ SEARCH_FAMILIES += tuple(
         facts=peers.facts, metrics=peers.facts, note=lambda r: "")
     for kind in (f.kind for f in FAMILIES if f.extra == "peers"))
 _BY_NAME = {f.name: f for f in SEARCH_FAMILIES}
+# tabduel's MLP families searched together within ONE budget: "the best MLP tabduel finds in N CPU-minutes"
+SEARCH_FAMILIES += (union_family(MLP_PORTFOLIO, ("realmlp", "tabm", "mlp")),)
+_BY_NAME[MLP_PORTFOLIO] = SEARCH_FAMILIES[-1]
 
 
 def names() -> tuple[str, ...]:
@@ -208,6 +228,10 @@ def preload(name: str, threads: int = 1, seed: int = 0) -> None:
     from tabduel.models.family import IMPORT_NAMES
     from tabduel.models.registry import family
 
+    if search_family(name).members:  # a union family: its members, each once
+        for member in search_family(name).members:
+            preload(member, threads, seed)
+        return
     fam = family(search_family(name).model)
     fam.require()
     for module in (*fam.code_modules, *(IMPORT_NAMES.get(p, p) for p in fam.packages), "tabduel.search.trials"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,15 @@ def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_tr
     probe = optuna.load_study(study_name=name, storage=storage) if exists else None
     n_before = len(probe.trials) if probe else 0
     # A resumed sampler gets a seed of its own: the original seed would replay the first session's random trials.
-    sampler = optuna.samplers.TPESampler(seed=s.seed + n_before, n_startup_trials=10, multivariate=True,
-                                         constant_liar=True)
     from tabduel.search.families import search_family
+
+    # A union family's space is conditional on its member: TPE's group decomposition samples each member's params
+    # from the trials of that member (Optuna calls it experimental; its warning is silenced here).
+    union = bool(search_family(family).members)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=s.seed + n_before, n_startup_trials=10, multivariate=True,
+                                             constant_liar=True, group=union)
     from tabduel.search.pruning import make_pruner
 
     # Only a family whose trials report per-epoch scores is pruned. The pruner acts where trials train (a worker
@@ -90,7 +97,7 @@ def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_tr
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction="minimize", load_if_exists=True)
     if not exists:
-        for params in search_family(family).first():
+        for params in search_family(family).first(s):
             study.enqueue_trial(params, user_attrs={FIRST: "defaults"})
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # left by a killed search
         study.tell(t.number, state=TrialState.FAIL)

@@ -1,0 +1,210 @@
+"""mlp_portfolio: tabduel's MLP families searched within one budget from a portfolio, and the portfolio learned from
+bench cells (real cells: Optuna, torch, Parquet)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import messy
+import numpy as np
+import optuna
+import pytest
+from benchsuite import SPECS
+
+from tabduel.bench.cells import Cell, bases_of, run_cell
+from tabduel.cli import main
+from tabduel.data.dataset import load_spec
+from tabduel.data.features import make_features, save_features
+from tabduel.data.ingest import ingest
+from tabduel.infra.config import MLP_PORTFOLIO, FeaturesConfig, SearchConfig
+from tabduel.infra.errors import ConfigError
+from tabduel.search import portfolio
+from tabduel.search.families import search_family
+from tabduel.search.space import features_config, realmlp_defaults, tabm_defaults
+from tabduel.search.union import FAMILY, MemberSpec, joined, split
+from tabduel.settings import Config
+
+SMALL = dict(realmlp_epochs=6, tabm_epochs=6, tabm_k=2, mlp_epochs=6, max_width=32, max_ensemble=2)
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("portfolio")
+    spec = load_spec(SPECS / "airfoil.toml")
+    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=500)), spec)
+    return {b: str(save_features(root / b, *make_features(df, spec, features_config(b, spec, FeaturesConfig()))))
+            for b in bases_of(MLP_PORTFOLIO)}
+
+
+def _bench(minutes: float = 0.0, trials: int = 0, **search) -> Config:
+    return Config.from_dict({"bench": {"minutes": minutes, "trials": trials, "families": [MLP_PORTFOLIO, "xgboost"]},
+                             "search": {**SMALL, **search}})
+
+
+def test_a_cell_tries_the_portfolio_first_then_any_member_and_tests_what_it_selected(tmp_path, features):
+    r = run_cell(Cell("airfoil", MLP_PORTFOLIO, 4751), features, _bench(trials=5), tmp_path / "j.log")
+    log = r["trial_log"]
+    assert [t["params"] for t in log[:2]] == [joined("realmlp", realmlp_defaults()), joined("tabm", tabm_defaults())]
+    assert [t["first"] for t in log] == [True, True, False, False, False]
+    assert all(t["params"][FAMILY] in ("realmlp", "tabm", "mlp") for t in log)
+    assert r["tested"] == "selected" and r["tested_valid_mse"] == pytest.approx(r["best_valid_mse"], abs=1e-6)
+    assert r["best_params"][FAMILY] in ("realmlp", "tabm", "mlp")
+    complete = [t for t in log if t["state"] == "complete"]
+    assert min(t["valid_mse"] for t in complete) == pytest.approx(r["best_valid_mse"])
+    assert math.isfinite(r["ensemble_test_mse"]) and r["ensemble_valid_mse"] <= r["best_valid_mse"] + 1e-9
+
+
+def test_one_budget_covers_every_member(tmp_path, features):
+    long = dict(realmlp_epochs=100_000, realmlp_max_seconds=60, tabm_epochs=100_000, tabm_patience=100_000,
+                tabm_max_seconds=60, mlp_epochs=100_000, mlp_patience=100_000, mlp_max_seconds=60)
+    r = run_cell(Cell("airfoil", MLP_PORTFOLIO, 4751), features, _bench(minutes=0.05, **long), tmp_path / "j.log")
+    assert r["budget_cpu_seconds"] == pytest.approx(3.0) and r["cpu_seconds"] <= 3.0 * 1.02 + 2
+    assert r["tested"] == "selected"
+
+
+def test_a_union_trial_rebuilds_as_its_members_own_trial():
+    s = SearchConfig(study="t", **SMALL)
+    params = joined("tabm", tabm_defaults())
+    assert split(params) == ("tabm", tabm_defaults())
+    spec = search_family(MLP_PORTFOLIO).rebuild(params, s, 1)
+    assert spec == MemberSpec("tabm", search_family("tabm").rebuild(tabm_defaults(), s, 1))
+    assert search_family(MLP_PORTFOLIO).base(spec) == "ordinal"
+    assert search_family(MLP_PORTFOLIO).cap(spec, 2.0).spec.max_seconds == 2.0
+
+
+def test_members_params_of_one_name_stay_apart_in_one_study():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    fam, s = search_family(MLP_PORTFOLIO), SearchConfig(study="t")
+    members = set()
+    for _ in range(12):
+        trial = study.ask()
+        spec = fam.suggest(trial, s, 1, ("ordinal",))
+        members.add(spec.family)
+        assert all(k == FAMILY or k.startswith(spec.family + ".") for k in trial.params)
+        study.tell(trial, 1.0)
+    assert members == {"realmlp", "tabm", "mlp"}
+
+
+def test_the_shipped_portfolio_rebuilds_in_its_members_spaces():
+    portfolio.check_portfolio("", search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+    assert search_family(MLP_PORTFOLIO).first(SearchConfig(study="t"))[0] == joined("realmlp", realmlp_defaults())
+
+
+def _write(path, doc) -> str:
+    path.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+    return str(path)
+
+
+def test_a_portfolio_that_is_not_json_names_its_line_and_column(tmp_path):
+    with pytest.raises(ConfigError, match=r"p.json: line 2, column 1: not JSON"):
+        portfolio.load_portfolio(_write(tmp_path / "p.json", '{"configs": [\n'))
+
+
+def test_a_missing_portfolio_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"^search.portfolio = '.*nope.json': cannot read it"):
+        portfolio.load_portfolio(tmp_path / "nope.json")
+
+
+def test_a_portfolio_without_configs_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"no 'configs' list"):
+        portfolio.load_portfolio(_write(tmp_path / "p.json", {"configs": []}))
+
+
+def test_a_portfolio_config_of_another_family_is_named(tmp_path):
+    path = _write(tmp_path / "p.json", {"configs": [{"family": "xgboost", "params": {}}]})
+    with pytest.raises(ConfigError, match=r"configs\[0\]: family 'xgboost' is not one of: realmlp, tabm, mlp"):
+        portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+
+
+def test_a_portfolio_config_outside_its_space_is_named(tmp_path):
+    bad = {**realmlp_defaults(), "hidden": "7x7"}
+    path = _write(tmp_path / "p.json", {"configs": [{"family": "tabm", "params": tabm_defaults()},
+                                                    {"family": "realmlp", "params": bad}]})
+    with pytest.raises(ConfigError, match=r"configs\[1\] \(realmlp\):"):
+        portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+
+
+def test_a_portfolio_value_outside_its_range_is_named(tmp_path):
+    bad = {**realmlp_defaults(), "lr": 5.0}
+    path = _write(tmp_path / "p.json", {"configs": [{"family": "realmlp", "params": bad}]})
+    with pytest.raises(ConfigError, match=r"configs\[0\] \(realmlp\): .*5.0 of the parameter 'realmlp.lr' is out"):
+        portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+
+
+def test_a_bench_with_a_bad_portfolio_stops_before_anything_starts(tmp_path, capsys):
+    rc = main(["bench", "--families", "mlp_portfolio,xgboost", "--search-portfolio", str(tmp_path / "no.json"),
+               "--data-dir", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "no.json': cannot read it" in err
+    assert not (tmp_path / "data").exists()
+
+
+# ---- learning a portfolio ------------------------------------------------------------------------------------------
+
+
+def _cell(dataset: str, seed: int, errors: dict[str, float], family: str = MLP_PORTFOLIO) -> dict:
+    """A cell whose trial log tried configs named by their realmlp lr with these valid MSEs."""
+    log = [{"number": i, "state": "complete", "valid_mse": v, "cpu_seconds": 1.0 + i, "first": True,
+            "params": joined("realmlp", {**realmlp_defaults(), "lr": float(k)}) if family == MLP_PORTFOLIO
+            else {**realmlp_defaults(), "lr": float(k)}} for i, (k, v) in enumerate(errors.items())]
+    return {"cell": {"dataset": dataset, "seed": seed, "family": family, "corruption": "none", "level": 0.0},
+            "id": f"{dataset}/none/{family}-s{seed}", "trial_log": log}
+
+
+def test_greedy_picks_what_covers_the_tasks_together():
+    norm = np.array([[0.0, 1.0, 0.2], [1.0, 0.0, 0.2], [0.5, 0.5, 0.2]])
+    assert portfolio.greedy(norm, 1) == [2]  # the best alone: mean 0.2
+    assert portfolio.greedy(norm, 2) == [2, 0]  # then the one that lowers the mean of the best most
+    assert portfolio.greedy(norm, 9) == [2, 0, 1]  # at most every config
+
+
+def test_normalized_errors_are_zero_at_the_best_and_one_from_the_median():
+    np.testing.assert_allclose(portfolio.normalized(np.array([[1.0, 2.0, 3.0, 5.0, 9.0]])),
+                               [[0.0, 0.5, 1.0, 1.0, 1.0]])
+
+
+def test_build_learns_from_configs_tried_on_every_task_and_holds_each_dataset_out():
+    cells = [_cell("a", 1, {"0.11": 1.0, "0.12": 2.0, "0.13": 3.0}),
+             _cell("a", 2, {"0.11": 1.1, "0.12": 2.0, "0.13": 3.0, "0.14": 0.1}),  # 0.14: not tried everywhere
+             _cell("b", 1, {"0.11": 3.0, "0.12": 1.0, "0.13": 2.0}, family="realmlp"),  # a member's cell
+             _cell("c", 1, {"0.11": 5.0, "0.12": 1.0, "0.13": 1.5}),
+             _cell("d", 1, {"0.11": 4.0, "0.12": 1.0, "0.13": 2.0})]
+    doc = portfolio.build(cells, 1, {"kind": "learned"})
+    assert [c["params"]["lr"] for c in doc["configs"]] == [0.12]  # best on b, c and d, middling on a
+    assert doc["provenance"]["candidates"] == 3 and len(doc["provenance"]["cells"]) == 5
+    lodo = doc["leave_one_dataset_out"]["datasets"]
+    assert lodo["a"]["held_out_error"] == pytest.approx(1.0)  # without a, lr 0.12 wins: the median on a's tasks
+    assert lodo["b"]["held_out_error"] == pytest.approx(0.0)  # without b, 0.12 still wins (c, d): b's best
+
+
+def test_build_from_cells_that_share_no_config_is_one_line():
+    with pytest.raises(ConfigError, match=r"no config was tried on every task of the 2 clean cell"):
+        portfolio.build([_cell("a", 1, {"0.11": 1.0}), _cell("b", 1, {"0.12": 1.0})], 2, {})
+
+
+def test_portfolio_build_writes_a_file_a_search_can_use(tmp_path, capsys):
+    folder = tmp_path / "cells"
+    for c in [_cell("a", 1, {"0.11": 1.0, "0.12": 2.0}), _cell("b", 1, {"0.11": 2.0, "0.12": 1.0})]:
+        (folder / c["cell"]["dataset"]).mkdir(parents=True)
+        (folder / c["cell"]["dataset"] / "c.json").write_text(json.dumps(c))
+    out = tmp_path / "p.json"
+    assert main(["portfolio", "build", str(folder), "--size", "2", "-o", str(out)]) == 0
+    assert "leave-one-dataset-out" in capsys.readouterr().out
+    doc = portfolio.load_portfolio(out)
+    assert doc["provenance"]["kind"] == "learned" and len(doc["configs"]) == 2
+    portfolio.check_portfolio(out, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+
+
+def test_portfolio_build_of_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(["portfolio", "build", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip().endswith("none: no such folder of bench cells")
+
+
+def test_candidates_start_from_the_defaults_and_rebuild(tmp_path):
+    out = tmp_path / "c.json"
+    assert main(["portfolio", "sample", "--n", "6", "--seed", "3", "-o", str(out)]) == 0
+    doc = portfolio.load_portfolio(out)
+    assert doc["configs"][0] == {"family": "realmlp", "params": realmlp_defaults()}
+    assert len(doc["configs"]) >= 6
+    portfolio.check_portfolio(out, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
