@@ -179,7 +179,7 @@ def preflight(args: argparse.Namespace, cfg: Config) -> None:
 
         check_device(cfg.bench.device, bench_families(cfg))
     searched = {"search": cfg.search.families, "bench": cfg.bench.families}.get(args.command, ())
-    if MLP_PORTFOLIO in searched:  # its portfolio file, each config rebuilt from its member's space
+    if MLP_PORTFOLIO in searched and "{dataset}" not in cfg.search.portfolio:  # one per dataset: check_bench's
         from tabduel.search.families import search_family
         from tabduel.search.portfolio import check_portfolio
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tabduel.checks import Parser, preflight
-from tabduel.infra.config import DEFAULT_SEARCH_FAMILIES, ConfigError, merge
+from tabduel.infra.config import DEFAULT_SEARCH_FAMILIES, MLP_PORTFOLIO, ConfigError, merge
 from tabduel.infra.errors import Interrupted, TabduelError, one_line
 from tabduel.infra.prefect_api import LocalAPI, flush_prefect_logs, prefect_refusal_message, prefect_refused
 from tabduel.infra.settings import choices_of
@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--size", type=int, default=8, metavar="N", help="configs in the portfolio [default: 8]")
     build.add_argument("-o", "--output", default="data/portfolios/mlp_portfolio.json", metavar="FILE",
                        help="where to write it [default: data/portfolios/mlp_portfolio.json]")
+    build.add_argument("--lodo", default="", metavar="DIR",
+                       help="also write DIR/<dataset>.json per dataset, each built without that dataset's cells: "
+                            "a bench then uses --search-portfolio 'DIR/{dataset}.json', so that no dataset's "
+                            "portfolio has seen it")
     sample = acts.add_parser(
         "sample", help="Write candidate configs: each member's defaults, then N sampled at random",
         description="Candidates for a portfolio: each member's paper defaults, then N configs of the union space "
@@ -225,7 +229,10 @@ def portfolio_command(args: argparse.Namespace) -> int:
         if args.action == "sample":
             doc = portfolio.sample(args.n, args.seed)
         else:
-            doc = portfolio.build(portfolio.read_cells(args.cells), args.size, portfolio.provenance(args.cells))
+            cells = portfolio.read_cells(args.cells)
+            doc = portfolio.build(cells, args.size, portfolio.provenance(args.cells))
+            for name, held in (portfolio.held_out(cells, args.size, doc["provenance"]) if args.lodo else {}).items():
+                atomic_write_json(Path(args.lodo) / f"{name}.json", held)
     except ConfigError as exc:
         print(f"tabduel: error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -238,7 +245,8 @@ def portfolio_command(args: argparse.Namespace) -> int:
         m = doc["leave_one_dataset_out"]["mean"]
         print(f"leave-one-dataset-out: normalized error {m['held_out_error']:.3f} on held-out datasets "
               f"(in-sample {m['in_sample_error']:.3f}; its first config alone {m['single_config_error']:.3f})")
-    print(f"wrote {args.output} ({len(doc['configs'])} configs)")
+    print(f"wrote {args.output} ({len(doc['configs'])} configs)"
+          + (f" and one portfolio per held-out dataset under {args.lodo}/" if getattr(args, "lodo", "") else ""))
     return 0
 
 
@@ -505,9 +513,18 @@ def check_bench(cfg: Config, quick: bool) -> None:
         raise ConfigError(f"bench.families = {','.join(b.families)}: a --corrupt bench compares xgboost with the MLP "
                           "variants of --preprocessing; leave --families out")
     try:
-        check_sources(load_suite(b.suite, b.root).pick(quick))
+        datasets = load_suite(b.suite, b.root).pick(quick)
+        check_sources(datasets)
     except SourceError as exc:
         raise ConfigError(str(exc)) from None
+    from tabduel.search.portfolio import DATASET_FIELD, check_portfolio, portfolio_of
+
+    if MLP_PORTFOLIO in b.families and DATASET_FIELD in cfg.search.portfolio:  # one portfolio per dataset
+        from tabduel.search.families import search_family
+
+        for d in datasets:
+            check_portfolio(portfolio_of(cfg.search.portfolio, d.name), search_family(MLP_PORTFOLIO).members,
+                            cfg.search)
 
 
 def bench_runner(cfg: Config) -> Any:

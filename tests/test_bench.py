@@ -482,6 +482,28 @@ def test_the_best_mlp_is_chosen_by_valid_mse_never_by_test():
     assert "At or within 2% of XGBoost on 1 of 1 datasets (half or more: yes)" in text
 
 
+def test_each_family_meets_xgboost_per_dataset_on_t_and_on_t_plus_e():
+    def cell(dataset, family, seed, test, ens):
+        return {**_cell(dataset, family, seed, 0.1, test), "ensemble_test_mse": ens}
+
+    cells = [cell("a", "mlp_portfolio", s, 0.30 + s / 100, 0.20) for s in (1, 2, 3)]  # T above, T+E below XGBoost
+    cells += [cell("a", "xgboost", s, 0.25, 0.25 + s / 100) for s in (1, 2, 3)]
+    cells += [cell("b", "mlp_portfolio", s, 0.50, 0.50) for s in (1, 2, 3)]  # T ties within 2%, T+E loses
+    cells += [cell("b", "xgboost", s, 0.495, 0.40) for s in (1, 2, 3)]
+    doc = result("s", BenchConfig(minutes=1), [1, 2, 3], cells, ["mlp_portfolio", "xgboost"])
+    a = doc["datasets"]["a"]["mlp_portfolio"]["vs_xgboost"]
+    assert a["T"]["outcome"] == "loss" and a["T"]["wins"] == 0 and a["T"]["n"] == 3
+    assert a["T+E"]["outcome"] == "win" and a["T+E"]["wins"] == 3 and a["T+E"]["at_or_below"]
+    b = doc["datasets"]["b"]["mlp_portfolio"]["vs_xgboost"]
+    assert b["T"]["outcome"] == "tie" and not b["T"]["at_or_below"] and b["T+E"]["outcome"] == "loss"
+    g = doc["vs_xgboost"]["mlp_portfolio"]
+    assert g["T"] == {"datasets": 2, "at_or_below": 0, "within_tolerance_or_below": 1}
+    assert g["T+E"] == {"datasets": 2, "at_or_below": 1, "within_tolerance_or_below": 1}
+    text = report.markdown(doc, [], "pics")
+    assert "| a | mlp_portfolio | 0.07 | 0.25 | 0 of 3 | loss | -0.07 | 0.25 | 3 of 3 | win |" in text
+    assert "- mlp_portfolio: mean test MSE at or below XGBoost's on 0 of 2 datasets (T), 1 of 2 (T+E" in text
+
+
 def test_a_best_mlp_worse_than_the_bars_is_reported_as_such():
     cells = [_cell("a", f, s, 0.1, t) for s in (1, 2) for f, t in (("mlp", 0.5), ("tabm", 0.6), ("xgboost", 0.4),
                                                                     ("peer_realmlp", 0.45))]

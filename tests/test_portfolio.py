@@ -12,7 +12,7 @@ import optuna
 import pytest
 from benchsuite import SPECS
 
-from tabduel.bench.cells import Cell, bases_of, run_cell
+from tabduel.bench.cells import Cell, bases_of, cell_search_config, run_cell
 from tabduel.cli import main
 from tabduel.data.dataset import load_spec
 from tabduel.data.features import make_features, save_features
@@ -194,6 +194,35 @@ def test_portfolio_build_writes_a_file_a_search_can_use(tmp_path, capsys):
     doc = portfolio.load_portfolio(out)
     assert doc["provenance"]["kind"] == "learned" and len(doc["configs"]) == 2
     portfolio.check_portfolio(out, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+
+
+def test_held_out_portfolios_never_see_their_dataset(tmp_path):
+    folder = tmp_path / "cells"
+    cells = [_cell("a", 1, {"0.11": 1.0, "0.12": 2.0}), _cell("b", 1, {"0.11": 2.0, "0.12": 1.0}),
+             _cell("c", 1, {"0.11": 3.0, "0.12": 1.0})]
+    for c in cells:
+        (folder / c["cell"]["dataset"]).mkdir(parents=True)
+        (folder / c["cell"]["dataset"] / "c.json").write_text(json.dumps(c))
+    assert main(["portfolio", "build", str(folder), "--size", "1", "-o", str(tmp_path / "p.json"),
+                 "--lodo", str(tmp_path / "lodo")]) == 0
+    held = {d: portfolio.load_portfolio(tmp_path / "lodo" / f"{d}.json") for d in "abc"}
+    assert held["a"]["provenance"]["held_out"] == "a"
+    assert not any(cell.startswith("a/") for cell in held["a"]["provenance"]["cells"])
+    assert [c["params"]["lr"] for c in held["a"]["configs"]] == [0.12]  # b and c prefer 0.12; a, unseen, 0.11
+    assert [c["params"]["lr"] for c in held["c"]["configs"]] == [0.11]  # a and b tie: the cheaper (first)
+    s = cell_search_config(Config.from_dict({"search": {"portfolio": str(tmp_path / "lodo" / "{dataset}.json")}}),
+                           Cell("b", MLP_PORTFOLIO, 4751), 1)
+    assert s.portfolio == str(tmp_path / "lodo" / "b.json")
+
+
+def test_a_bench_missing_one_datasets_portfolio_names_its_file(tmp_path, capsys):
+    from benchsuite import write_suite
+
+    suite = write_suite(tmp_path, ("airfoil",))
+    rc = main(["bench", "--suite", str(suite), "--families", "mlp_portfolio,xgboost", "--search-portfolio",
+               str(tmp_path / "lodo" / "{dataset}.json"), "--data-dir", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "lodo/" in err and ".json': cannot read it" in err
 
 
 def test_portfolio_build_of_a_missing_folder_is_one_line(tmp_path, capsys):

@@ -147,7 +147,10 @@ def cell_search_config(cfg: Config, cell: Cell, threads: int) -> SearchConfig:
     """The search settings of a cell: the bench's budget, the outer seed as the sampler's and models' seed, the
     variant's numeric maps, and trial time limits on the budget's clock (budget_clock)."""
     _, _, numeric = variant(cell.family)
+    from tabduel.search.portfolio import portfolio_of
+
     s = dataclasses.replace(cfg.search, study="cell", families=(variant(cell.family)[0],), trials=cfg.bench.trials,
+                            portfolio=portfolio_of(cfg.search.portfolio, cell.dataset),
                             minutes=cfg.bench.minutes, seed=cell.seed, workers=1, threads=threads, runner="process",
                             address="", storage="", trial_clock=budget_clock(cfg.bench.device))
     return dataclasses.replace(s, numeric=numeric) if numeric else s
@@ -394,6 +397,48 @@ def dataset_table(results: list[dict[str, Any]], seeds: list[int]) -> dict[str, 
                 pass
             families["outcome_mlp_vs_xgboost"] = bench_stats.outcome(families["mlp"]["test_mse_mean"],
                                                                      families["xgboost"]["test_mse_mean"])
+        for f in [f for f in families if f not in ("xgboost", "paired") and isinstance(families[f], dict)
+                  and "seeds" in families[f] and "xgboost" in families]:
+            families[f]["vs_xgboost"] = versus(families[f], families["xgboost"])
+    return out
+
+
+def versus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """A family's cells against another's (XGBoost's) on one dataset, for T (the selected models) and for T+E (the
+    post-hoc ensembles, each against the other's): the paired tests over their common outer seeds, and the outcome of
+    the means at the 2% tolerance. A score missing on every seed leaves its key out."""
+    out: dict[str, Any] = {}
+    for label, key in (("T", "test_mse"), ("T+E", "ensemble_test_mse")):
+        rows = [{"family": fam, "seed": s, "test_mse": v} for fam, x in (("a", a), ("b", b))
+                for s, v in zip(x["seeds"], x[key]) if math.isfinite(v)]
+        means = {fam: [r["test_mse"] for r in rows if r["family"] == fam] for fam in ("a", "b")}
+        if not means["a"] or not means["b"]:
+            continue
+        row: dict[str, Any] = {"mean": float(np.mean(means["a"])), "against": float(np.mean(means["b"]))}
+        row["outcome"] = bench_stats.outcome(row["mean"], row["against"])
+        row["at_or_below"] = row["mean"] <= row["against"]
+        try:
+            p = compare.paired_comparison(rows, "a", "b")
+            row.update(diff_mean=p["diff_mean"], wins=p["a_wins"], n=p["n"], t_p_value=p["t_p_value"],
+                       wilcoxon_p_value=p["wilcoxon_p_value"])
+        except ValueError:  # fewer than 2 common seeds
+            pass
+        out[label] = row
+    return out
+
+
+def goal_vs_xgboost(datasets: dict[str, dict[str, Any]], families: list[str]) -> dict[str, Any]:
+    """Per family: on how many datasets its mean test MSE is at or below XGBoost's, and within 2% of it or better,
+    for T and for T+E (T+E against XGBoost's T+E)."""
+    out: dict[str, Any] = {}
+    for f in families:
+        rows = [fams[f]["vs_xgboost"] for fams in datasets.values() if f in fams and "vs_xgboost" in fams[f]]
+        if not rows:
+            continue
+        out[f] = {label: {"datasets": sum(label in r for r in rows),
+                          "at_or_below": sum(r[label]["at_or_below"] for r in rows if label in r),
+                          "within_tolerance_or_below": sum(r[label]["outcome"] != "loss" for r in rows if label in r)}
+                  for label in ("T", "T+E")}
     return out
 
 
@@ -562,6 +607,8 @@ def result(suite: str, b: BenchConfig, seeds: list[int], results: list[dict[str,
            "wall_seconds_cells_total": float(sum(r["wall_seconds"] for r in results))}
     if ensembled:
         doc["aggregate_ensemble"] = ensembled
+    if goal := goal_vs_xgboost(datasets, families):
+        doc["vs_xgboost"] = goal
     if best:
         doc["best_mlp"] = best_mlp_goal(datasets)
     if b.corrupt:

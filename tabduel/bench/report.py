@@ -194,6 +194,27 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
             lines.append(f"| {name} | {_f(p['diff_mean'], 3)} | {_f(p['t_p_value'], 3)} | "
                          f"{_f(p['wilcoxon_p_value'], 3)} | {p['mlp_wins']} of {p['n']} seeds | "
                          f"{fams['outcome_mlp_vs_xgboost']} |")
+    if doc.get("vs_xgboost"):
+        lines += ["", "## Each family against XGBoost per dataset, T and T+E (paired over outer seeds; tie within 2%)",
+                  "", "T: the selected models; T+E: the post-hoc ensembles, each against XGBoost's own T+E. Mean "
+                  "difference of test MSE (family − XGBoost), Wilcoxon's signed-rank p (two-sided; with 3 seeds it "
+                  "cannot fall below 0.25), seeds where the family is lower, outcome of the means.", "",
+                  "| dataset | family | T: diff | p | lower in | outcome | T+E: diff | p | lower in | outcome |",
+                  "|---|---|---:|---:|---|---|---:|---:|---|---|"]
+        for name, fams in doc["datasets"].items():
+            for f in doc["families"]:
+                v = fams.get(f, {}).get("vs_xgboost")
+                if not v:
+                    continue
+                cols = [(f"{_f(r.get('diff_mean'), 3)} | {_f(r.get('wilcoxon_p_value'), 2)} | "
+                         f"{r.get('wins', '-')} of {r.get('n', '-')} | {r['outcome']}") if (r := v.get(k)) else
+                        "- | - | - | -" for k in ("T", "T+E")]
+                lines.append(f"| {name} | {f} | {cols[0]} | {cols[1]} |")
+        lines += [""] + [f"- {f}: mean test MSE at or below XGBoost's on {g['T']['at_or_below']} of "
+                         f"{g['T']['datasets']} datasets (T), {g['T+E']['at_or_below']} of {g['T+E']['datasets']} "
+                         f"(T+E against XGBoost's T+E); within 2% or below: {g['T']['within_tolerance_or_below']} "
+                         f"(T), {g['T+E']['within_tolerance_or_below']} (T+E)"
+                         for f, g in doc["vs_xgboost"].items()]
     if doc.get("best_mlp"):
         g = doc["best_mlp"]
         tol = f"{g['tolerance']:.0%}"

@@ -175,7 +175,8 @@ class SearchConfig:
     peer_iterations: int = _opt(0, "epochs (RealMLP-TD, TabM) or boosting rounds (LightGBM, CatBoost) of a peer "
                                 "trial (0: each one's tuned default)")
     portfolio: str = _opt("", "the configs that mlp_portfolio tries first: a portfolio JSON (tabduel portfolio "
-                          "build); empty: the one shipped in tabduel/search/portfolios/")
+                          "build); in a bench, {dataset} in it is each cell's dataset (build --lodo's files); empty: "
+                          "the one shipped in tabduel/search/portfolios/")
     refit_seeds: int = _opt(5, "split seeds on which the best config of each family is refitted and tested")
 
     def __post_init__(self) -> None:

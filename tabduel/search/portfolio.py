@@ -22,6 +22,12 @@ import numpy as np
 from tabduel.infra.errors import ConfigError
 
 SHIPPED = Path(__file__).with_name("portfolios") / "mlp_portfolio.json"
+DATASET_FIELD = "{dataset}"  # in search.portfolio: a bench cell's dataset name (one portfolio per held-out dataset)
+
+
+def portfolio_of(path: str, dataset: str) -> str:
+    """search.portfolio for one dataset: its {dataset} field filled in."""
+    return path.replace(DATASET_FIELD, dataset)
 
 
 def load_portfolio(path: str | Path = "") -> dict[str, Any]:
@@ -255,3 +261,11 @@ def sample(n: int, seed: int, s: Any = None) -> dict[str, Any]:
         study.tell(trial, 0.0)
     return {"family": MLP_PORTFOLIO, "configs": configs,
             "provenance": {"kind": "candidates", "built_by": f"tabduel portfolio sample --n {n} --seed {seed}"}}
+
+
+def held_out(cells: list[dict[str, Any]], size: int, provenance: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{dataset: the portfolio built from every other dataset's cells}: what a bench of that dataset may start from
+    without having seen it."""
+    datasets = sorted({c["cell"]["dataset"] for c in cells})
+    return {d: build([c for c in cells if c["cell"]["dataset"] != d], size, {**provenance, "held_out": d})
+            for d in datasets}
