@@ -8,6 +8,9 @@ recorded, once each.
     python benchmarks/bench_partial.py --cells benchmarks/results/bench-dev-300s/cells \
         benchmarks/results/goal/bench-dev-300s/cells --families mlp,realmlp,tabm,xgboost,peer_realmlp \
         --suite benchmarks/suites/dev.toml --out benchmarks/results/goal/bench-dev-300s.partial.json
+
+--label DIR:FAMILY=LABEL puts one family's cells of a folder beside the same family's cells of another, under a
+name of their own (mlp_portfolio with a learned portfolio beside it with the defaults).
 """
 
 from __future__ import annotations
@@ -28,16 +31,33 @@ from tabduel.infra.errors import TabduelError  # noqa: E402
 from tabduel.infra.store import atomic_write_json, read_json  # noqa: E402
 
 
-def read_cells(folders: list[Path]) -> list[dict[str, Any]]:
-    """Every cell result under the folders (the first folder's copy wins where two hold the same cell)."""
+def read_cells(folders: list[Path], labels: dict[tuple[Path, str], str] | None = None) -> list[dict[str, Any]]:
+    """Every cell result under the folders (the first folder's copy wins where two hold the same cell); a family
+    that `labels` renames for a folder ((folder, family) -> label) is reported under its label there."""
     seen: dict[str, dict[str, Any]] = {}
     for folder in folders:
         if not folder.is_dir():
             raise SystemExit(f"bench_partial: error: {folder} is not a folder of cell results")
         for path in sorted(folder.rglob("*.json")):
             r = read_json(path)
+            label = (labels or {}).get((folder, r["cell"]["family"]))
+            if label:  # the same family run another way (another portfolio): a family of its own here
+                c = {**r["cell"], "family": label}
+                r = {**r, "cell": c, "id": f"{c['dataset']}/{r['id'].split('/')[1]}/{label}-s{c['seed']}"}
             seen.setdefault(r["id"], r)
     return list(seen.values())
+
+
+def parse_labels(texts: list[str]) -> dict[tuple[Path, str], str]:
+    """--label DIR:FAMILY=LABEL values as {(DIR, FAMILY): LABEL}."""
+    out = {}
+    for text in texts:
+        folder, _, rename = text.rpartition(":")
+        family, _, label = rename.partition("=")
+        if not folder or not family or not label:
+            raise SystemExit(f"bench_partial: error: --label {text!r} is not DIR:FAMILY=LABEL")
+        out[(Path(folder), family)] = label
+    return out
 
 
 def finished(results: list[dict[str, Any]], datasets: list[str], families: list[str], seeds: list[int],
@@ -67,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corrupt", default="", help="a corruption bench's corruptions, comma-separated (each at its "
                    "levels)")
     p.add_argument("--corrupt-family", default="mlp", help="a corruption bench's MLP family [default: mlp]")
+    p.add_argument("--label", action="append", default=[], metavar="DIR:FAMILY=LABEL",
+                   help="report the cells of FAMILY under folder DIR as family LABEL (e.g. the same family run with "
+                        "another portfolio); repeatable")
     p.add_argument("--report", action="store_true", help="also write the report (<out>.md) and its pictures "
                    "(<out>/) for the finished datasets")
     a = p.parse_args(argv)
@@ -79,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"bench_partial: error: {exc}") from None
     datasets = [d.name for d in suite.datasets]
     seeds = [int(s) for s in a.seeds.split(",")]
-    results = read_cells(a.cells)
+    labels = parse_labels(a.label)
+    results = read_cells(a.cells, labels)
     done, missing = finished(results, datasets, families, seeds, conditions)
     if not done:
         raise SystemExit("bench_partial: error: no dataset has every family and seed finished yet")
@@ -90,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"bench_partial: error: the cells have different budgets: {sorted(budgets, key=str)}")
     seconds, trials = budgets.pop()
     preprocessing = tuple(f.partition("-")[2] for f in families if f != "xgboost") if corrupt else None
-    bench = BenchConfig(families=tuple(families) if not corrupt else BenchConfig().families,
+    bench = BenchConfig(families=tuple(families) if not corrupt and not labels else BenchConfig().families,
                         minutes=(seconds or 0) / 60, trials=trials or 0, outer_seeds=len(seeds), first_seed=seeds[0],
                         corrupt=corrupt, corrupt_family=a.corrupt_family,
                         **({"preprocessing": preprocessing} if preprocessing else {}))

@@ -25,6 +25,7 @@ from tabduel.bench.cells import (
     OWN_MLPS,
     Cell,
     bases_of,
+    bench_name,
     budget_label,
     cell_search_config,
     corrupted_features,
@@ -547,6 +548,36 @@ def test_a_partial_report_keeps_only_the_finished_datasets(tmp_path):
         bench_partial.main(["--cells", str(first), "--families", "mlp,tabm,xgboost", "--suite", str(suite),
                             "--seeds", "1,2", "--out", str(tmp_path / "none.json")])
     assert not (tmp_path / "none.json").exists()
+
+
+def test_a_partial_report_puts_one_family_run_two_ways_side_by_side(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_partial", ROOT / "benchmarks" / "bench_partial.py")
+    bench_partial = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_partial)
+    suite = write_suite(tmp_path / "suite", ("airfoil",))
+    base, learned = tmp_path / "base" / "cells", tmp_path / "learned" / "cells"
+    for folder, f, s, test in [(base, "mlp_portfolio", 1, 0.5), (base, "mlp_portfolio", 2, 0.5),
+                               (base, "xgboost", 1, 0.4), (base, "xgboost", 2, 0.4),
+                               (learned, "mlp_portfolio", 1, 0.3), (learned, "mlp_portfolio", 2, 0.3)]:
+        r = {**_cell("airfoil", f, s, 0.1, test), "id": f"airfoil/none/{f}-s{s}", "budget_cpu_seconds": 60.0}
+        (folder / "airfoil" / "none").mkdir(parents=True, exist_ok=True)
+        (folder / "airfoil" / "none" / f"{f}-s{s}.json").write_text(json.dumps(r))
+    out = tmp_path / "both.json"
+    bench_partial.main(["--cells", str(learned), str(base), "--label", f"{learned}:mlp_portfolio=mlp_portfolio_lodo",
+                        "--families", "mlp_portfolio,mlp_portfolio_lodo,xgboost", "--suite", str(suite),
+                        "--seeds", "1,2", "--out", str(out)])
+    fams = json.loads(out.read_text())["datasets"]["airfoil"]
+    assert fams["mlp_portfolio"]["test_mse_mean"] == pytest.approx(0.5)  # the base folder's, not overwritten
+    assert fams["mlp_portfolio_lodo"]["test_mse_mean"] == pytest.approx(0.3)
+    with pytest.raises(SystemExit, match="is not DIR:FAMILY=LABEL"):
+        bench_partial.parse_labels(["mlp_portfolio"])
+
+
+def test_a_bench_can_be_named():
+    assert bench_name("dev", BenchConfig(minutes=1, name="bench-dev-60s-lodo")) == "bench-dev-60s-lodo"
+    assert bench_name("dev", BenchConfig(minutes=1)) == "bench-dev-60s"
+    with pytest.raises(ConfigError, match=r"^bench.name = 'a/b': use letters, digits"):
+        BenchConfig(name="a/b")
 
 
 # ---- hypothesis 2: does the gap grow, and does preprocessing shrink it? ------------------------------------------

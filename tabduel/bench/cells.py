@@ -108,7 +108,9 @@ def budget_label(b: BenchConfig) -> str:
 
 
 def bench_name(suite: str, b: BenchConfig) -> str:
-    """bench-<suite>-<budget>[-corrupt[-realmlp]]."""
+    """bench.name, else bench-<suite>-<budget>[-corrupt[-realmlp]]."""
+    if b.name:
+        return b.name
     corrupt = ("-corrupt" + ("" if b.corrupt_family == "mlp" else f"-{b.corrupt_family}")) if b.corrupt else ""
     return f"bench-{suite}-{budget_label(b)}{corrupt}"
 

@@ -8,6 +8,7 @@ import MLPConfig, merge` keeps working.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tabduel.infra.errors import ConfigError  # noqa: F401  (re-exported)
@@ -253,6 +254,8 @@ class BenchConfig:
                                "XGBoost: tabduel's mlp (standard, robust, quantile, clip, ple: searched) or realmlp "
                                "(robust: RealMLP-TD's own scaling and smooth clipping, standard, quantile)",
                                tuple(CORRUPT_FAMILIES))
+    name: str = _opt("", "the bench's name: its folder under <data_dir>/bench/ and its result files (empty: "
+                     "bench-<suite>-<budget>[-corrupt])")
     out: str = _opt("benchmarks/results", "folder of the result JSON, the Markdown report and its pictures")
     device: str = _opt("cpu", "where every family trains: cpu (budgets in CPU-seconds) or cuda (budgets in "
                        "synchronized GPU wall-clock seconds; XGBoost too)", BENCH_DEVICES)
@@ -271,6 +274,8 @@ class BenchConfig:
         _check(self.runner != "dask" or bool(self.address), "bench.address", self.address,
                "runner = dask needs the scheduler's address (tcp://HOST:PORT)")
         _check(len(self.preprocessing) > 0, "bench.preprocessing", self.preprocessing, "name at least one")
+        _check(not self.name or bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name)), "bench.name",
+               self.name, "use letters, digits, '.', '_' and '-' only (it names a folder and files)")
         check_choice("bench.corrupt_family", self.corrupt_family, tuple(CORRUPT_FAMILIES))
         other = [p for p in self.preprocessing if p not in CORRUPT_FAMILIES[self.corrupt_family]]
         _check(not other, "bench.preprocessing", ",".join(self.preprocessing),
