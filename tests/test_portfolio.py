@@ -53,6 +53,7 @@ def test_a_cell_tries_the_portfolio_first_then_any_member_and_tests_what_it_sele
     complete = [t for t in log if t["state"] == "complete"]
     assert min(t["valid_mse"] for t in complete) == pytest.approx(r["best_valid_mse"])
     assert math.isfinite(r["ensemble_test_mse"]) and r["ensemble_valid_mse"] <= r["best_valid_mse"] + 1e-9
+    assert r["portfolio"]["file"] == "shipped" and r["portfolio"]["provenance"]["kind"] == "defaults"
 
 
 def test_one_budget_covers_every_member(tmp_path, features):

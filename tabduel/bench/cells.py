@@ -335,7 +335,17 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
             "features": {b: features[b] for b in bases_of(cell.family)}, "features_read": features[base],
             "curve": [[float(x), float(v)] for x, v in curve], "worker": best.user_attrs.get("worker", ""),
             "device": best.user_attrs.get("device", ""), "budget_clock": budget_clock(device),
-            "trial_log": trial_log(study)}
+            "trial_log": trial_log(study), **({"portfolio": portfolio_used(s.portfolio)} if fam.members else {})}
+
+
+def portfolio_used(path: str) -> dict[str, Any]:
+    """Which portfolio a union family's cell started from: its file ('' the shipped one), sha256 and provenance."""
+    from tabduel.infra.store import sha256_file
+    from tabduel.search.portfolio import SHIPPED, load_portfolio
+
+    doc = load_portfolio(path)
+    return {"file": path or "shipped", "sha256": sha256_file(path or SHIPPED),
+            "provenance": {k: v for k, v in doc.get("provenance", {}).items() if k != "cells"}}
 
 
 def trial_log(study: Any) -> list[dict[str, Any]]:
