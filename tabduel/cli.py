@@ -211,9 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "portfolio has seen it")
     sample = acts.add_parser(
         "sample", help="Write candidate configs: each member's defaults, then N sampled at random",
-        description="Candidates for a portfolio: each member's paper defaults, then N configs of the union space "
-                    "sampled at random (seeded). A bench of mlp_portfolio with --search-portfolio FILE and --trials "
-                    "at least the candidates' count tries them all on every dataset; portfolio build learns from it.")
+        description="Candidates for a portfolio: each member's paper defaults, then N configs sampled at random "
+                    "(seeded) from the members' spaces in turn. A bench of mlp_portfolio with --search-portfolio "
+                    "FILE and --trials at least the candidates' count tries them all on every dataset; portfolio "
+                    "build learns from it.")
     sample.add_argument("--n", type=int, default=24, metavar="N", help="random configs [default: 24]")
     sample.add_argument("--seed", type=int, default=0, help="the sampler's seed [default: 0]")
     sample.add_argument("-o", "--output", default="data/portfolios/candidates.json", metavar="FILE",

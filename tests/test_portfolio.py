@@ -237,4 +237,5 @@ def test_candidates_start_from_the_defaults_and_rebuild(tmp_path):
     doc = portfolio.load_portfolio(out)
     assert doc["configs"][0] == {"family": "realmlp", "params": realmlp_defaults()}
     assert len(doc["configs"]) >= 6
+    assert [c["family"] for c in doc["configs"][2:5]] == ["realmlp", "tabm", "mlp"]  # the members in turn
     portfolio.check_portfolio(out, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))

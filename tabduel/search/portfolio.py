@@ -234,14 +234,14 @@ def provenance(folders: Iterable[str | Path]) -> dict[str, Any]:
 
 
 def sample(n: int, seed: int, s: Any = None) -> dict[str, Any]:
-    """Candidate configs: the shipped portfolio's (each member's defaults), then n drawn at random from the union
-    space (Optuna's RandomSampler, seeded), duplicates dropped."""
+    """Candidate configs: the shipped portfolio's (each member's defaults), then n drawn at random (Optuna's
+    RandomSampler, seeded), the members in turn so that each gets its share, duplicates dropped."""
     import optuna
 
     from tabduel.infra.config import MLP_PORTFOLIO, SearchConfig
     from tabduel.search.families import search_family
     from tabduel.search.space import ENCODINGS
-    from tabduel.search.union import split
+    from tabduel.search.union import FAMILY, Prefixed, split
 
     if n < 0:
         raise ConfigError(f"--n = {n}: must not be negative")
@@ -251,10 +251,11 @@ def sample(n: int, seed: int, s: Any = None) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     keys = {key_of({"family": c["family"], **c["params"]}) for c in configs}
-    for _ in range(n):
+    for i in range(n):
         trial = study.ask()
-        fam.suggest(trial, s, 1, ENCODINGS)
-        member, own = split(trial.params)
+        member = fam.members[i % len(fam.members)]
+        search_family(member).suggest(Prefixed(trial, member), s, 1, ENCODINGS)
+        _, own = split({FAMILY: member, **trial.params})
         if key_of({"family": member, **own}) not in keys:
             keys.add(key_of({"family": member, **own}))
             configs.append({"family": member, "params": own})
