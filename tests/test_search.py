@@ -306,8 +306,20 @@ def test_a_new_search_refuses_an_existing_study_and_resume_needs_one(tmp_path):
         open_study(s, "mlp", storage, resume=True, more_trials=0)
     study, budget = open_study(s, "mlp", storage, resume=False, more_trials=0)
     assert budget.trials == 3 and math.isinf(budget.seconds)
+    t = study.ask()
+    study.tell(t, state=optuna.trial.TrialState.FAIL)
     with pytest.raises(TabduelError, match="study 't-mlp' already exists .*--resume continues it"):
         open_study(s, "mlp", storage, resume=False, more_trials=0)
+
+
+def test_a_study_that_no_trial_began_is_started_afresh(tmp_path):
+    """A search that stopped before its first trial (a failed download) left its queued defaults: no refusal."""
+    s = SearchConfig(study="t", trials=3)
+    storage = open_storage(storage_url(s, tmp_path))
+    study, _ = open_study(s, "xgboost", storage, resume=False, more_trials=0)
+    assert [t.state.name for t in study.trials] == ["WAITING"]
+    study, _ = open_study(s, "xgboost", storage, resume=False, more_trials=0)
+    assert [t.state.name for t in study.trials] == ["WAITING"]  # queued once, not twice
 
 
 def test_resume_fails_stale_running_trials_and_queues_them_again(tmp_path):

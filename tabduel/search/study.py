@@ -71,9 +71,13 @@ def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_tr
     name = study_name(s, family)
     exists = name in optuna.get_all_study_names(storage)
     if exists and not (resume or more_trials):
-        done = len(optuna.load_study(study_name=name, storage=storage).trials)
-        raise TabduelError(f"study {name!r} already exists ({done} trials); --resume continues it, --more-trials N "
-                           f"extends it, --study NAME starts another")
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        if any(t.state != TrialState.WAITING for t in trials):
+            raise TabduelError(f"study {name!r} already exists ({len(trials)} trials); --resume continues it, "
+                               f"--more-trials N extends it, --study NAME starts another")
+        # Only its queued first trials: a search that stopped before any trial began (a failed download, say)
+        optuna.delete_study(study_name=name, storage=storage)
+        exists = False
     if not exists and (resume or more_trials):
         raise TabduelError(f"no study {name!r} to resume in the storage; run without --resume / --more-trials first")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
