@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [d.name for d in suite.datasets]
     seeds = [int(s) for s in a.seeds.split(",")]
     labels = parse_labels(a.label)
+    if stray := sorted(str(folder) for folder, _ in labels if folder not in a.cells):
+        raise SystemExit(f"bench_partial: error: --label names {', '.join(stray)}, which is not among --cells")
     results = read_cells(a.cells, labels)
     done, missing = finished(results, datasets, families, seeds, conditions)
     if not done:

@@ -77,6 +77,26 @@ def _logged_cells(tracker: Tracker, bench: str) -> set[str]:
 
 
 @flow(name="tabduel-bench")
+def bench_settings(cfg: Config) -> dict[str, Any]:
+    """What makes a bench's cells comparable: families, budget, outer seeds, device, corruptions, portfolio."""
+    b = cfg.bench
+    return {"families": list(bench_families(cfg)), "minutes": b.minutes, "trials": b.trials,
+            "outer_seeds": b.outer_seeds, "first_seed": b.first_seed, "device": b.device, "corrupt": list(b.corrupt),
+            "portfolio": cfg.search.portfolio}
+
+
+def check_same_bench(state: dict[str, Any], cfg: Config, name: str) -> None:
+    """TabduelError in one line when a resumed bench is asked with other settings than it began with (a bench's
+    --name no longer tells its budget); a state from before settings were kept is not checked."""
+    before, now = state.get("settings"), bench_settings(cfg)
+    if before is None:
+        return
+    changed = [f"{k} {before.get(k)!r} -> {now[k]!r}" for k in now if before.get(k) != now[k]]
+    if changed:
+        raise TabduelError(f"bench {name!r} began with other settings ({'; '.join(changed)}): resume it with its "
+                           "own, or give this one another --name")
+
+
 def bench_flow(config: dict[str, Any], quick: bool = False, resume: bool = False, force: bool = False
                ) -> dict[str, Any]:
     """Search, refit and test every cell of the suite on its outer split; then statistics, plots and the report."""
@@ -98,6 +118,9 @@ def bench_flow(config: dict[str, Any], quick: bool = False, resume: bool = False
         raise TabduelError(f"no bench {name!r} to resume ({state_path} not found); run without --resume first")
     work.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {}
+    check_same_bench(state, cfg, name)
+    state.setdefault("settings", bench_settings(cfg))
+    atomic_write_json(state_path, state)
     seeds = [b.first_seed + i for i in range(b.outer_seeds)]
     families = bench_families(cfg)
     workers = b.workers or free_cores()

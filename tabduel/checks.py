@@ -179,6 +179,9 @@ def preflight(args: argparse.Namespace, cfg: Config) -> None:
 
         check_device(cfg.bench.device, bench_families(cfg))
     searched = {"search": cfg.search.families, "bench": cfg.bench.families}.get(args.command, ())
+    if args.command == "search" and "{dataset}" in cfg.search.portfolio:
+        raise ConfigError(f"search.portfolio = {cfg.search.portfolio!r}: {{dataset}} is filled in by a bench's cells "
+                          "only; name one portfolio file")
     if MLP_PORTFOLIO in searched and "{dataset}" not in cfg.search.portfolio:  # one per dataset: check_bench's
         from tabduel.search.families import search_family
         from tabduel.search.portfolio import check_portfolio

@@ -244,8 +244,10 @@ def portfolio_command(args: argparse.Namespace) -> int:
         print(f"{c['family']} {json.dumps(c['params'], sort_keys=True)}{extra}")
     if "leave_one_dataset_out" in doc:
         m = doc["leave_one_dataset_out"]["mean"]
-        print(f"leave-one-dataset-out: normalized error {m['held_out_error']:.3f} on held-out datasets "
-              f"(in-sample {m['in_sample_error']:.3f}; its first config alone {m['single_config_error']:.3f})")
+        if doc["leave_one_dataset_out"]["datasets"]:
+            print(f"leave-one-dataset-out: normalized error {m['held_out_error']:.3f} on held-out datasets "
+                  f"(in-sample {m['in_sample_error']:.3f}; the greedy's first pick alone "
+                  f"{m['greedy_first_error']:.3f})")
     print(f"wrote {args.output} ({len(doc['configs'])} configs)"
           + (f" and one portfolio per held-out dataset under {args.lodo}/" if getattr(args, "lodo", "") else ""))
     return 0

@@ -32,6 +32,7 @@ from tabduel.bench.cells import (
     result,
     run_cell,
     variant,
+    versus,
 )
 from tabduel.bench.suite import check_sources, load_suite
 from tabduel.data.corruptions import CORRUPTIONS, corrupt
@@ -571,6 +572,29 @@ def test_a_partial_report_puts_one_family_run_two_ways_side_by_side(tmp_path):
     assert fams["mlp_portfolio_lodo"]["test_mse_mean"] == pytest.approx(0.3)
     with pytest.raises(SystemExit, match="is not DIR:FAMILY=LABEL"):
         bench_partial.parse_labels(["mlp_portfolio"])
+    with pytest.raises(SystemExit, match="--label names .*elsewhere, which is not among --cells"):
+        bench_partial.main(["--cells", str(base), "--label", f"{tmp_path / 'elsewhere'}:mlp_portfolio=x",
+                            "--families", "mlp_portfolio,xgboost", "--suite", str(suite), "--seeds", "1,2",
+                            "--out", str(out)])
+
+
+def test_t_and_t_plus_e_are_compared_over_the_seeds_both_have():
+    a = {"seeds": [1, 2, 3], "test_mse": [1.0, 1.0, 1.0], "ensemble_test_mse": [0.5, math.nan, 9.0]}
+    b = {"seeds": [1, 2, 3], "test_mse": [2.0, 2.0, 2.0], "ensemble_test_mse": [1.0, 1.0, math.nan]}
+    v = versus(a, b)
+    assert v["T"]["n"] == 3 and v["T"]["mean"] == pytest.approx(1.0)
+    assert v["T+E"]["mean"] == pytest.approx(0.5) and v["T+E"]["against"] == pytest.approx(1.0)  # seed 1 only
+
+
+def test_a_named_bench_resumes_only_with_its_own_settings():
+    from tabduel.flows.bench import bench_settings, check_same_bench
+
+    cfg = Config.from_dict({"bench": {"minutes": 1, "families": ["mlp_portfolio", "xgboost"], "name": "b"}})
+    check_same_bench({}, cfg, "b")  # a state from before settings were kept
+    check_same_bench({"settings": bench_settings(cfg)}, cfg, "b")
+    other = Config.from_dict({"bench": {"minutes": 5, "families": ["mlp_portfolio", "xgboost"], "name": "b"}})
+    with pytest.raises(TabduelError, match=r"^bench 'b' began with other settings \(minutes 1.0 -> 5.0\)"):
+        check_same_bench({"settings": bench_settings(cfg)}, other, "b")
 
 
 def test_a_bench_can_be_named():

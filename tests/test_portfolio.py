@@ -56,12 +56,23 @@ def test_a_cell_tries_the_portfolio_first_then_any_member_and_tests_what_it_sele
     assert r["portfolio"]["file"] == "shipped" and r["portfolio"]["provenance"]["kind"] == "defaults"
 
 
+MLP_CONFIG = {"activation": "relu", "batch_size": 64, "depth": 2, "dropout": 0.0, "encoding": "ordinal",
+              "ensemble": 1, "lr": 0.01, "optimizer": "adam", "weight_decay": 1e-5, "width": 32}
+
+
 def test_one_budget_covers_every_member(tmp_path, features):
-    long = dict(realmlp_epochs=100_000, realmlp_max_seconds=60, tabm_epochs=100_000, tabm_patience=100_000,
-                tabm_max_seconds=60, mlp_epochs=100_000, mlp_patience=100_000, mlp_max_seconds=60)
-    r = run_cell(Cell("airfoil", MLP_PORTFOLIO, 4751), features, _bench(minutes=0.05, **long), tmp_path / "j.log")
-    assert r["budget_cpu_seconds"] == pytest.approx(3.0) and r["cpu_seconds"] <= 3.0 * 1.02 + 2
-    assert r["tested"] == "selected"
+    """A portfolio of one config per member, each of which would train for up to 60 CPU-s, in a 6-CPU-s budget:
+    the first two stop at their share (the budget left), and the cell keeps its one budget."""
+    path = _write(tmp_path / "p.json", {"configs": [{"family": "mlp", "params": MLP_CONFIG},
+                                                    {"family": "tabm", "params": tabm_defaults()},
+                                                    {"family": "realmlp", "params": realmlp_defaults()}]})
+    long = dict(realmlp_epochs=100_000, realmlp_max_seconds=2, tabm_epochs=100_000, tabm_patience=100_000,
+                tabm_max_seconds=2, mlp_epochs=100_000, mlp_patience=100_000, mlp_max_seconds=2, portfolio=path)
+    r = run_cell(Cell("airfoil", MLP_PORTFOLIO, 4751), features, _bench(minutes=0.1, **long), tmp_path / "j.log")
+    assert r["budget_cpu_seconds"] == pytest.approx(6.0) and r["cpu_seconds"] <= 6.0 * 1.02 + 2
+    members = [t["params"][FAMILY] for t in r["trial_log"]]
+    assert members[:3] == ["mlp", "tabm", "realmlp"] and r["tested"] == "selected"
+    assert r["portfolio"]["file"] == path and r["portfolio"]["sha256"]
 
 
 def test_a_union_trial_rebuilds_as_its_members_own_trial():
@@ -133,6 +144,21 @@ def test_a_portfolio_value_outside_its_range_is_named(tmp_path):
         portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
 
 
+def test_a_portfolio_param_its_space_does_not_ask_is_named(tmp_path):
+    quantile = {**MLP_CONFIG, "numeric": "quantile"}  # search.numeric offers one map: the study never asks it
+    path = _write(tmp_path / "p.json", {"configs": [{"family": "mlp", "params": quantile}]})
+    with pytest.raises(ConfigError, match=r"configs\[0\] \(mlp\): numeric not asked by its space"):
+        portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+    portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members,
+                              SearchConfig(study="t", numeric=("standard", "quantile")))
+
+
+def test_a_search_refuses_a_portfolio_per_dataset(tmp_path, capsys):
+    rc = main(["search", "--families", "mlp_portfolio", "--portfolio", "x/{dataset}.json",
+               "--data-dir", str(tmp_path / "data")])
+    assert rc == 2 and "{dataset} is filled in by a bench's cells only" in capsys.readouterr().err
+
+
 def test_a_bench_with_a_bad_portfolio_stops_before_anything_starts(tmp_path, capsys):
     rc = main(["bench", "--families", "mlp_portfolio,xgboost", "--search-portfolio", str(tmp_path / "no.json"),
                "--data-dir", str(tmp_path / "data")])
@@ -177,6 +203,36 @@ def test_build_learns_from_configs_tried_on_every_task_and_holds_each_dataset_ou
     lodo = doc["leave_one_dataset_out"]["datasets"]
     assert lodo["a"]["held_out_error"] == pytest.approx(1.0)  # without a, lr 0.12 wins: the median on a's tasks
     assert lodo["b"]["held_out_error"] == pytest.approx(0.0)  # without b, 0.12 still wins (c, d): b's best
+
+
+def test_cells_of_other_families_and_failed_trials_do_not_empty_the_candidates():
+    xgb = {"cell": {"dataset": "z", "seed": 1, "family": "xgboost", "corruption": "none", "level": 0.0},
+           "id": "z/none/xgboost-s1", "trial_log": [{"number": 0, "state": "complete", "valid_mse": 1.0,
+                                                     "params": {"max_depth": 3}, "cpu_seconds": 1.0}]}
+    failed = _cell("y", 1, {"0.11": 1.0})
+    failed["trial_log"][0].update(state="fail", valid_mse=None)
+    m = portfolio.trial_matrix([_cell("a", 1, {"0.11": 1.0, "0.12": 2.0}), _cell("b", 1, {"0.11": 2.0}), xgb, failed])
+    assert m["tasks"] == [("a", 1), ("b", 1)] and len(m["configs"]) == 1
+    assert m["cells"] == ["a/none/mlp_portfolio-s1", "b/none/mlp_portfolio-s1"]
+
+
+def test_a_portfolio_of_no_config_is_one_line():
+    with pytest.raises(ConfigError, match=r"^--size = 0: a portfolio needs at least 1 config$"):
+        portfolio.build([_cell("a", 1, {"0.11": 1.0})], 0, {})
+
+
+def test_a_portfolio_of_one_dataset_has_no_held_out_evaluation():
+    doc = portfolio.build([_cell("a", 1, {"0.11": 1.0, "0.12": 2.0})], 1, {})
+    assert doc["configs"][0]["params"]["lr"] == 0.11 and doc["leave_one_dataset_out"]["datasets"] == {}
+
+
+def test_held_out_portfolios_of_two_datasets_are_one_line():
+    with pytest.raises(ConfigError, match=r"^--lodo needs cells of 3 datasets or more .*got 2: a, b$"):
+        portfolio.held_out([_cell("a", 1, {"0.11": 1.0}), _cell("b", 1, {"0.11": 1.0})], 1, {})
+
+
+def test_a_task_whose_configs_tie_at_the_median_scores_any_worse_one_as_one():
+    np.testing.assert_allclose(portfolio.normalized(np.array([[1.0, 1.0, 1.0, 5.0]])), [[0.0, 0.0, 0.0, 1.0]])
 
 
 def test_build_from_cells_that_share_no_config_is_one_line():

@@ -35,7 +35,7 @@ from tabduel.search.families import names, preload, run_trials, search_family
 from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.pruning import pruning_of
 from tabduel.search.space import ENCODINGS, encoding_base
-from tabduel.search.study import ELAPSED, completed, counted_trials, open_storage, open_study
+from tabduel.search.study import ELAPSED, PORTFOLIO, completed, counted_trials, open_storage, open_study
 from tabduel.search.trials import TEST_SCORES
 from tabduel.settings import Config
 
@@ -335,17 +335,7 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
             "features": {b: features[b] for b in bases_of(cell.family)}, "features_read": features[base],
             "curve": [[float(x), float(v)] for x, v in curve], "worker": best.user_attrs.get("worker", ""),
             "device": best.user_attrs.get("device", ""), "budget_clock": budget_clock(device),
-            "trial_log": trial_log(study), **({"portfolio": portfolio_used(s.portfolio)} if fam.members else {})}
-
-
-def portfolio_used(path: str) -> dict[str, Any]:
-    """Which portfolio a union family's cell started from: its file ('' the shipped one), sha256 and provenance."""
-    from tabduel.infra.store import sha256_file
-    from tabduel.search.portfolio import SHIPPED, load_portfolio
-
-    doc = load_portfolio(path)
-    return {"file": path or "shipped", "sha256": sha256_file(path or SHIPPED),
-            "provenance": {k: v for k, v in doc.get("provenance", {}).items() if k != "cells"}}
+            "trial_log": trial_log(study), **({"portfolio": study.user_attrs.get(PORTFOLIO)} if fam.members else {})}
 
 
 def trial_log(study: Any) -> list[dict[str, Any]]:
@@ -418,13 +408,14 @@ def dataset_table(results: list[dict[str, Any]], seeds: list[int]) -> dict[str, 
 def versus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """A family's cells against another's (XGBoost's) on one dataset, for T (the selected models) and for T+E (the
     post-hoc ensembles, each against the other's): the paired tests over their common outer seeds, and the outcome of
-    the means at the 2% tolerance. A score missing on every seed leaves its key out."""
+    the means at the 2% tolerance, all over the seeds where both have the score (none: its key is left out)."""
     out: dict[str, Any] = {}
     for label, key in (("T", "test_mse"), ("T+E", "ensemble_test_mse")):
-        rows = [{"family": fam, "seed": s, "test_mse": v} for fam, x in (("a", a), ("b", b))
-                for s, v in zip(x["seeds"], x[key]) if math.isfinite(v)]
+        scores = [{s: v for s, v in zip(x["seeds"], x[key]) if math.isfinite(v)} for x in (a, b)]
+        common = sorted(set(scores[0]) & set(scores[1]))  # means over the same seeds as the paired test
+        rows = [{"family": fam, "seed": s, "test_mse": score[s]} for fam, score in zip("ab", scores) for s in common]
         means = {fam: [r["test_mse"] for r in rows if r["family"] == fam] for fam in ("a", "b")}
-        if not means["a"] or not means["b"]:
+        if not common:
             continue
         row: dict[str, Any] = {"mean": float(np.mean(means["a"])), "against": float(np.mean(means["b"]))}
         row["outcome"] = bench_stats.outcome(row["mean"], row["against"])

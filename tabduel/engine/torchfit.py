@@ -142,7 +142,7 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
     limit = stopwatch(time_clock)  # what max_seconds counts: wall-clock or this process's CPU-seconds
     # The limit's seconds of one valid evaluation: a limited fit stops while there is room for two more (its last
     # epoch's, and its caller's prediction of valid, which models.training.fit checks), each seconds on a wide
-    # ensemble. Until the first is measured, estimated from the first step: a forward pass is a third of a step.
+    # ensemble. Until the first is measured, estimated from the second step: a forward pass is a third of a step.
     eval_cost, measured = 0.0, False
     for epoch in range(1, epochs + 1):
         model.train()
@@ -164,9 +164,9 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
             total += batch_loss.detach()
             n_batches += 1
             step += 1
-            if not measured and step == 1 and max_seconds:  # the step's time, synchronized by .item()
-                batch_loss.item()
-                eval_cost = (limit() - began) / 3 * len(xva) / max(1, len(idx))
+            if not measured and step == 2 and max_seconds:  # the 2nd step (the 1st allocates the optimizer's
+                batch_loss.item()  # state), synchronized by .item(); idx: (batch,) or (k, batch) per member
+                eval_cost = min((limit() - began) / 3 * len(xva) / max(1, idx.shape[-1]), max_seconds / 4)
             if max_seconds and limit() + 2 * eval_cost >= max_seconds:  # per step: an epoch may outlast a budget
                 timed_out = True
                 break

@@ -49,24 +49,42 @@ def load_portfolio(path: str | Path = "") -> dict[str, Any]:
     return doc
 
 
+def describe(path: str | Path = "") -> dict[str, Any]:
+    """Which portfolio a search starts from: its file ('' the shipped one), sha256 and provenance (without its list
+    of cells): kept in the study when it queues the portfolio."""
+    from tabduel.infra.store import sha256_file
+
+    doc = load_portfolio(path)
+    return {"file": str(path) or "shipped", "sha256": sha256_file(path or SHIPPED),
+            "provenance": {k: v for k, v in doc.get("provenance", {}).items() if k != "cells"}}
+
+
 def check_portfolio(path: str | Path, members: tuple[str, ...], s: Any) -> None:
-    """ConfigError in one line unless every config of the portfolio names a member and rebuilds a spec from the
-    member's space (a param missing, or outside the space, names the config)."""
-    from tabduel.infra.config import MLP_PORTFOLIO
+    """ConfigError in one line unless every config of the portfolio names a member and is exactly a trial of the
+    member's space under settings `s` (a param missing, outside its range, or not asked names the config)."""
+    import optuna
+
     from tabduel.search.families import search_family
-    from tabduel.search.union import joined
+    from tabduel.search.space import ENCODINGS
+    from tabduel.search.union import FAMILY, SEP, Prefixed, joined
 
     doc = load_portfolio(path)
     where = Path(path) if path else SHIPPED
     for i, c in enumerate(doc["configs"]):
         if c["family"] not in members:
             raise ConfigError(f"{where}: configs[{i}]: family {c['family']!r} is not one of: {', '.join(members)}")
+        given = joined(c["family"], c["params"])
+        fixed = optuna.trial.FixedTrial(given)
         try:
             with warnings.catch_warnings():  # Optuna only warns of a fixed value outside its range: refuse it
                 warnings.simplefilter("error", UserWarning)
-                search_family(MLP_PORTFOLIO).rebuild(joined(c["family"], c["params"]), s, 1)
+                search_family(c["family"]).suggest(Prefixed(fixed, c["family"]), s, 1, ENCODINGS)
         except (ValueError, KeyError, TypeError, ConfigError, UserWarning) as exc:
             raise ConfigError(f"{where}: configs[{i}] ({c['family']}): {exc}") from None
+        extra = sorted(k.partition(SEP)[2] for k in set(given) - set(fixed.params) - {FAMILY})
+        if extra:  # a study would drop them silently: the config would not run as written
+            raise ConfigError(f"{where}: configs[{i}] ({c['family']}): {', '.join(extra)} not asked by its space "
+                              f"with these settings (search.numeric, use_dropout, ...)")
 
 
 # ---- learning one ---------------------------------------------------------------------------------------------------
@@ -99,34 +117,40 @@ def trial_matrix(cells: Iterable[dict[str, Any]]) -> dict[str, Any]:
     sources = []
     for cell in cells:
         c = cell["cell"]
-        if c.get("corruption", "none") != "none" or "trial_log" not in cell:
-            continue
-        sources.append(cell["id"])
-        task = seen.setdefault((c["dataset"], int(c["seed"])), {})
+        if c.get("corruption", "none") != "none" or "trial_log" not in cell or union_params(c["family"], {}) is None:
+            continue  # corrupted data, a cell without a trial log, or no MLP family's (xgboost, a peer)
+        used = False
         for t in cell["trial_log"]:
             value = t.get("valid_mse")
+            if value is None or not math.isfinite(value) or t.get("state") != "complete":
+                continue  # failed, pruned or diverged: no score to learn from
             params = union_params(c["family"], t["params"])
-            if params is None or value is None or not math.isfinite(value) or t.get("state") != "complete":
-                continue
             k = key_of(params)
             params_of[k] = params
+            task = seen.setdefault((c["dataset"], int(c["seed"])), {})
             old = task.get(k)
             if old is None or value < old[0]:
                 task[k] = (float(value), float(t.get("cpu_seconds") or math.nan))
+            used = True
+        if used:
+            sources.append(cell["id"])
     tasks = sorted(seen)
     common = sorted(set.intersection(*(set(seen[t]) for t in tasks))) if tasks else []
     err = np.array([[seen[t][k][0] for k in common] for t in tasks], dtype=float).reshape(len(tasks), len(common))
     cost = np.array([[seen[t][k][1] for k in common] for t in tasks], dtype=float).reshape(len(tasks), len(common))
-    return {"tasks": tasks, "configs": [params_of[k] for k in common], "valid_mse": err,
-            "cpu_seconds": np.nanmean(cost, axis=0) if len(tasks) else np.zeros(len(common)), "cells": sorted(sources)}
+    mean_cost = np.nan_to_num(np.nanmean(cost, axis=0), nan=np.inf) if len(tasks) and len(common) else \
+        np.zeros(len(common))  # a config whose cost no task recorded sorts last
+    return {"tasks": tasks, "configs": [params_of[k] for k in common], "valid_mse": err, "cpu_seconds": mean_cost,
+            "cells": sorted(sources)}
 
 
 def normalized(err: np.ndarray) -> np.ndarray:
-    """Each task's (row's) errors rescaled: 0 its best config, 1 its median, clipped to [0, 1] (TabRepo's)."""
+    """Each task's (row's) errors rescaled: 0 its best config, 1 its median, clipped to [0, 1] (TabRepo's); where
+    the median is the best, any worse error is 1."""
     best = err.min(axis=1, keepdims=True)
     median = np.median(err, axis=1, keepdims=True)
-    span = np.where(median > best, median - best, 1.0)
-    return np.clip((err - best) / span, 0.0, 1.0)
+    scaled = np.clip((err - best) / np.where(median > best, median - best, np.inf), 0.0, 1.0)
+    return np.where((median <= best) & (err > best), 1.0, scaled)
 
 
 def task_weights(tasks: list[tuple[str, int]]) -> np.ndarray:
@@ -157,26 +181,29 @@ def greedy(norm: np.ndarray, size: int, cost: np.ndarray | None = None, weights:
 
 def leave_one_dataset_out(matrix: dict[str, Any], size: int) -> dict[str, Any]:
     """Per dataset D: the portfolio built from the other datasets' tasks alone, and its mean normalized error on D's
-    tasks (each task normalized among all candidates), beside the one built with D (in-sample) and the best single
-    config learned without D."""
+    tasks (each task normalized among all candidates), beside the one built with D (in-sample) and the greedy's
+    first pick without D alone (the best single config); nothing with fewer than 2 datasets."""
     tasks, norm = matrix["tasks"], normalized(matrix["valid_mse"])
     weights = task_weights(tasks)
     everywhere = greedy(norm, size, matrix["cpu_seconds"], weights)
-    rows = {}
-    for d in sorted({t[0] for t in tasks}):
+    rows: dict[str, Any] = {}
+    names = sorted({t[0] for t in tasks})
+    for d in names if len(names) > 1 else []:  # one dataset: nothing to learn from without it
         inside = np.array([t[0] == d for t in tasks])
         picks = greedy(norm[~inside], size, matrix["cpu_seconds"], weights[~inside])
         rows[d] = {"picked": picks, "held_out_error": float(norm[inside][:, picks].min(axis=1).mean()),
                    "in_sample_error": float(norm[inside][:, everywhere].min(axis=1).mean()),
-                   "single_config_error": float(norm[inside][:, picks[:1]].min(axis=1).mean())}
+                   "greedy_first_error": float(norm[inside][:, picks[:1]].min(axis=1).mean())}
     mean = {k: float(np.mean([r[k] for r in rows.values()])) if rows else math.nan
-            for k in ("held_out_error", "in_sample_error", "single_config_error")}
+            for k in ("held_out_error", "in_sample_error", "greedy_first_error")}
     return {"size": size, "datasets": rows, "mean": mean}
 
 
 def build(cells: list[dict[str, Any]], size: int, provenance: dict[str, Any]) -> dict[str, Any]:
     """A portfolio of `size` configs learned from bench cells (greedy over every task), its configs cheapest first,
     with its leave-one-dataset-out evaluation; ConfigError when the cells share no config on every task."""
+    if size < 1:
+        raise ConfigError(f"--size = {size}: a portfolio needs at least 1 config")
     matrix = trial_matrix(cells)
     if not matrix["tasks"] or not matrix["configs"]:
         raise ConfigError(f"no config was tried on every task of the {len(matrix['cells'])} clean cell(s) with trial "
@@ -267,6 +294,9 @@ def sample(n: int, seed: int, s: Any = None) -> dict[str, Any]:
 def held_out(cells: list[dict[str, Any]], size: int, provenance: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """{dataset: the portfolio built from every other dataset's cells}: what a bench of that dataset may start from
     without having seen it."""
-    datasets = sorted({c["cell"]["dataset"] for c in cells})
+    datasets = sorted({c["cell"]["dataset"] for c in cells if union_params(c["cell"]["family"], {}) is not None})
+    if len(datasets) < 3:
+        raise ConfigError(f"--lodo needs cells of 3 datasets or more (each held-out portfolio is learned from 2 or "
+                          f"more), got {len(datasets)}: {', '.join(datasets)}")
     return {d: build([c for c in cells if c["cell"]["dataset"] != d], size, {**provenance, "held_out": d})
             for d in datasets}

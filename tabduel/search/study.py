@@ -19,6 +19,7 @@ PARENT_RUN = "tabduel.mlflow_parent_run_id"
 ELAPSED = "elapsed_seconds"  # trial user attributes
 RETRY_OF = "retry_of"
 SIBLING_OF = "sibling_of"  # a trial asked with another's shape, to train in one population with it (search.mlp_batch)
+PORTFOLIO = "tabduel.portfolio"  # a union family's study: the portfolio it queued (search/portfolio.py describe)
 FIRST = "first"  # a trial a new study queued before any sampled one: "defaults" (the family's default settings)
 
 
@@ -91,8 +92,9 @@ def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_tr
     union = bool(search_family(family).members)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # constant_liar would count a running trial of one member as a bad point of every member's group
         sampler = optuna.samplers.TPESampler(seed=s.seed + n_before, n_startup_trials=10, multivariate=True,
-                                             constant_liar=True, group=union)
+                                             constant_liar=not union, group=union)
     from tabduel.search.pruning import make_pruner
 
     # Only a family whose trials report per-epoch scores is pruned. The pruner acts where trials train (a worker
@@ -103,9 +105,14 @@ def open_study(s: SearchConfig, family: str, storage: Any, resume: bool, more_tr
     if not exists:
         for params in search_family(family).first(s):
             study.enqueue_trial(params, user_attrs={FIRST: "defaults"})
+        if search_family(family).members:  # the portfolio as it was queued, whatever its file becomes
+            from tabduel.search.portfolio import describe
+
+            study.set_user_attr(PORTFOLIO, describe(s.portfolio))
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # left by a killed search
         study.tell(t.number, state=TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={RETRY_OF: t.number})
+        study.enqueue_trial(t.params, user_attrs={RETRY_OF: t.number, **({FIRST: t.user_attrs[FIRST]}
+                                                                           if FIRST in t.user_attrs else {})})
     attrs = study.user_attrs
     spent = float(attrs.get(SPENT, 0.0))
     if more_trials:
