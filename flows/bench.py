@@ -76,7 +76,6 @@ def _logged_cells(tracker: Tracker, bench: str) -> set[str]:
     return {r.data.tags["tabduel.cell"] for r in runs if r.info.status == "FINISHED"}
 
 
-@flow(name="tabduel-bench")
 def bench_settings(cfg: Config) -> dict[str, Any]:
     """What makes a bench's cells comparable: families, budget, outer seeds, device, corruptions, portfolio."""
     b = cfg.bench
@@ -97,6 +96,7 @@ def check_same_bench(state: dict[str, Any], cfg: Config, name: str) -> None:
                            "own, or give this one another --name")
 
 
+@flow(name="tabduel-bench")
 def bench_flow(config: dict[str, Any], quick: bool = False, resume: bool = False, force: bool = False
                ) -> dict[str, Any]:
     """Search, refit and test every cell of the suite on its outer split; then statistics, plots and the report."""

@@ -183,7 +183,7 @@ def preflight(args: argparse.Namespace, cfg: Config) -> None:
         raise ConfigError(f"search.portfolio = {cfg.search.portfolio!r}: {{dataset}} is filled in by a bench's cells "
                           "only; name one portfolio file")
     if MLP_PORTFOLIO in searched and "{dataset}" not in cfg.search.portfolio:  # one per dataset: check_bench's
-        from tabduel.search.families import search_family
+        from tabduel.search.families import members_of
         from tabduel.search.portfolio import check_portfolio
 
-        check_portfolio(cfg.search.portfolio, search_family(MLP_PORTFOLIO).members, cfg.search)
+        check_portfolio(cfg.search.portfolio, members_of(MLP_PORTFOLIO), cfg.search)

@@ -225,10 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
 def portfolio_command(args: argparse.Namespace) -> int:
     """tabduel portfolio build | sample: a portfolio file, with one summary line per config; 2 on bad input."""
     from tabduel.search import portfolio
+    from tabduel.search.families import members_of
 
     try:
         if args.action == "sample":
-            doc = portfolio.sample(args.n, args.seed)
+            doc = portfolio.sample(args.n, args.seed, members_of(MLP_PORTFOLIO))
         else:
             cells = portfolio.read_cells(args.cells)
             doc = portfolio.build(cells, args.size, portfolio.provenance(args.cells))
@@ -523,10 +524,10 @@ def check_bench(cfg: Config, quick: bool) -> None:
     from tabduel.search.portfolio import DATASET_FIELD, check_portfolio, portfolio_of
 
     if MLP_PORTFOLIO in b.families and DATASET_FIELD in cfg.search.portfolio:  # one portfolio per dataset
-        from tabduel.search.families import search_family
+        from tabduel.search.families import members_of
 
         for d in datasets:
-            check_portfolio(portfolio_of(cfg.search.portfolio, d.name), search_family(MLP_PORTFOLIO).members,
+            check_portfolio(portfolio_of(cfg.search.portfolio, d.name), members_of(MLP_PORTFOLIO),
                             cfg.search)
 
 

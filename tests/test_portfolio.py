@@ -20,7 +20,7 @@ from tabduel.data.ingest import ingest
 from tabduel.infra.config import MLP_PORTFOLIO, FeaturesConfig, SearchConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.search import portfolio
-from tabduel.search.families import search_family
+from tabduel.search.families import members_of, search_family
 from tabduel.search.space import features_config, realmlp_defaults, tabm_defaults
 from tabduel.search.union import FAMILY, MemberSpec, joined, split
 from tabduel.settings import Config
@@ -99,7 +99,7 @@ def test_members_params_of_one_name_stay_apart_in_one_study():
 
 
 def test_the_shipped_portfolio_rebuilds_in_its_members_spaces():
-    portfolio.check_portfolio("", search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+    portfolio.check_portfolio("", members_of(MLP_PORTFOLIO), SearchConfig(study="t"))
     assert search_family(MLP_PORTFOLIO).first(SearchConfig(study="t"))[0] == joined("realmlp", realmlp_defaults())
 
 
@@ -126,7 +126,7 @@ def test_a_portfolio_without_configs_is_one_line(tmp_path):
 def test_a_portfolio_config_of_another_family_is_named(tmp_path):
     path = _write(tmp_path / "p.json", {"configs": [{"family": "xgboost", "params": {}}]})
     with pytest.raises(ConfigError, match=r"configs\[0\]: family 'xgboost' is not one of: realmlp, tabm, mlp"):
-        portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+        portfolio.check_portfolio(path, members_of(MLP_PORTFOLIO), SearchConfig(study="t"))
 
 
 def test_a_portfolio_config_outside_its_space_is_named(tmp_path):
@@ -134,22 +134,22 @@ def test_a_portfolio_config_outside_its_space_is_named(tmp_path):
     path = _write(tmp_path / "p.json", {"configs": [{"family": "tabm", "params": tabm_defaults()},
                                                     {"family": "realmlp", "params": bad}]})
     with pytest.raises(ConfigError, match=r"configs\[1\] \(realmlp\):"):
-        portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+        portfolio.check_portfolio(path, members_of(MLP_PORTFOLIO), SearchConfig(study="t"))
 
 
 def test_a_portfolio_value_outside_its_range_is_named(tmp_path):
     bad = {**realmlp_defaults(), "lr": 5.0}
     path = _write(tmp_path / "p.json", {"configs": [{"family": "realmlp", "params": bad}]})
     with pytest.raises(ConfigError, match=r"configs\[0\] \(realmlp\): .*5.0 of the parameter 'realmlp.lr' is out"):
-        portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+        portfolio.check_portfolio(path, members_of(MLP_PORTFOLIO), SearchConfig(study="t"))
 
 
 def test_a_portfolio_param_its_space_does_not_ask_is_named(tmp_path):
     quantile = {**MLP_CONFIG, "numeric": "quantile"}  # search.numeric offers one map: the study never asks it
     path = _write(tmp_path / "p.json", {"configs": [{"family": "mlp", "params": quantile}]})
     with pytest.raises(ConfigError, match=r"configs\[0\] \(mlp\): numeric not asked by its space"):
-        portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
-    portfolio.check_portfolio(path, search_family(MLP_PORTFOLIO).members,
+        portfolio.check_portfolio(path, members_of(MLP_PORTFOLIO), SearchConfig(study="t"))
+    portfolio.check_portfolio(path, members_of(MLP_PORTFOLIO),
                               SearchConfig(study="t", numeric=("standard", "quantile")))
 
 
@@ -250,7 +250,7 @@ def test_portfolio_build_writes_a_file_a_search_can_use(tmp_path, capsys):
     assert "leave-one-dataset-out" in capsys.readouterr().out
     doc = portfolio.load_portfolio(out)
     assert doc["provenance"]["kind"] == "learned" and len(doc["configs"]) == 2
-    portfolio.check_portfolio(out, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+    portfolio.check_portfolio(out, members_of(MLP_PORTFOLIO), SearchConfig(study="t"))
 
 
 def test_held_out_portfolios_never_see_their_dataset(tmp_path):
@@ -294,4 +294,4 @@ def test_candidates_start_from_the_defaults_and_rebuild(tmp_path):
     assert doc["configs"][0] == {"family": "realmlp", "params": realmlp_defaults()}
     assert len(doc["configs"]) >= 6
     assert [c["family"] for c in doc["configs"][2:5]] == ["realmlp", "tabm", "mlp"]  # the members in turn
-    portfolio.check_portfolio(out, search_family(MLP_PORTFOLIO).members, SearchConfig(study="t"))
+    portfolio.check_portfolio(out, members_of(MLP_PORTFOLIO), SearchConfig(study="t"))

@@ -124,6 +124,7 @@ class EvaluateConfig:
 # per trial. The peers (pytabkit's tuned defaults) need tabduel[peers].
 DEFAULT_SEARCH_FAMILIES = ("mlp", "xgboost")
 MLP_PORTFOLIO = UNION_FAMILIES[0]  # a union family (tabduel/search/union.py): tabduel's MLP families in one budget
+MLP_PORTFOLIO_MEMBERS = ("realmlp", "tabm", "mlp")  # the families it searches, in the order its space offers them
 RUNNERS = ("process", "thread", "dask")
 NUMERIC_MAPS = ("standard", "clip", "quantile", "robust")
 PRUNERS = ("none", "halving", "hyperband")  # tabduel/search/pruning.py

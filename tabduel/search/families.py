@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
-from tabduel.infra.config import MLP_PORTFOLIO, NUMERIC_MAPS, SearchConfig
+from tabduel.infra.config import MLP_PORTFOLIO, MLP_PORTFOLIO_MEMBERS, NUMERIC_MAPS, SearchConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.models.registry import FAMILIES
 from tabduel.search import peers, union
@@ -170,17 +170,25 @@ SEARCH_FAMILIES = (
 
 
 
+def _portfolio(s: SearchConfig) -> list[dict[str, Any]]:
+    """A union family's first trials: its portfolio's configs (search.portfolio, else the shipped one), in order."""
+    from tabduel.search.portfolio import load_portfolio
+
+    return [union.joined(c["family"], c["params"]) for c in load_portfolio(s.portfolio)["configs"]]
+
+
 def union_family(name: str, members: tuple[str, ...]) -> SearchFamily:
     """The record of a union family (search/union.py): one search over `members` within one budget, starting from
     its portfolio (search.portfolio), each trial run, capped and described by its member's own record."""
-    recs = [_BY_NAME[m] for m in members]
+    recs = {m: _BY_NAME[m] for m in members}
+    bound = {f: functools.partial(getattr(union, f), recs) for f in (
+        "suggest", "run", "base", "group", "facts", "metrics", "note", "replay", "cap", "on_device")}
     return SearchFamily(
-        name, model="", bases=tuple(sorted({b for r in recs for b in r.bases})),
-        suggest=lambda trial, s, threads, encodings: union.suggest(members, trial, s, threads, encodings),
-        run=union.run, base=union.base, group=union.group, facts=union.facts, metrics=union.metrics,
-        note=union.note, replay=union.replay, first=union.first,
-        cap=union.cap if all(r.cap for r in recs) else None,
-        on_device=union.on_device if all(r.on_device for r in recs) else None, members=members)
+        name, model="", bases=tuple(sorted({b for r in recs.values() for b in r.bases})),
+        suggest=bound["suggest"], run=bound["run"], base=bound["base"], group=bound["group"], facts=bound["facts"],
+        metrics=bound["metrics"], note=bound["note"], replay=bound["replay"], first=_portfolio,
+        cap=bound["cap"] if all(r.cap for r in recs.values()) else None,
+        on_device=bound["on_device"] if all(r.on_device for r in recs.values()) else None, members=members)
 
 
 # The peers (tabduel/search/peers.py): pytabkit's tuned defaults, one fit per trial with a new seed.
@@ -193,7 +201,7 @@ SEARCH_FAMILIES += tuple(
     for kind in (f.kind for f in FAMILIES if f.extra == "peers"))
 _BY_NAME = {f.name: f for f in SEARCH_FAMILIES}
 # tabduel's MLP families searched together within ONE budget: "the best MLP tabduel finds in N CPU-minutes"
-SEARCH_FAMILIES += (union_family(MLP_PORTFOLIO, ("realmlp", "tabm", "mlp")),)
+SEARCH_FAMILIES += (union_family(MLP_PORTFOLIO, MLP_PORTFOLIO_MEMBERS),)
 _BY_NAME[MLP_PORTFOLIO] = SEARCH_FAMILIES[-1]
 
 
@@ -208,6 +216,11 @@ def search_family(name: str) -> SearchFamily:
         return _BY_NAME[name]
     except KeyError:
         raise ConfigError(f"search family {name!r} is not one of: {', '.join(_BY_NAME)}") from None
+
+
+def members_of(name: str) -> dict[str, SearchFamily]:
+    """A union family's members' records, by name (empty for any other family)."""
+    return {m: search_family(m) for m in search_family(name).members}
 
 
 def bases_of(names: Sequence[str]) -> list[str]:

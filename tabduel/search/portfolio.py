@@ -15,7 +15,7 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -59,15 +59,16 @@ def describe(path: str | Path = "") -> dict[str, Any]:
             "provenance": {k: v for k, v in doc.get("provenance", {}).items() if k != "cells"}}
 
 
-def check_portfolio(path: str | Path, members: tuple[str, ...], s: Any) -> None:
+def check_portfolio(path: str | Path, records: Mapping[str, Any], s: Any) -> None:
     """ConfigError in one line unless every config of the portfolio names a member and is exactly a trial of the
-    member's space under settings `s` (a param missing, outside its range, or not asked names the config)."""
+    member's space under settings `s` (a param missing, outside its range, or not asked names the config); records:
+    each member's search family record (search/families.py)."""
     import optuna
 
-    from tabduel.search.families import search_family
     from tabduel.search.space import ENCODINGS
     from tabduel.search.union import FAMILY, SEP, Prefixed, joined
 
+    members = tuple(records)
     doc = load_portfolio(path)
     where = Path(path) if path else SHIPPED
     for i, c in enumerate(doc["configs"]):
@@ -78,7 +79,7 @@ def check_portfolio(path: str | Path, members: tuple[str, ...], s: Any) -> None:
         try:
             with warnings.catch_warnings():  # Optuna only warns of a fixed value outside its range: refuse it
                 warnings.simplefilter("error", UserWarning)
-                search_family(c["family"]).suggest(Prefixed(fixed, c["family"]), s, 1, ENCODINGS)
+                records[c["family"]].suggest(Prefixed(fixed, c["family"]), s, 1, ENCODINGS)
         except (ValueError, KeyError, TypeError, ConfigError, UserWarning) as exc:
             raise ConfigError(f"{where}: configs[{i}] ({c['family']}): {exc}") from None
         extra = sorted(k.partition(SEP)[2] for k in set(given) - set(fixed.params) - {FAMILY})
@@ -93,13 +94,12 @@ def check_portfolio(path: str | Path, members: tuple[str, ...], s: Any) -> None:
 def union_params(cell_family: str, params: dict[str, Any]) -> dict[str, Any] | None:
     """A trial's params as a union trial's ({'family', '<member>.<param>'}): a union cell's as they are, a member
     cell's joined; None for a family that is no MLP family."""
-    from tabduel.infra.config import MLP_PORTFOLIO
-    from tabduel.search.families import search_family
+    from tabduel.infra.config import MLP_PORTFOLIO, MLP_PORTFOLIO_MEMBERS
     from tabduel.search.union import joined
 
     if cell_family == MLP_PORTFOLIO:
         return dict(params)
-    if cell_family in search_family(MLP_PORTFOLIO).members:
+    if cell_family in MLP_PORTFOLIO_MEMBERS:
         return joined(cell_family, params)
     return None
 
@@ -260,19 +260,18 @@ def provenance(folders: Iterable[str | Path]) -> dict[str, Any]:
             "commit": commit, "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def sample(n: int, seed: int, s: Any = None) -> dict[str, Any]:
+def sample(n: int, seed: int, records: Mapping[str, Any], s: Any = None) -> dict[str, Any]:
     """Candidate configs: the shipped portfolio's (each member's defaults), then n drawn at random (Optuna's
     RandomSampler, seeded), the members in turn so that each gets its share, duplicates dropped."""
     import optuna
 
     from tabduel.infra.config import MLP_PORTFOLIO, SearchConfig
-    from tabduel.search.families import search_family
     from tabduel.search.space import ENCODINGS
     from tabduel.search.union import FAMILY, Prefixed, split
 
     if n < 0:
         raise ConfigError(f"--n = {n}: must not be negative")
-    fam = search_family(MLP_PORTFOLIO)
+    members = tuple(records)
     s = s or SearchConfig(study="candidates")
     configs = [{"family": c["family"], "params": c["params"]} for c in load_portfolio()["configs"]]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -280,8 +279,8 @@ def sample(n: int, seed: int, s: Any = None) -> dict[str, Any]:
     keys = {key_of({"family": c["family"], **c["params"]}) for c in configs}
     for i in range(n):
         trial = study.ask()
-        member = fam.members[i % len(fam.members)]
-        search_family(member).suggest(Prefixed(trial, member), s, 1, ENCODINGS)
+        member = members[i % len(members)]
+        records[member].suggest(Prefixed(trial, member), s, 1, ENCODINGS)
         _, own = split({FAMILY: member, **trial.params})
         if key_of({"family": member, **own}) not in keys:
             keys.add(key_of({"family": member, **own}))
