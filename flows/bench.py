@@ -81,7 +81,11 @@ def bench_settings(cfg: Config) -> dict[str, Any]:
     b = cfg.bench
     return {"families": list(bench_families(cfg)), "minutes": b.minutes, "trials": b.trials,
             "outer_seeds": b.outer_seeds, "first_seed": b.first_seed, "device": b.device, "corrupt": list(b.corrupt),
-            "portfolio": cfg.search.portfolio}
+            "portfolio": cfg.search.portfolio, "bagging": b.bagging}
+
+
+# what a setting was in a bench that began before the setting existed
+SETTINGS_BEFORE = {"bagging": 0}
 
 
 def check_same_bench(state: dict[str, Any], cfg: Config, name: str) -> None:
@@ -90,7 +94,8 @@ def check_same_bench(state: dict[str, Any], cfg: Config, name: str) -> None:
     before, now = state.get("settings"), bench_settings(cfg)
     if before is None:
         return
-    changed = [f"{k} {before.get(k)!r} -> {now[k]!r}" for k in now if before.get(k) != now[k]]
+    was = {k: before.get(k, SETTINGS_BEFORE.get(k)) for k in now}
+    changed = [f"{k} {was[k]!r} -> {now[k]!r}" for k in now if was[k] != now[k]]
     if changed:
         raise TabduelError(f"bench {name!r} began with other settings ({'; '.join(changed)}): resume it with its "
                            "own, or give this one another --name")
@@ -180,7 +185,7 @@ def bench_flow(config: dict[str, Any], quick: bool = False, resume: bool = False
         ordered = [results[c.id] for c, *_ in cells]
         doc = {"name": name, **result(suite.name, b, seeds, ordered, families),
                "quick": quick, "suite_file": suite.path, "workers": workers, "threads_per_cell": threads,
-               "runner": b.runner}
+               "runner": b.runner, "bagging": b.bagging}
         out = Path(b.out).resolve()
         pictures = bench_report.draw(doc, ordered, out / name)
         report = bench_report.markdown(doc, pictures, name)

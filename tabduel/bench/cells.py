@@ -31,6 +31,7 @@ from tabduel.infra.errors import ConfigError, TabduelError
 from tabduel.infra.store import atomic_write_bytes
 from tabduel.models.registry import FAMILIES
 from tabduel.search import compare
+from tabduel.search.bagging import make_folds, run_bagged
 from tabduel.search.families import names, preload, run_trials, search_family
 from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.pruning import pruning_of
@@ -104,6 +105,8 @@ def budget_label(b: BenchConfig) -> str:
         parts.append(f"{b.minutes * 60:g}s")
     if b.trials:
         parts.append(f"{b.trials}t")
+    if b.bagging:
+        parts.append(f"bag{b.bagging}")
     return "-".join(parts)
 
 
@@ -233,12 +236,12 @@ def score_on_test(library: TrialLibrary, selected: int, seen: dict[str, str], fe
     from tabduel.models.training import native_missing
     from tabduel.search.ensemble import caruana_weights, mix
     from tabduel.search.scores import mse
-    from tabduel.search.trials import predict_split, scores_on_test
+    from tabduel.search.trials import scores_on_test
 
     cpu = time.process_time()
     held_out = {view: Path(features[base]) / HELD_OUT for base, view in seen.items()}
     kept = library.entries[selected][1]
-    valid, y_valid = predict_split(kept, Path(kept.source) / "valid.parquet")
+    valid, y_valid = kept.predict_valid()  # a bagged trial's: its out-of-fold predictions
     members = library.ordered()
     weights = caruana_weights(np.stack([m.valid for _, m in members]), y_valid)
     used = [(n, m, w) for (n, m), w in zip(members, weights) if w > 0]
@@ -288,6 +291,8 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     journal = Path(journal)
     root = Path(inputs) if inputs else journal.parent / "inputs"
     seen = {base: str(search_inputs(path, root)) for base, path in features.items()}
+    bag = cfg.bench.bagging  # the same folds for every family of an outer split
+    folds = {base: make_folds(view, root, bag, cell.seed) for base, view in seen.items()} if bag else {}
     storage = open_storage(str(journal))
     import optuna
     from optuna.trial import TrialState
@@ -303,11 +308,14 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
         specs = [variant_spec(cell.family, spec) for spec in specs]
         if fam.on_device is not None:
             specs = [fam.on_device(spec, device) for spec in specs]
+        if bag:
+            return Inline(lambda: run_bagged(family, folds[base], specs, True, seen[base]))
         return Inline(lambda: run_trials(family, seen[base], specs, False, True))
 
     with one_cell_per_process(cell):
         loop = run_family(family, study, budget, s, 1, threads, submit, first_of, log=log, clock=budget_clock(device),
-                          encodings=encodings, pruning=pruning_of(s, str(journal), study.study_name), keep=library)
+                          encodings=encodings, keep=library, folds=bag or 1,  # a bagged trial's fits are not pruned
+                          pruning=None if bag else pruning_of(s, str(journal), study.study_name))
     done = completed(study)
     if not done:
         raise RuntimeError(f"{cell.id}: no trial finished within the budget")
@@ -316,13 +324,16 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     base = fam.base(spec)
     if library.best() == best.number:
         tested = {"tested": "selected", **score_on_test(library, best.number, seen, features)}
+    elif bag:  # a kill between a trial's tell and the file that keeps its model: the best config bagged again
+        tested = refit_bagged(family, folds[base], fam.on_device(spec, device) if fam.on_device else spec,
+                              seen[base], features[base])
     else:  # a kill between a trial's tell and the file that keeps its model: the best config fitted again
         refit = fam.run(features[base], [fam.on_device(spec, device) if fam.on_device else spec], True)[0]
         tested = {"tested": "refit", "tested_valid_mse": refit["valid_mse"], "test_cpu_seconds": refit["cpu_seconds"],
                   **{k: refit.get(k, math.nan) for k in TEST_SCORES}}
-        if log:
-            log.warning(f"{cell.id}: the selected trial {best.number}'s model was not kept (a resumed cell); its "
-                        f"config was fitted again for the test")
+    if tested["tested"] == "refit" and log:
+        log.warning(f"{cell.id}: the selected trial {best.number}'s model was not kept (a resumed cell); its "
+                    f"config was fitted again for the test")
     curve = sorted(((t.user_attrs.get(ELAPSED, math.nan), t.value) for t in done), key=lambda p: p[0])
     counted = counted_trials(study)  # pruned, diverged or failed trials cost budget; ones a kill interrupted do not
     pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
@@ -334,8 +345,21 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
             "best_trial": best.number, "best_valid_mse": best.value, "best_params": best.params, **tested,
             "features": {b: features[b] for b in bases_of(cell.family)}, "features_read": features[base],
             "curve": [[float(x), float(v)] for x, v in curve], "worker": best.user_attrs.get("worker", ""),
-            "device": best.user_attrs.get("device", ""), "budget_clock": budget_clock(device),
+            "device": best.user_attrs.get("device", ""), "budget_clock": budget_clock(device), "bagging": bag,
             "trial_log": trial_log(study), **({"portfolio": study.user_attrs.get(PORTFOLIO)} if fam.members else {})}
+
+
+def refit_bagged(family: str, folds: Any, spec: Any, view: str, features: str) -> dict[str, Any]:
+    """The test scores of a config bagged again on the cell's folds (its out-of-fold MSE as tested_valid_mse)."""
+    from tabduel.data.features import load_xy
+    from tabduel.models.training import native_missing
+    from tabduel.search.trials import scores_on_test
+
+    row = run_bagged(family, folds, [spec], True, view)[0]
+    kept = row["model"]
+    x, y = load_xy(str(Path(features) / HELD_OUT), kept.manifest, native_missing(kept.kind))
+    return {"tested": "refit", "tested_valid_mse": row["valid_mse"], "test_cpu_seconds": row["cpu_seconds"],
+            **scores_on_test(np.asarray(kept.predict(x), dtype=np.float32), y, kept.manifest)}
 
 
 def trial_log(study: Any) -> list[dict[str, Any]]:

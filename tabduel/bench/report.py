@@ -171,7 +171,9 @@ def markdown(doc: dict[str, Any], pictures: list[Path], folder_name: str) -> str
              f"Budget per family, dataset and outer seed: {budget}. Outer seeds: {doc['outer_seeds']}. "
              f"Cells: {doc['cells']}; CPU-seconds spent in all searches: {doc['cpu_seconds_total']:.0f}.", "",
              "Each outer split's test rows were touched by nothing before the single score of the selected model "
-             "(and of the post-hoc ensemble) on them.",
+             "(and of the post-hoc ensemble) on them." + (
+                 f" Bagged: each trial was {doc['bagging']} fits on train + valid, selected and ensembled on its "
+                 "out-of-fold predictions, tested as the mean of its fits." if doc.get("bagging") else ""),
              "", "## Per dataset (test MSE on the transformed target; R² and RMSE on the original scale)", "",
              "| dataset | family | test MSE mean ± sd | T+E test MSE | R² orig | RMSE orig | CPU-s (mean) | trials |",
              "|---|---|---|---|---|---|---|---|"]

@@ -260,6 +260,9 @@ class BenchConfig:
     out: str = _opt("benchmarks/results", "folder of the result JSON, the Markdown report and its pictures")
     device: str = _opt("cpu", "where every family trains: cpu (budgets in CPU-seconds) or cuda (budgets in "
                        "synchronized GPU wall-clock seconds; XGBoost too)", BENCH_DEVICES)
+    bagging: int = _opt(0, "K-fold bagging (TabArena's): each trial is K fits on train + valid, fit k stopped early "
+                        "on fold k; trials are selected and ensembled on their out-of-fold predictions and tested as "
+                        "the mean of their K fits (0: off; a trial's cap is split among its fits)")
 
     def __post_init__(self) -> None:
         _check(len(self.families) > 0, "bench.families", self.families, "name at least one family")
@@ -277,6 +280,8 @@ class BenchConfig:
         _check(len(self.preprocessing) > 0, "bench.preprocessing", self.preprocessing, "name at least one")
         _check(not self.name or bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name)), "bench.name",
                self.name, "use letters, digits, '.', '_' and '-' only (it names a folder and files)")
+        _check(self.bagging == 0 or 2 <= self.bagging <= 20, "bench.bagging", self.bagging,
+               "must be 0 (off) or 2 to 20 folds")
         check_choice("bench.corrupt_family", self.corrupt_family, tuple(CORRUPT_FAMILIES))
         other = [p for p in self.preprocessing if p not in CORRUPT_FAMILIES[self.corrupt_family]]
         _check(not other, "bench.preprocessing", ",".join(self.preprocessing),

@@ -81,27 +81,29 @@ def ask(study: Any, fam: SearchFamily, s: Any, threads: int, encodings: Sequence
     return out
 
 
-def capped_group(fam: SearchFamily, specs: list[Any], budget: Budget, spent: float, in_flight: int, clock: str
-                 ) -> list[Any]:  # spent: the seconds spent in all, earlier invocations' included
+def capped_group(fam: SearchFamily, specs: list[Any], budget: Budget, spent: float, in_flight: int, clock: str,
+                 folds: int = 1) -> list[Any]:  # spent: the seconds spent in all, earlier invocations' included
     """A group's specs with their training capped at the budget left: on the CPU clock its share among the groups
-    in flight, split among the group's trials (a population trains them together); unchanged without a seconds
-    budget or for a family that cannot be stopped mid-fit."""
+    in flight, split among the group's trials (a population trains them together) and among a bagged trial's
+    `folds` fits (each fit's own time limit holds too); unchanged without a seconds budget or for a family that
+    cannot be stopped mid-fit."""
     if fam.cap is None or math.isinf(budget.seconds):
         return specs
     left = budget.seconds - spent
     if clock == "cpu":
         left /= in_flight
-    return [fam.cap(spec, left / len(specs)) for spec in specs]
+    return [fam.cap(spec, left / len(specs) / folds) for spec in specs]
 
 
 def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, threads: int, submit: Submit,
                first_done: FirstDone, record: Record | None = None, log: Any = None, clock: str = "wall",
-               encodings: Sequence[str] = ENCODINGS, pruning: Pruning | None = None, keep: Keep | None = None
-               ) -> LoopResult:
+               encodings: Sequence[str] = ENCODINGS, pruning: Pruning | None = None, keep: Keep | None = None,
+               folds: int = 1) -> LoopResult:
     """Ask, train and tell trials of one family until its budget is spent, `workers` groups at a time, each
     trial's training capped at the budget left and a failed trial charged what it spent; with pruning, the workers
     report MLP trials at the rung epochs and the study's pruner may stop them; `keep` gets every finished trial's
-    fitted model where the run functions kept one."""
+    fitted model where the run functions kept one; `folds` > 1: `submit` runs each trial as that many bagged fits
+    (search/bagging.py), among which the cap is split."""
     fam = search_family(family)
     if clock not in TIME_CLOCKS:
         raise ValueError(f"clock {clock!r} is not one of: {', '.join(TIME_CLOCKS)}")
@@ -131,7 +133,7 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
         for i, group in enumerate(groups):
             trials = [t for t, _ in group]
             specs = capped_group(fam, [spec for _, spec in group], budget, spent_now(),
-                                 len(pending) + len(groups) - i, clock)
+                                 len(pending) + len(groups) - i, clock, folds)
             base = fam.base(specs[0])
             label = f"{family}-" + "+".join(str(t.number) for t in trials)
             pending[submit(label, base, specs)] = trials

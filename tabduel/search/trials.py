@@ -95,6 +95,10 @@ class KeptMLP:
             x = apply(self.embedding, x)
         return _members_predict(self.params, x, self.activation)[self.members].mean(axis=0)
 
+    def predict_valid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(predictions, targets) of the valid split it was scored on, predicted again."""
+        return predict_split(self, Path(self.source) / "valid.parquet")
+
 
 @dataclass
 class KeptModel:
@@ -111,6 +115,10 @@ class KeptModel:
         from tabduel.models.registry import family
 
         return family(self.kind).predict(self.model, x)
+
+    def predict_valid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(predictions, targets) of the valid split it was scored on, predicted again."""
+        return predict_split(self, Path(self.source) / "valid.parquet")
 
 
 def predict_split(kept: KeptMLP | KeptModel, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
