@@ -27,8 +27,9 @@ from tabduel.bench.cells import CLEAN, result  # noqa: E402
 from tabduel.bench.suite import load_suite  # noqa: E402
 from tabduel.data.corruptions import CORRUPTIONS  # noqa: E402
 from tabduel.infra.config import BenchConfig  # noqa: E402
-from tabduel.infra.errors import TabduelError  # noqa: E402
-from tabduel.infra.store import atomic_write_json, read_json  # noqa: E402
+from tabduel.infra.errors import ConfigError, TabduelError  # noqa: E402
+from tabduel.infra.store import atomic_write_json  # noqa: E402
+from tabduel.search import portfolio  # noqa: E402
 
 
 def read_cells(folders: list[Path], labels: dict[tuple[Path, str], str] | None = None) -> list[dict[str, Any]]:
@@ -36,10 +37,11 @@ def read_cells(folders: list[Path], labels: dict[tuple[Path, str], str] | None =
     that `labels` renames for a folder ((folder, family) -> label) is reported under its label there."""
     seen: dict[str, dict[str, Any]] = {}
     for folder in folders:
-        if not folder.is_dir():
-            raise SystemExit(f"bench_partial: error: {folder} is not a folder of cell results")
-        for path in sorted(folder.rglob("*.json")):
-            r = read_json(path)
+        try:
+            found = portfolio.read_cells([folder])  # one reader of cell folders, with its one-line errors
+        except ConfigError as exc:
+            raise SystemExit(f"bench_partial: error: {exc}") from None
+        for r in found:
             label = (labels or {}).get((folder, r["cell"]["family"]))
             if label:  # the same family run another way (another portfolio): a family of its own here
                 c = {**r["cell"], "family": label}

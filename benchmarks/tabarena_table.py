@@ -24,7 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tabduel.infra.store import atomic_write_bytes, atomic_write_json, read_json  # noqa: E402
+from tabduel.infra.errors import ConfigError  # noqa: E402
+from tabduel.infra.store import atomic_write_bytes, atomic_write_json  # noqa: E402
+from tabduel.search.portfolio import read_cells  # noqa: E402
 
 # TabArena (Erickson et al. 2025), split r0f0, test RMSE: (tuned, tuned + ensembled, default) per family
 TABARENA = {
@@ -91,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", default="", help="how the bench's budget reads in the table, e.g. '1 CPU-min'")
     p.add_argument("--out", required=True, type=Path, help="the JSON to write (and <out>.md)")
     a = p.parse_args(argv)
-    cells = [read_json(f) for folder in a.cells for f in sorted(folder.rglob("*.json"))]
+    try:
+        cells = read_cells(a.cells)
+    except ConfigError as exc:
+        raise SystemExit(f"tabarena_table: error: {exc}") from None
     doc = {"command": "python benchmarks/tabarena_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "budget": a.budget, "tabduel": table(cells), "tabarena": TABARENA}
     atomic_write_json(a.out, doc)

@@ -437,11 +437,11 @@ def versus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     for label, key in (("T", "test_mse"), ("T+E", "ensemble_test_mse")):
         scores = [{s: v for s, v in zip(x["seeds"], x[key]) if math.isfinite(v)} for x in (a, b)]
         common = sorted(set(scores[0]) & set(scores[1]))  # means over the same seeds as the paired test
-        rows = [{"family": fam, "seed": s, "test_mse": score[s]} for fam, score in zip("ab", scores) for s in common]
-        means = {fam: [r["test_mse"] for r in rows if r["family"] == fam] for fam in ("a", "b")}
         if not common:
             continue
-        row: dict[str, Any] = {"mean": float(np.mean(means["a"])), "against": float(np.mean(means["b"]))}
+        rows = [{"family": fam, "seed": s, "test_mse": score[s]} for fam, score in zip("ab", scores) for s in common]
+        row: dict[str, Any] = {"mean": float(np.mean([scores[0][s] for s in common])),
+                               "against": float(np.mean([scores[1][s] for s in common]))}
         row["outcome"] = bench_stats.outcome(row["mean"], row["against"])
         row["at_or_below"] = row["mean"] <= row["against"]
         try:
