@@ -309,8 +309,10 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
         loop = run_family(family, study, budget, s, 1, threads, submit, first_of, log=log, clock=budget_clock(device),
                           encodings=encodings, pruning=pruning_of(s, str(journal), study.study_name), keep=library)
     done = completed(study)
-    if not done:
-        raise RuntimeError(f"{cell.id}: no trial finished within the budget")
+    if not done:  # e.g. a peer whose one fit would outlast the budget, stopped at its cap
+        why = [t.user_attrs["error"] for t in study.get_trials(deepcopy=False) if "error" in t.user_attrs]
+        raise RuntimeError(f"{cell.id}: no trial finished within the budget"
+                           + (f"; the last failed: {why[-1]}" if why else ""))
     best = min(done, key=lambda t: t.value)
     spec = variant_spec(cell.family, fam.rebuild(best.params, s, threads))
     base = fam.base(spec)
@@ -340,8 +342,8 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
 
 def trial_log(study: Any) -> list[dict[str, Any]]:
     """Every finished trial of a cell's study: number, params, state, valid MSE (None unless complete), CPU-seconds,
-    and 'first' for a config the study queued before any sampled one (defaults, a portfolio's): what `tabduel
-    portfolio build` learns from."""
+    'first' for a config the study queued before any sampled one (defaults, a portfolio's): what `tabduel
+    portfolio build` learns from; and for a failed trial, why (a peer stopped at its cap, an exception)."""
     from optuna.trial import TrialState
 
     from tabduel.search.study import FIRST
@@ -352,7 +354,8 @@ def trial_log(study: Any) -> list[dict[str, Any]]:
             continue
         value = t.value if t.state == TrialState.COMPLETE else None
         rows.append({"number": t.number, "state": t.state.name.lower(), "params": t.params, "valid_mse": value,
-                     "cpu_seconds": t.user_attrs.get("cpu_seconds"), "first": bool(t.user_attrs.get(FIRST))})
+                     "cpu_seconds": t.user_attrs.get("cpu_seconds"), "first": bool(t.user_attrs.get(FIRST)),
+                     **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})})
     return rows
 
 
