@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import time
 
 import messy
 import numpy as np
@@ -109,6 +110,114 @@ def test_a_bench_cell_of_a_peer_scores_its_selected_model_on_the_outer_test_once
     assert row["tested"] == "selected" and row["tested_valid_mse"] == pytest.approx(row["best_valid_mse"], abs=1e-6)
     assert math.isfinite(row["test_mse"]) and row["features_read"] == features_dir
     assert row["cpu_seconds"] > 0 and row["test_cpu_seconds"] > 0
+
+
+# ---- a peer's fit in a child process, stopped at its trial's cap (tabduel/infra/child.py) -------------------------
+
+SLACK = (1.02, 2.0)  # a cell's cpu_seconds stays within 2% + 2 s of its budget: so does one capped trial's charge
+
+
+def test_the_child_helper_returns_raises_and_stops_at_a_cpu_or_wall_cap():
+    from tabduel.infra import child
+
+    done = child.run(sum, range(10))
+    assert done.value == 45 and done.cpu_seconds >= 0 and done.seconds > 0
+    with pytest.raises(ValueError, match="invalid literal") as info:  # raised in the child, raised here
+        child.run(int, "x")
+    assert getattr(info.value, child.CHILD_CPU) >= 0
+    began = time.perf_counter()
+    with pytest.raises(child.Cut, match=r"^spin: stopped at its cap of 0.50 CPU-s after") as info:
+        child.run(sum, range(10**12), cap=0.5, clock="cpu", what="spin")  # C-level work: it cannot stop itself
+    spent = getattr(info.value, child.CHILD_CPU)
+    assert 0.5 <= spent <= 0.5 * SLACK[0] + SLACK[1] and time.perf_counter() - began < 60
+    began = time.perf_counter()
+    with pytest.raises(child.Cut, match=r"^nap: stopped at its cap of 0.50 s after"):
+        child.run(time.sleep, 600, cap=0.5, clock="wall", what="nap")  # no CPU spent: the wall clock stops it
+    assert 0.5 <= time.perf_counter() - began < 30
+
+
+def _start_a_child(queue) -> None:
+    from tabduel.infra import child
+    from tabduel.infra.errors import one_line
+
+    try:
+        child.start()
+        queue.put("started")
+    except Exception as exc:
+        queue.put(one_line(exc))
+
+
+def test_a_daemonic_process_is_refused_a_child_in_one_line():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # a worker under a Dask nanny is daemonic
+    queue = ctx.Queue()
+    p = ctx.Process(target=_start_a_child, args=(queue,), daemon=True)
+    p.start()
+    said = queue.get(timeout=60)
+    p.join(60)
+    assert said.startswith("a peer's trials run in a child process, which a daemonic process may not start (a Dask "
+                           "worker under a nanny): start the workers with --no-nanny"), said
+
+
+def test_a_capped_peer_trial_is_stopped_at_its_cap_and_charged_the_cpu_its_child_spent(features_dir):
+    from tabduel.infra.child import CHILD_CPU, Cut
+    from tabduel.search import peers
+    from tabduel.search.families import CPU_SPENT, run_trials
+
+    fam = search_family("peer_realmlp")  # RealMLP-TD trains every epoch asked for: 100,000 would take hours
+    s = SearchConfig(study="t", peer_iterations=100_000, trial_clock="cpu", seed=3)
+    spec = fam.suggest(optuna_trial({"seed": 5}), s, 1, ())
+    cap = 1.0
+    capped = fam.cap(spec, cap)
+    assert capped.max_seconds == cap and capped.clock == "cpu" and fam.cap(capped, 9.0).max_seconds == cap
+    peers.preload("peer_realmlp")  # before the clock, as a cell does
+    began = time.perf_counter()
+    with pytest.raises(Cut, match=r"^peer_realmlp trial \(seed 5\): stopped at its cap of 1.00 CPU-s after ") as info:
+        run_trials("peer_realmlp", features_dir, [capped])
+    wall = time.perf_counter() - began
+    child, charged = getattr(info.value, CHILD_CPU), getattr(info.value, CPU_SPENT)
+    # the child's CPU counts (this process's own clock sees none of it: it alone would be a few hundredths), and the
+    # child was not stopped before its cap, nor long after it
+    assert cap <= child <= charged <= cap * SLACK[0] + SLACK[1], (child, charged)
+    assert wall < 120
+
+
+def test_a_peer_trial_fitted_in_its_child_predicts_as_an_in_process_fit_of_its_seed(features_dir):
+    from tabduel.search.peers import PeerTrial, run_peer
+
+    data, _ = training.load_data(features_dir, "peer_lgbm")
+    cfg = small("peer_lgbm", seed=7)
+    row = run_peer("peer_lgbm", features_dir, PeerTrial("peer_lgbm", cfg), keep=True)  # no cap: it runs to its end
+    here = training.fit("peer_lgbm", data, cfg)
+    np.testing.assert_array_equal(row["model"].predict(data.x_valid), family("peer_lgbm").predict(here.model,
+                                                                                                   data.x_valid))
+    assert row["valid_mse"] == pytest.approx(float(np.mean((row["model"].valid - data.y_valid) ** 2)), rel=1e-6)
+    assert 0 < row["child_cpu_seconds"] < row["cpu_seconds"] and row["threads"] == 1  # the child's CPU is charged
+
+
+def test_a_peer_cell_whose_only_trial_is_cut_fails_in_one_line_charged_within_its_budget(features_dir, tmp_path):
+    import optuna
+
+    from tabduel.search.study import SPENT
+
+    cfg = Config.from_dict({"bench": {"minutes": 0.02, "trials": 0}, "search": {"peer_iterations": 100_000}})
+    cell = Cell("airfoil", "peer_realmlp", 4751)
+    with pytest.raises(RuntimeError, match=r"^airfoil/none/peer_realmlp-s4751: no trial finished within the budget; "
+                                           r"the last failed: peer_realmlp trial \(seed \d+\): stopped at its cap of "
+                                           r"1.20 CPU-s after "):
+        run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "cell.log", threads=1)
+    study = optuna.load_study(study_name="cell-peer_realmlp", storage=open_storage(str(tmp_path / "cell.log")))
+    (trial,) = study.trials  # the budget went on it: no second trial
+    assert trial.state.name == "FAIL" and "stopped at its cap" in trial.user_attrs["error"]
+    assert 1.2 <= trial.user_attrs["cpu_seconds"] <= 1.2 * SLACK[0] + SLACK[1]
+    assert study.user_attrs[SPENT] == pytest.approx(trial.user_attrs["cpu_seconds"])
+
+
+def optuna_trial(params):
+    import optuna
+
+    return optuna.trial.FixedTrial(params)
 
 
 def test_peers_are_search_and_bench_families_but_no_default():

@@ -317,8 +317,10 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
                           encodings=encodings, keep=library, folds=bag or 1,  # a bagged trial's fits are not pruned
                           pruning=None if bag else pruning_of(s, str(journal), study.study_name))
     done = completed(study)
-    if not done:
-        raise RuntimeError(f"{cell.id}: no trial finished within the budget")
+    if not done:  # e.g. a peer whose one fit would outlast the budget, stopped at its cap
+        why = [t.user_attrs["error"] for t in study.get_trials(deepcopy=False) if "error" in t.user_attrs]
+        raise RuntimeError(f"{cell.id}: no trial finished within the budget"
+                           + (f"; the last failed: {why[-1]}" if why else ""))
     best = min(done, key=lambda t: t.value)
     spec = variant_spec(cell.family, fam.rebuild(best.params, s, threads))
     base = fam.base(spec)
@@ -364,8 +366,8 @@ def refit_bagged(family: str, folds: Any, spec: Any, view: str, features: str) -
 
 def trial_log(study: Any) -> list[dict[str, Any]]:
     """Every finished trial of a cell's study: number, params, state, valid MSE (None unless complete), CPU-seconds,
-    and 'first' for a config the study queued before any sampled one (defaults, a portfolio's): what `tabduel
-    portfolio build` learns from."""
+    'first' for a config the study queued before any sampled one (defaults, a portfolio's): what `tabduel
+    portfolio build` learns from; and for a failed trial, why (a peer stopped at its cap, an exception)."""
     from optuna.trial import TrialState
 
     from tabduel.search.study import FIRST
@@ -376,7 +378,8 @@ def trial_log(study: Any) -> list[dict[str, Any]]:
             continue
         value = t.value if t.state == TrialState.COMPLETE else None
         rows.append({"number": t.number, "state": t.state.name.lower(), "params": t.params, "valid_mse": value,
-                     "cpu_seconds": t.user_attrs.get("cpu_seconds"), "first": bool(t.user_attrs.get(FIRST))})
+                     "cpu_seconds": t.user_attrs.get("cpu_seconds"), "first": bool(t.user_attrs.get(FIRST)),
+                     **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})})
     return rows
 
 

@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
+from tabduel.infra.child import CHILD_CPU
 from tabduel.infra.config import MLP_PORTFOLIO, MLP_PORTFOLIO_MEMBERS, NUMERIC_MAPS, SearchConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.models.registry import FAMILIES
@@ -65,8 +66,8 @@ class SearchFamily:
     with_pruning: Callable[[Any, Handle], Any] | None = None
     # the params a trial's batch siblings keep (search.mlp_batch); None: every trial is sampled alone
     shared: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    # a spec whose training stops after at most these seconds (its own limit when smaller); None: it cannot be
-    # stopped mid-fit (a peer), so a trial runs to its end and is charged in full
+    # a spec whose training stops after at most these seconds (its own limit when smaller; a peer's fit is killed
+    # there, tabduel/infra/child.py); None: a trial runs to its end and is charged in full
     cap: Callable[[Any, float], Any] | None = None
     # a spec that trains on this device ("cpu", "cuda"); None: its trials always train on the CPU (a peer)
     on_device: Callable[[Any, str], Any] | None = None
@@ -197,7 +198,8 @@ SEARCH_FAMILIES += tuple(
         kind, model=kind, bases=(peers.BASE,),
         suggest=functools.partial(peers.suggest_peer, kind),
         run=functools.partial(peers.run_peers, kind), base=lambda spec: peers.BASE, group=None,
-        facts=peers.facts, metrics=peers.facts, note=lambda r: "")
+        facts=peers.facts, metrics=peers.facts, note=lambda r: "",
+        cap=lambda spec, seconds: dataclasses.replace(spec, max_seconds=capped(spec.max_seconds, seconds)))
     for kind in (f.kind for f in FAMILIES if f.extra == "peers"))
 _BY_NAME = {f.name: f for f in SEARCH_FAMILIES}
 # tabduel's MLP families searched together within ONE budget: "the best MLP tabduel finds in N CPU-minutes"
@@ -249,8 +251,8 @@ def preload(name: str, threads: int = 1, seed: int = 0) -> None:
     fam.require()
     for module in (*fam.code_modules, *(IMPORT_NAMES.get(p, p) for p in fam.packages), "tabduel.search.trials"):
         importlib.import_module(module)
-    if fam.extra == "peers":  # pytabkit's estimators take no 2-step settings alike: imports only
-        importlib.import_module("tabduel.models.peers").preload(fam.kind)
+    if fam.extra == "peers":  # pytabkit's estimators take no 2-step settings alike: imports (and their server) only
+        peers.preload(fam.kind)
         return
     rng = np.random.default_rng(seed)
     x, y = rng.normal(size=(64, 3)).astype(np.float32), rng.normal(size=64).astype(np.float32)
@@ -267,10 +269,12 @@ CPU_SPENT = "cpu_seconds"  # on an exception a trial raised: the CPU-seconds it 
 def run_trials(name: str, features_dir: str, specs: list[Any], with_test: bool = False, keep: bool = False
                ) -> list[Result]:
     """Train one group of a search family's trials in this process; one result per spec. An exception it raises
-    carries the process's CPU-seconds spent on the group (attribute CPU_SPENT), so that a failed trial is charged."""
+    carries the CPU-seconds spent on the group (attribute CPU_SPENT), so that a failed trial is charged: the
+    process's, and those of the child process that a peer's fit ran in (attribute CHILD_CPU, which the process's
+    clock does not see)."""
     start = time.process_time()
     try:
         return search_family(name).run(features_dir, specs, with_test, keep)
-    except Exception as exc:
-        setattr(exc, CPU_SPENT, time.process_time() - start)  # pickled with the exception's __dict__
+    except Exception as exc:  # pickled with the exception's __dict__
+        setattr(exc, CPU_SPENT, time.process_time() - start + float(getattr(exc, CHILD_CPU, 0.0)))
         raise

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from tabduel.infra.config import TIME_CLOCKS
-from tabduel.infra.errors import TabduelError
+from tabduel.infra.errors import TabduelError, one_line
 from tabduel.search.families import CPU_SPENT, SearchFamily, search_family
 from tabduel.search.pruning import Handle, Pruning
 from tabduel.search.space import ENCODINGS
@@ -146,9 +146,12 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
         except Exception as exc:  # one failing trial does not end the search; many in a row do
             failures_in_row += 1
             out.failed += len(trials)
-            out.cpu_seconds += float(getattr(exc, CPU_SPENT, 0.0))  # what it spent before it raised
+            charged = float(getattr(exc, CPU_SPENT, 0.0))  # what it spent before it raised (or was cut)
+            out.cpu_seconds += charged
             for t in trials:
                 t.set_user_attr(ELAPSED, spent_now())  # where it ended, for the curves' trial counts
+                t.set_user_attr("cpu_seconds", charged / len(trials))
+                t.set_user_attr("error", one_line(exc)[:1000])
                 study.tell(t, state=fail_state())
                 if record:
                     record(family, t, None, exc, spent_now(), out.best)
