@@ -37,7 +37,6 @@ from tabduel.search.space import (
     tabm_defaults,
     xgboost_defaults,
 )
-from tabduel.search.study import SIBLING_OF
 from tabduel.search.trials import run_mlp, run_net, run_realmlp, run_xgboost
 
 Result = dict[str, Any]  # one trial's scores and facts (search/trials.py)
@@ -84,15 +83,17 @@ class SearchFamily:
         """True when its trials report per-epoch scores that a pruner can act on."""
         return self.with_pruning is not None
 
-    def groups(self, asked: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
-        """(trial, spec) pairs in the groups that train together."""
+    def groups(self, asked: list[tuple[Any, Any]], leader: Callable[[Any], int] = lambda trial: trial.number
+               ) -> list[list[tuple[Any, Any]]]:
+        """(trial, spec) pairs in the groups that train together; leader(trial): the number of the trial whose batch
+        sibling it is (its own if none), which only a siblings_only family's groups use."""
         if self.group is None:
             return [[a] for a in asked]
         grouped: dict[Hashable, list[tuple[Any, Any]]] = defaultdict(list)
         for trial, spec in asked:
             key = self.group(spec)
             if self.siblings_only:
-                key = (key, trial.user_attrs.get(SIBLING_OF, trial.number))
+                key = (key, leader(trial))
             grouped[key].append((trial, spec))
         return list(grouped.values())
 

@@ -128,7 +128,7 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
             asked += batch
             started += len(batch)
             batches += 1
-        groups = fam.groups(asked)
+        groups = fam.groups(asked, lambda t: t.user_attrs.get(SIBLING_OF, t.number))
         for i, group in enumerate(groups):
             trials = [t for t, _ in group]
             specs = capped_group(fam, [spec for _, spec in group], budget, spent_now(),
