@@ -28,7 +28,7 @@ The recipe, as pytabkit's RealMLP-TD regressor defines it (written here from the
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -213,13 +213,17 @@ class RealMLPNet(nn.Module):
         f = ACTIVATIONS[self.arch["activation"]](z)
         return z + (f - z) * self.alphas[i] if self.alphas is not None else f
 
-    def normalized(self, x: Tensor) -> Tensor:
-        """(rows, features) -> (rows,) predictions of the standardised target."""
+    def normalized(self, x: Tensor, masks: Sequence[Tensor] | None = None) -> Tensor:
+        """(rows, features) -> (rows,) predictions of the standardised target. masks: one (rows, width) dropout
+        mask per hidden layer, already scaled by 1 / (1 - p), in place of F.dropout at p_drop (a population draws
+        each member's masks from its own generator: engine/realmlp_population.py)."""
         h = self.inputs(x)
         last = len(self.weights) - 1
         for i in range(last):
             h = self.activate(i, self.layer(i, h))
-            if self.p_drop > 0:
+            if masks is not None:
+                h = h * masks[i]
+            elif self.p_drop > 0:
                 h = F.dropout(h, self.p_drop, training=self.training)
         return self.layer(last, h).squeeze(-1)
 
@@ -280,11 +284,9 @@ def parameter_groups(net: RealMLPNet) -> list[Group]:
     return [Group(params, *FACTORS[kind]) for kind, params in kinds.items()]
 
 
-def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None, quantiles: Any = None) -> TorchFit:
-    """Train a RealMLP-style net on data's train split; keep the weights of the epoch with the best valid MSE
-    (quantiles: a QuantileTransformer fitted on the numeric train columns, which numeric = quantile needs)."""
-    seed_everything(cfg.seed)
-    device = torch.device(resolve_torch_device(cfg.device))
+def initialized(data: Arrays, cfg: RealMLPConfig, quantiles: Any = None) -> RealMLPNet:
+    """cfg's net on the CPU, its weights drawn from cfg.seed and initialised on data's train split, as fit trains it
+    (quantiles: as fit takes them)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     _, transformer = numeric_inputs(data, cfg, quantiles)  # the same check and map as TabM's
     arch = {**architecture(data, cfg), "quantiles": 0 if transformer is None else int(transformer.quantiles_.shape[0])}
@@ -292,6 +294,15 @@ def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None, quantiles: Any =
     if net.quantile is not None:
         net.quantile.set(transformer)
     initialize(net, data.x_train, data.y_train, gen)
+    return net
+
+
+def fit(data: Arrays, cfg: RealMLPConfig, on_epoch: Any = None, quantiles: Any = None) -> TorchFit:
+    """Train a RealMLP-style net on data's train split; keep the weights of the epoch with the best valid MSE
+    (quantiles: a QuantileTransformer fitted on the numeric train columns, which numeric = quantile needs)."""
+    seed_everything(cfg.seed)
+    device = torch.device(resolve_torch_device(cfg.device))
+    net = initialized(data, cfg, quantiles)
     threads = cpu_threads(cfg.threads) if cfg.threads > 0 else ONE_THREAD
     with using_threads(threads):
         net = net.to(device)

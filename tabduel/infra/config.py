@@ -169,6 +169,9 @@ class SearchConfig:
     realmlp_epochs: int = _opt(256, "epochs of a RealMLP trial (its schedules span them all; the best epoch is kept)")
     realmlp_max_seconds: float = _opt(180.0, "time limit of one RealMLP trial's training, in seconds, keeping its best "
                                       "epoch (0: none); a cut trial ends before its schedules do")
+    realmlp_batch: int = _opt(1, "RealMLP trials trained together as one population: TPE suggests the first, the "
+                              "others keep its embedding, front scale, activation and hidden layers and get their own "
+                              "lr, weight decay and dropout (1: each alone)")
     tabm_k: int = _opt(32, "ensemble members of a TabM trial (not searched; fewer: faster trials on a CPU)")
     tabm_epochs: int = _opt(1000, "maximum epochs of a TabM trial (early stopping ends most sooner)")
     tabm_patience: int = _opt(16, "early-stopping patience of a TabM trial, in epochs")
@@ -208,6 +211,7 @@ class SearchConfig:
         _check(self.xgb_early_stopping >= 1, "search.xgb_early_stopping", self.xgb_early_stopping,
                "must be at least 1")
         _check(self.realmlp_epochs >= 1, "search.realmlp_epochs", self.realmlp_epochs, "must be at least 1")
+        _check(self.realmlp_batch >= 1, "search.realmlp_batch", self.realmlp_batch, "must be at least 1")
         _check(self.realmlp_max_seconds >= 0, "search.realmlp_max_seconds", self.realmlp_max_seconds,
                "must not be negative (0: no limit)")
         _check(self.tabm_k >= 1, "search.tabm_k", self.tabm_k, "must be at least 1")

@@ -30,6 +30,7 @@ from tabduel.search.space import (
     ENCODINGS,
     group_key,
     realmlp_defaults,
+    realmlp_group_key,
     suggest_mlp,
     suggest_realmlp,
     suggest_tabm,
@@ -37,10 +38,11 @@ from tabduel.search.space import (
     tabm_defaults,
     xgboost_defaults,
 )
-from tabduel.search.trials import run_mlp, run_net, run_xgboost
+from tabduel.search.trials import run_mlp, run_net, run_realmlp, run_xgboost
 
 Result = dict[str, Any]  # one trial's scores and facts (search/trials.py)
 MLP_PER_MEMBER = ("lr", "weight_decay", "dropout")  # what differs between the members of one population
+REALMLP_PER_MEMBER = ("lr", "weight_decay", "dropout")  # the same of a RealMLP population
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ class SearchFamily:
     with_pruning: Callable[[Any, Handle], Any] | None = None
     # the params a trial's batch siblings keep (search.mlp_batch); None: every trial is sampled alone
     shared: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # the trials asked at a time, a trial and its siblings (search.mlp_batch, search.realmlp_batch); with `shared`
+    batch: Callable[[SearchConfig], int] = lambda s: 1
+    # True: only a trial and its batch siblings train together (trials asked apart train apart, whatever their key)
+    siblings_only: bool = False
     # a spec whose training stops after at most these seconds (its own limit when smaller; a peer's fit is killed
     # there, tabduel/infra/child.py); None: a trial runs to its end and is charged in full
     cap: Callable[[Any, float], Any] | None = None
@@ -78,13 +84,18 @@ class SearchFamily:
         """True when its trials report per-epoch scores that a pruner can act on."""
         return self.with_pruning is not None
 
-    def groups(self, asked: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
-        """(trial, spec) pairs in the groups that train together."""
+    def groups(self, asked: list[tuple[Any, Any]], leader: Callable[[Any], int] = lambda trial: trial.number
+               ) -> list[list[tuple[Any, Any]]]:
+        """(trial, spec) pairs in the groups that train together; leader(trial): the number of the trial whose batch
+        sibling it is (its own if none), which only a siblings_only family's groups use."""
         if self.group is None:
             return [[a] for a in asked]
         grouped: dict[Hashable, list[tuple[Any, Any]]] = defaultdict(list)
         for trial, spec in asked:
-            grouped[self.group(spec)].append((trial, spec))
+            key = self.group(spec)
+            if self.siblings_only:
+                key = (key, leader(trial))
+            grouped[key].append((trial, spec))
         return list(grouped.values())
 
     def rebuild(self, params: dict[str, Any], s: SearchConfig, threads: int) -> Any:
@@ -123,21 +134,30 @@ def _epochs(r: Result) -> dict[str, Any]:
     return {"epochs_run": r["epochs_run"], "best_epoch": r["best_epoch"]}
 
 
+def _population(r: Result) -> dict[str, Any]:
+    """The trials of the population a net trial trained in (run_realmlp's rows); none for a trial alone."""
+    return {"population_trials": r["group_trials"]} if "group_trials" in r else {}
+
+
 def _time_note(r: Result) -> str:
-    return f", stopped by its time limit after {r['epochs_run']} epochs" if r["time_limited"] else ""
+    return (f", stopped by its time limit after {r['epochs_run']} epochs" if r["time_limited"] else "") + (
+        f", population of {r['group_trials']}" if r.get("group_trials", 1) > 1 else "")
 
 
 def net_family(name: str, suggest: Callable[[Any, SearchConfig, int], Any],
-               defaults: Callable[[], dict[str, Any]]) -> SearchFamily:
+               defaults: Callable[[], dict[str, Any]], **more: Any) -> SearchFamily:
     """The record of an autograd family (trials/run_net): each trial trains alone on the ordinal variant, the
-    features step's defaults, which its pipeline training reads too; a new study tries its defaults first."""
-    return SearchFamily(
-        name, model=name, bases=("ordinal",),
+    features step's defaults, which its pipeline training reads too; a new study tries its defaults first. `more`:
+    fields that differ (realmlp's populations of batch siblings)."""
+    fields: dict[str, Any] = dict(
         suggest=lambda trial, s, threads, encodings: suggest(trial, s, threads),
         run=lambda features_dir, specs, with_test, keep=False: [run_net(name, features_dir, spec, with_test, keep)
                                                                 for spec in specs],
-        base=lambda spec: "ordinal", group=None, facts=lambda r: {**_epochs(r), "time_limited": r["time_limited"]},
-        metrics=_epochs, note=_time_note, first=lambda s: [defaults()], cap=cap_settings, on_device=on_device)
+        base=lambda spec: "ordinal", group=None,
+        facts=lambda r: {**_epochs(r), "time_limited": r["time_limited"], **_population(r)},
+        metrics=lambda r: {**_epochs(r), **_population(r)}, note=_time_note, first=lambda s: [defaults()],
+        cap=cap_settings, on_device=on_device)
+    return SearchFamily(name, model=name, bases=("ordinal",), **{**fields, **more})
 
 
 SEARCH_FAMILIES = (
@@ -154,6 +174,7 @@ SEARCH_FAMILIES = (
         + (f", pruned after {max(r['epochs_run'])} epochs" if r.get("pruned") else ""),
         replay=_mlp_replay, with_pruning=lambda spec, handle: dataclasses.replace(spec, prune=handle),
         shared=lambda params: {k: v for k, v in params.items() if k not in MLP_PER_MEMBER},
+        batch=lambda s: s.mlp_batch,
         cap=lambda spec, seconds: dataclasses.replace(spec, mlp=cap_settings(spec.mlp, seconds)),
         on_device=lambda spec, device: dataclasses.replace(spec, mlp=on_device(spec.mlp, device))),
     SearchFamily(
@@ -165,7 +186,10 @@ SEARCH_FAMILIES = (
         facts=lambda r: {"best_iteration": r["best_iteration"]},
         metrics=lambda r: {"best_iteration": r["best_iteration"]},
         note=lambda r: "", cap=cap_settings, on_device=on_device, first=lambda s: [xgboost_defaults()]),
-    net_family("realmlp", suggest_realmlp, realmlp_defaults),
+    # search.realmlp_batch: a trial and its siblings (their own lr, weight decay, dropout) train as one population
+    net_family("realmlp", suggest_realmlp, realmlp_defaults, run=run_realmlp, group=realmlp_group_key,
+               siblings_only=True, batch=lambda s: s.realmlp_batch,
+               shared=lambda params: {k: v for k, v in params.items() if k not in REALMLP_PER_MEMBER}),
     net_family("tabm", suggest_tabm, tabm_defaults),
 )
 

@@ -62,17 +62,18 @@ def trial_attrs(family: str, result: dict[str, Any], elapsed: float) -> dict[str
 
 def ask(study: Any, fam: SearchFamily, s: Any, threads: int, encodings: Sequence[str], room: float,
         pruning: Pruning | None = None) -> list[tuple[Any, Any]]:
-    """Ask Optuna for one trial and, for a family with batch siblings (s.mlp_batch > 1) when no queued trial waits,
-    up to s.mlp_batch - 1 more that keep its shared params (the rest sampled): at most `room` trials, with specs."""
+    """Ask Optuna for one trial and, for a family with batch siblings (fam.batch(s) > 1: s.mlp_batch,
+    s.realmlp_batch) when no queued trial waits, up to fam.batch(s) - 1 more that keep its shared params (the rest
+    sampled): at most `room` trials, with specs."""
     from optuna.trial import TrialState
 
     trial = study.ask()
     out = [(trial, fam.suggest(trial, s, threads, encodings))]
+    batch = fam.batch(s)
     # Optuna hands out queued trials oldest first: siblings only when nothing else waits (a resume's retries do)
-    if fam.shared is not None and s.mlp_batch > 1 and not study.get_trials(deepcopy=False,
-                                                                                states=(TrialState.WAITING,)):
+    if fam.shared is not None and batch > 1 and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         fixed = fam.shared(trial.params)
-        for _ in range(int(min(s.mlp_batch - 1, room - 1))):
+        for _ in range(int(min(batch - 1, room - 1))):
             study.enqueue_trial(fixed, user_attrs={SIBLING_OF: trial.number})
             sibling = study.ask()
             out.append((sibling, fam.suggest(sibling, s, threads, encodings)))
@@ -129,7 +130,7 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
             asked += batch
             started += len(batch)
             batches += 1
-        groups = fam.groups(asked)
+        groups = fam.groups(asked, lambda t: t.user_attrs.get(SIBLING_OF, t.number))
         for i, group in enumerate(groups):
             trials = [t for t, _ in group]
             specs = capped_group(fam, [spec for _, spec in group], budget, spent_now(),

@@ -264,3 +264,11 @@ def group_key(t: MLPTrial) -> tuple:
     from tabduel.engine.population import shape_of
 
     return (t.encoding, shape_of(t.mlp))
+
+
+def realmlp_group_key(cfg: RealMLPConfig) -> RealMLPConfig:
+    """RealMLP trials with equal keys may train as one population: the same settings but lr, weight decay, dropout
+    and seed."""
+    from tabduel.engine.realmlp_population import shape_of
+
+    return shape_of(cfg)

@@ -275,6 +275,60 @@ def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = Fal
     return row
 
 
+def run_realmlp(features_dir: str | Path, cfgs: Sequence[Any], with_test: bool = False, keep: bool = False
+                ) -> list[dict[str, Any]]:
+    """RealMLP trials of one shape (a trial and its search.realmlp_batch siblings) trained as one population, each
+    trial one member (engine/realmlp_population.py: each as it would train alone); per trial run_net's row, with
+    the population's seconds and CPU-seconds split evenly among its trials, as run_mlp splits them. A trial alone
+    is run_net's."""
+    from tabduel.engine.realmlp_population import member_of, shape_of
+    from tabduel.models import realmlp
+    from tabduel.models.training import check_finite
+
+    if len(cfgs) == 1:
+        return [run_net("realmlp", features_dir, cfgs[0], with_test, keep)]
+    if len({shape_of(c) for c in cfgs}) != 1:
+        raise ValueError(f"run_realmlp needs trials of one shape, got {len({shape_of(c) for c in cfgs})}")
+    n = len(cfgs)
+    cpu_start = time.process_time()
+    data, manifest = load_data(features_dir, "realmlp")
+    start = time.perf_counter()
+    # A trial's time limit is its own: a batch of n trials trains as one population for n times as long.
+    shape = dataclasses.replace(shape_of(cfgs[0]), max_seconds=cfgs[0].max_seconds * n)
+    fits, errors, info = realmlp.fit_population(data, shape, [member_of(c) for c in cfgs])
+    preds = [None if f is None else realmlp.predict(f.model, data.x_valid) for f in fits]
+    seconds = time.perf_counter() - start
+    x_test = y_test = None
+    if with_test:
+        x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, native_missing("realmlp"))
+    rows = []
+    for fitted, error, pred in zip(fits, errors, preds):
+        if pred is not None:
+            try:
+                check_finite("realmlp", pred)
+            except DivergedError as exc:  # as fit_predict raises it for a trial alone
+                error = str(exc)
+        if error:
+            row = {"valid_mse": math.nan, "epochs_run": 0, "best_epoch": 0, "time_limited": False,
+                   "inputs": data.x_train.shape[1], "device": "", "worker": worker(), "error": error}
+            if with_test:
+                row.update(dict.fromkeys(TEST_SCORES, math.nan))
+        else:
+            row = {"valid_mse": mse(pred, data.y_valid), "epochs_run": int(fitted.info["epochs_run"]),
+                   "best_epoch": int(fitted.info["best_epoch"]), "time_limited": bool(fitted.info["time_limited"]),
+                   "inputs": data.x_train.shape[1], "device": fitted.info["device"], "worker": worker()}
+            if keep:
+                row["model"] = KeptModel("realmlp", manifest, fitted.model, pred, str(features_dir))
+            if with_test:
+                row.update(scores_on_test(realmlp.predict(fitted.model, x_test), y_test, manifest))
+        rows.append(row)
+    cpu = time.process_time() - cpu_start  # the whole process: torch's own threads count too
+    for row in rows:
+        row.update(seconds=seconds / n, group_seconds=seconds, cpu_seconds=cpu / n, group_cpu_seconds=cpu,
+                   group_trials=n, group_members=info["members"])
+    return rows
+
+
 def run_xgboost(features_dir: str | Path, cfg: XGBoostConfig, with_test: bool = False, keep: bool = False
                 ) -> dict[str, Any]:
     """Fit one XGBoost trial with early stopping on valid; its valid (and test) MSE at the best iteration (with

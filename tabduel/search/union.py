@@ -89,7 +89,9 @@ def base(recs: Records, m: MemberSpec) -> str:
 def group(recs: Records, m: MemberSpec) -> Hashable:
     """Specs of one member that its own record trains together (an MLP population); else each alone."""
     fam = recs[m.family]
-    return (m.family, fam.group(m.spec)) if fam.group is not None else (m.family, id(m))
+    # a member whose populations are only a trial's batch siblings (realmlp) trains alone here: the union asks none
+    together = fam.group is not None and not fam.siblings_only
+    return (m.family, fam.group(m.spec)) if together else (m.family, id(m))
 
 
 def facts(recs: Records, r: dict[str, Any]) -> dict[str, Any]:
