@@ -130,3 +130,37 @@ def test_bagging_is_0_or_2_to_20_folds_named_in_one_line():
     with pytest.raises(ConfigError, match=r"^bench.bagging = 1: must be 0 \(off\) or 2 to 20 folds"):
         Config.from_dict({"bench": {"bagging": 1}})
     assert bench_name("dev", BenchConfig(minutes=1, bagging=5)) == "bench-dev-60s-bag5"
+
+
+def _load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bagging_gain_pairs_each_bagged_cell_with_the_unbagged_cell_of_its_split(tmp_path):
+    import json
+
+    def cell(folder: Path, family: str, seed: int, t: float, e: float, bagging: int = 0) -> None:
+        c = {"dataset": "a", "family": family, "seed": seed, "corruption": "none", "level": 0.0}
+        doc = {"cell": c, "id": f"a/none/{family}-s{seed}", "test_mse": t, "ensemble_test_mse": e, "trials": 3,
+               "bagging": bagging}
+        (folder / f"{family}-s{seed}.json").write_text(json.dumps(doc))
+
+    bagged, plain = tmp_path / "b", tmp_path / "p"
+    bagged.mkdir(), plain.mkdir()
+    for seed, (t, e) in zip((1, 2, 3), ((0.5, 0.4), (1.0, 1.0), (2.0, 1.0))):
+        cell(bagged, "xgboost", seed, t, e, bagging=5)
+        cell(plain, "xgboost", seed, 1.0, 1.0)
+    cell(plain, "xgboost", 4, 1.0, 1.0)  # no bagged cell of its split: left out
+    doc = _load_script("bagging_gain").gain(
+        [json.loads(p.read_text()) for p in bagged.iterdir()], [json.loads(p.read_text()) for p in plain.iterdir()],
+        ["xgboost"])
+    assert doc["pairs"] == 3 and doc["bagging"] == [5]
+    row = doc["datasets"]["a"]["xgboost"]
+    assert row["T"]["ratio"] == pytest.approx(3.5 / 3) and row["T+E"]["ratio"] == pytest.approx(0.8)
+    overall = doc["overall"]["xgboost"]["T"]
+    assert overall["geometric_mean_ratio"] == pytest.approx(1.0) and overall["bagged_lower"] == 1
