@@ -6,7 +6,8 @@ It needs only torch, numpy, pandas and pyarrow (no Prefect, MLflow or XGBoost), 
 GPU image. It checks that:
 - device 'auto' resolves to cuda;
 - the engine's optimizer updates step on CUDA (fused Adam/AdamW kernels, foreach SGD, per-member population);
-- a population member trained on CUDA matches the same config trained alone on CUDA;
+- a population member trained on CUDA matches the same config trained alone on CUDA (NN5's fast path, and a
+  RealMLP population's member against realmlp.fit alone);
 - the population memory check reads the card's free memory;
 - NN5 trained on CUDA reaches the CPU's valid MSE;
 - a CUDA-trained model saves and reloads on the CPU with the same predictions.
@@ -90,6 +91,24 @@ def family_check(kind: str, data, devices: tuple[str, str] = ("cpu", "cuda"), **
     return out
 
 
+def realmlp_population_check(data, device: str = "cuda") -> bool:
+    """Two RealMLP members (their own lr and weight decay, dropout 0: CUDA's dropout masks are not the CPU's) trained
+    as one population on CUDA predict valid as each trained alone on CUDA does."""
+    from tabduel.engine import realmlp, realmlp_population
+    from tabduel.infra.config import RealMLPConfig
+    from tabduel.models import realmlp as realmlp_family
+
+    cfg = RealMLPConfig(epochs=5, dropout=0.0, device=device)
+    members = [realmlp_population.Member(cfg.seed, lr, wd) for lr, wd in ((0.04, 0.0), (0.1, 0.02))]
+    pop = realmlp_population.fit(data, cfg, members)
+    if any(pop.errors):
+        return False
+    return all(np.allclose(realmlp_family.predict(fit.model, data.x_valid),
+                           realmlp_family.predict(realmlp.fit(data, realmlp_population.member_config(cfg, m)).model,
+                                                  data.x_valid), rtol=1e-3, atol=1e-3)
+               for m, fit in zip(members, pop.fits))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", required=True, help="a features output directory (manifest.json + splits)")
@@ -125,6 +144,7 @@ def main() -> None:
         torch.allclose(a, b, rtol=1e-3, atol=1e-4) for a, b in zip(pop.single(1).params.tensors(),
                                                                     alone.params.tensors()))
     checks["memory_check_reads_cuda_free_bytes"] = (memory.available_bytes(device) or 0) > 0
+    checks["realmlp_population_member_matches_alone_on_cuda"] = realmlp_population_check(data)
 
     rows = []
     configs = {
