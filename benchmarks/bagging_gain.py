@@ -45,6 +45,14 @@ def gain(bagged: list[dict[str, Any]], plain: list[dict[str, Any]], families: li
     pairs = sorted(set(b) & set(p))
     if not pairs:
         raise SystemExit("bagging_gain: error: no (dataset, family, seed) is in both folders")
+    for key in pairs:  # the same split and budget, bagged against unbagged
+        x, y = b[key], p[key]
+        why = ("its unbagged cell is bagged" if y.get("bagging") else "its bagged cell is not bagged"
+               if not x.get("bagging") else "the budgets differ"
+               if x.get("budget_cpu_seconds") != y.get("budget_cpu_seconds") else "they read other features"
+               if Path(x.get("features_read", "")).name != Path(y.get("features_read", "")).name else "")
+        if why:
+            raise SystemExit(f"bagging_gain: error: {x['id']}: {why}")
     ks = {c.get("bagging") for c in b.values()}
     out: dict[str, Any] = {"bagging": sorted(k for k in ks if k), "pairs": len(pairs), "datasets": {}, "overall": {}}
     for ds in sorted({d for d, _, _ in pairs}):

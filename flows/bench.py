@@ -77,15 +77,17 @@ def _logged_cells(tracker: Tracker, bench: str) -> set[str]:
 
 
 def bench_settings(cfg: Config) -> dict[str, Any]:
-    """What makes a bench's cells comparable: families, budget, outer seeds, device, corruptions, portfolio."""
+    """What makes a bench's cells comparable: families, budget, outer seeds, device, corruptions, portfolio, bagging
+    and the trials' batches."""
     b = cfg.bench
     return {"families": list(bench_families(cfg)), "minutes": b.minutes, "trials": b.trials,
             "outer_seeds": b.outer_seeds, "first_seed": b.first_seed, "device": b.device, "corrupt": list(b.corrupt),
-            "portfolio": cfg.search.portfolio, "bagging": b.bagging}
+            "portfolio": cfg.search.portfolio, "bagging": b.bagging, "mlp_batch": cfg.search.mlp_batch,
+            "realmlp_batch": cfg.search.realmlp_batch}
 
 
-# what a setting was in a bench that began before the setting existed
-SETTINGS_BEFORE = {"bagging": 0}
+# what a setting was in a bench that began before the setting was kept (its default then)
+SETTINGS_BEFORE = {"bagging": 0, "mlp_batch": 1, "realmlp_batch": 1}
 
 
 def check_same_bench(state: dict[str, Any], cfg: Config, name: str) -> None:

@@ -116,14 +116,36 @@ def test_a_bagged_cell_tests_and_ensembles_the_bags_it_selected(tmp_path, featur
     assert lost["tested"] == "refit" and math.isfinite(lost["test_mse"]) and lost["bagging"] == 3
 
 
-@pytest.mark.parametrize("family", ["mlp", "xgboost"])
+@pytest.mark.parametrize("family", ["mlp", "realmlp", "xgboost"])
 def test_a_bagged_cell_spends_at_most_its_budget(tmp_path, features_dir, family):
-    long = dict(mlp_epochs=100_000, mlp_patience=100_000, mlp_max_seconds=60, xgb_rounds=10_000_000,
-                xgb_early_stopping=10_000_000, max_width=64)
+    """5 fits per trial, each of which would train for up to 60 CPU-s, in a 3-s budget: each fit's loading and
+    scoring come out of the later fits' share."""
+    long = dict(mlp_epochs=100_000, mlp_patience=100_000, mlp_max_seconds=60, realmlp_epochs=100_000,
+                realmlp_max_seconds=60, xgb_rounds=10_000_000, xgb_early_stopping=10_000_000, max_width=64)
     r = run_cell(Cell("airfoil", family, 4751), {b: features_dir for b in bases_of(family)},
-                 _bench(3, minutes=0.05, **long), tmp_path / "j.log")
+                 _bench(5, minutes=0.05, **long), tmp_path / "j.log")
     assert r["trials"] >= 1 and r["cpu_seconds"] <= 3.0 * 1.02 + 2
     assert r["tested"] == "selected" and r["tested_valid_mse"] == pytest.approx(r["best_valid_mse"], abs=1e-6)
+
+
+def test_a_bagged_trial_whose_earlier_fits_spent_its_seconds_fails_charged(tmp_path, features_dir):
+    from tabduel.search.bagging import BagOutOfBudget
+
+    folds = make_folds(features_dir, tmp_path, 3, seed=3)
+    spec = search_family("xgboost").rebuild(dict(_XGB), SearchConfig(study="t", xgb_rounds=50), 1)
+    with pytest.raises(BagOutOfBudget, match=r"spent its 0.01 s in 1 of its 3 fits") as info:
+        run_bagged("xgboost", folds, [spec], seconds=0.01)  # fold 0's loading alone spends more
+    assert getattr(info.value, CPU_SPENT) > 0.01
+
+
+def test_a_bagged_union_cell_mixes_its_members_bags(tmp_path, features_dir):
+    cfg = _bench(2, trials=3, realmlp_epochs=3, tabm_epochs=2, tabm_k=2, mlp_epochs=3, max_width=16)
+    r = run_cell(Cell("airfoil", "mlp_portfolio", 4751), {b: features_dir for b in bases_of("mlp_portfolio")}, cfg,
+                 tmp_path / "j.log")
+    assert r["bagging"] == 2 and r["trials"] == 3 and r["tested"] == "selected"
+    assert r["tested_valid_mse"] == pytest.approx(r["best_valid_mse"], abs=1e-6)
+    kinds = {m.kind for _, m in TrialLibrary(tmp_path / ("j.log" + TRIALS_DIR)).ordered()}
+    assert {"realmlp", "tabm"} <= kinds  # the portfolio's first two: RealMLP-TD's and TabM's defaults, bagged
 
 
 def test_bagging_is_0_or_2_to_20_folds_named_in_one_line():
@@ -147,7 +169,7 @@ def test_bagging_gain_pairs_each_bagged_cell_with_the_unbagged_cell_of_its_split
     def cell(folder: Path, family: str, seed: int, t: float, e: float, bagging: int = 0) -> None:
         c = {"dataset": "a", "family": family, "seed": seed, "corruption": "none", "level": 0.0}
         doc = {"cell": c, "id": f"a/none/{family}-s{seed}", "test_mse": t, "ensemble_test_mse": e, "trials": 3,
-               "bagging": bagging}
+               "bagging": bagging, "budget_cpu_seconds": 60.0, "features_read": f"data/features/k{seed}"}
         (folder / f"{family}-s{seed}.json").write_text(json.dumps(doc))
 
     bagged, plain = tmp_path / "b", tmp_path / "p"
@@ -164,3 +186,7 @@ def test_bagging_gain_pairs_each_bagged_cell_with_the_unbagged_cell_of_its_split
     assert row["T"]["ratio"] == pytest.approx(3.5 / 3) and row["T+E"]["ratio"] == pytest.approx(0.8)
     overall = doc["overall"]["xgboost"]["T"]
     assert overall["geometric_mean_ratio"] == pytest.approx(1.0) and overall["bagged_lower"] == 1
+    cell(plain, "xgboost", 1, 1.0, 1.0, bagging=5)  # a bagged cell on the "plain" side: refused, named
+    with pytest.raises(SystemExit, match=r"^bagging_gain: error: a/none/xgboost-s1: its unbagged cell is bagged$"):
+        _load_script("bagging_gain").gain([json.loads(p.read_text()) for p in bagged.iterdir()],
+                                          [json.loads(p.read_text()) for p in plain.iterdir()], ["xgboost"])

@@ -595,12 +595,17 @@ def test_a_named_bench_resumes_only_with_its_own_settings():
     other = Config.from_dict({"bench": {"minutes": 5, "families": ["mlp_portfolio", "xgboost"], "name": "b"}})
     with pytest.raises(TabduelError, match=r"^bench 'b' began with other settings \(minutes 1.0 -> 5.0\)"):
         check_same_bench({"settings": bench_settings(cfg)}, other, "b")
-    before_bagging = {k: v for k, v in bench_settings(cfg).items() if k != "bagging"}  # a bench begun before it
+    before_bagging = {k: v for k, v in bench_settings(cfg).items()  # a bench begun before these were kept
+                      if k not in ("bagging", "mlp_batch", "realmlp_batch")}
     check_same_bench({"settings": before_bagging}, cfg, "b")  # resumes as unbagged
     bagged = Config.from_dict({"bench": {"minutes": 1, "families": ["mlp_portfolio", "xgboost"], "name": "b",
                                          "bagging": 5}})
     with pytest.raises(TabduelError, match=r"^bench 'b' began with other settings \(bagging 0 -> 5\)"):
         check_same_bench({"settings": before_bagging}, bagged, "b")
+    batched = Config.from_dict({"bench": {"minutes": 1, "families": ["mlp_portfolio", "xgboost"], "name": "b"},
+                                "search": {"realmlp_batch": 4}})
+    with pytest.raises(TabduelError, match=r"\(realmlp_batch 1 -> 4\)"):
+        check_same_bench({"settings": before_bagging}, batched, "b")
 
 
 def test_a_bench_can_be_named():

@@ -304,12 +304,12 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     library = TrialLibrary(journal.with_name(journal.name + TRIALS_DIR))
     wall = time.perf_counter()
 
-    def submit(label: str, base: str, specs: list[Any]) -> Inline:
+    def submit(label: str, base: str, specs: list[Any], seconds: float = math.inf) -> Inline:
         specs = [variant_spec(cell.family, spec) for spec in specs]
         if fam.on_device is not None:
             specs = [fam.on_device(spec, device) for spec in specs]
         if bag:
-            return Inline(lambda: run_bagged(family, folds[base], specs, True, seen[base]))
+            return Inline(lambda: run_bagged(family, folds[base], specs, True, seen[base], seconds))
         return Inline(lambda: run_trials(family, seen[base], specs, False, True))
 
     with one_cell_per_process(cell):
@@ -358,10 +358,12 @@ def refit_bagged(family: str, folds: Any, spec: Any, view: str, features: str) -
     from tabduel.search.trials import scores_on_test
 
     row = run_bagged(family, folds, [spec], True, view)[0]
-    kept = row["model"]
+    out = {"tested": "refit", "tested_valid_mse": row["valid_mse"], "test_cpu_seconds": row["cpu_seconds"]}
+    kept = row.get("model")
+    if kept is None:  # a fit diverged this time: no model to test, as an unbagged refit that diverged
+        return {**out, **dict.fromkeys(TEST_SCORES, math.nan)}
     x, y = load_xy(str(Path(features) / HELD_OUT), kept.manifest, native_missing(kept.kind))
-    return {"tested": "refit", "tested_valid_mse": row["valid_mse"], "test_cpu_seconds": row["cpu_seconds"],
-            **scores_on_test(np.asarray(kept.predict(x), dtype=np.float32), y, kept.manifest)}
+    return {**out, **scores_on_test(np.asarray(kept.predict(x), dtype=np.float32), y, kept.manifest)}
 
 
 def trial_log(study: Any) -> list[dict[str, Any]]:

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabduel.search.families import CPU_SPENT, run_trials
+from tabduel.infra.errors import TabduelError
+from tabduel.search.families import CPU_SPENT, run_trials, search_family
 from tabduel.search.scores import mse
 
 SPLITS = ("train.parquet", "valid.parquet")
@@ -96,18 +97,34 @@ class KeptBag:
         return np.concatenate([p for p, _ in pairs]), np.concatenate([y for _, y in pairs])
 
 
-def run_bagged(name: str, folds: Folds, specs: list[Any], keep: bool = False, source: str = ""
-               ) -> list[dict[str, Any]]:
-    """Train a group of a search family's trials once per fold (run_trials, the specs' time limits as they come:
-    the loop splits the cap among the folds); per trial the MSE of its out-of-fold predictions as valid_mse, its
-    folds' scores, their CPU-seconds summed, and (keep) the KeptBag as row["model"]. A trial with a diverged,
-    pruned or unkept fit is not finite. An exception carries the CPU-seconds of every fold so far (CPU_SPENT)."""
+class BagOutOfBudget(TabduelError):
+    """A bagged trial's earlier fits spent the seconds it had: its later fits did not run."""
+
+
+def run_bagged(name: str, folds: Folds, specs: list[Any], keep: bool = False, source: str = "",
+               seconds: float = math.inf) -> list[dict[str, Any]]:
+    """Train a group of a search family's trials once per fold (run_trials); with `seconds` (what each trial may
+    spend in all), fit k of a trial is capped at what the earlier fits left, shared among the fits to come, so that
+    their loading and scoring, which no fit's cap counts, come out of the later fits' share (BagOutOfBudget when
+    nothing is left). Per trial: the MSE of its out-of-fold predictions as valid_mse, its folds' scores and errors,
+    their CPU-seconds summed, and (keep) the KeptBag as row["model"]. A trial with a diverged, pruned or unkept fit
+    is not finite. An exception carries the CPU-seconds of every fold so far (CPU_SPENT)."""
+    fam = search_family(name)
     spent = 0.0
     per_fold: list[list[dict[str, Any]]] = []
-    for d in folds.dirs:
+    k = len(folds.dirs)
+    for i, d in enumerate(folds.dirs):
+        run_specs = specs
+        if math.isfinite(seconds) and fam.cap is not None:
+            left = seconds - spent / len(specs)
+            if left <= 0:
+                exc = BagOutOfBudget(f"{name}: a bagged trial spent its {seconds:.2f} s in {i} of its {k} fits")
+                setattr(exc, CPU_SPENT, spent)
+                raise exc
+            run_specs = [fam.cap(spec, left / (k - i)) for spec in specs]
         start = time.process_time()
         try:
-            per_fold.append(run_trials(name, d, specs, False, True))
+            per_fold.append(run_trials(name, d, run_specs, False, True))
         except Exception as exc:
             setattr(exc, CPU_SPENT, spent + float(getattr(exc, CPU_SPENT, time.process_time() - start)))
             raise
@@ -118,7 +135,9 @@ def run_bagged(name: str, folds: Folds, specs: list[Any], keep: bool = False, so
         fits = [r.pop("model", None) for r in rows]
         ok = all(f is not None and math.isfinite(r["valid_mse"]) and not r.get("pruned") for f, r in zip(fits, rows))
         oof = np.concatenate([np.asarray(f.valid).reshape(-1) for f in fits]) if ok else None
+        errors = [f"fold {j}: {r['error']}" for j, r in enumerate(rows) if r.get("error")]
         row = {**rows[0], "valid_mse": mse(oof, folds.y) if ok else math.nan,
+               **({"error": "; ".join(errors)} if errors else {}),
                "fold_valid_mse": [float(r["valid_mse"]) for r in rows], "folds": len(rows),
                "seconds": float(sum(r["seconds"] for r in rows)),
                "cpu_seconds": float(sum(r.get("cpu_seconds", 0.0) for r in rows)),

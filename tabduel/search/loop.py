@@ -23,7 +23,8 @@ from tabduel.search.study import ELAPSED, PARENT_RUN, SIBLING_OF, SPENT, Budget,
 
 MAX_FAILURES_IN_ROW = 5
 
-# (label, features base, trial specs) -> a future (anything `first_done` understands)
+# (label, features base, trial specs[, seconds each trial may spend: only for bagged trials]) -> a future (anything
+# `first_done` understands)
 Submit = Callable[[str, str, list[Any]], Any]
 # pending futures -> the first of them that is done
 FirstDone = Callable[[list[Any]], Any]
@@ -90,10 +91,17 @@ def capped_group(fam: SearchFamily, specs: list[Any], budget: Budget, spent: flo
     cannot be stopped mid-fit."""
     if fam.cap is None or math.isinf(budget.seconds):
         return specs
+    seconds = trial_seconds(budget, spent, in_flight, clock, len(specs))
+    return [fam.cap(spec, seconds / folds) for spec in specs]
+
+
+def trial_seconds(budget: Budget, spent: float, in_flight: int, clock: str, trials: int) -> float:
+    """The seconds each trial of a group may spend: the budget left (on the CPU clock its share among the groups in
+    flight) split among the group's trials; inf without a seconds budget."""
+    if math.isinf(budget.seconds):
+        return math.inf
     left = budget.seconds - spent
-    if clock == "cpu":
-        left /= in_flight
-    return [fam.cap(spec, left / len(specs) / folds) for spec in specs]
+    return (left / in_flight if clock == "cpu" else left) / trials
 
 
 def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, threads: int, submit: Submit,
@@ -104,7 +112,7 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
     trial's training capped at the budget left and a failed trial charged what it spent; with pruning, the workers
     report MLP trials at the rung epochs and the study's pruner may stop them; `keep` gets every finished trial's
     fitted model where the run functions kept one; `folds` > 1: `submit` runs each trial as that many bagged fits
-    (search/bagging.py), among which the cap is split."""
+    (search/bagging.py), among which the cap is split, and gets the seconds each trial may spend in all."""
     fam = search_family(family)
     if clock not in TIME_CLOCKS:
         raise ValueError(f"clock {clock!r} is not one of: {', '.join(TIME_CLOCKS)}")
@@ -133,11 +141,15 @@ def run_family(family: str, study: Any, budget: Budget, s: Any, workers: int, th
         groups = fam.groups(asked, lambda t: t.user_attrs.get(SIBLING_OF, t.number))
         for i, group in enumerate(groups):
             trials = [t for t, _ in group]
-            specs = capped_group(fam, [spec for _, spec in group], budget, spent_now(),
-                                 len(pending) + len(groups) - i, clock, folds)
+            flight = len(pending) + len(groups) - i
+            specs = capped_group(fam, [spec for _, spec in group], budget, spent_now(), flight, clock, folds)
             base = fam.base(specs[0])
             label = f"{family}-" + "+".join(str(t.number) for t in trials)
-            pending[submit(label, base, specs)] = trials
+            if folds > 1:  # a bagged trial re-caps each fit at what its earlier fits left (search/bagging.py)
+                seconds = trial_seconds(budget, spent_now(), flight, clock, len(specs)) if fam.cap else math.inf
+                pending[submit(label, base, specs, seconds)] = trials
+            else:
+                pending[submit(label, base, specs)] = trials
         if not pending:
             break
         done = first_done(list(pending))
