@@ -482,3 +482,30 @@ def test_a_periodic_tabm_needs_two_values_per_column():
     TabMConfig(embedding="ple", embedding_dim=1)
     with pytest.raises(ConfigError, match=r"^tabm\.embedding_dim = 1: .*periodic"):
         TabMConfig(embedding="periodic", embedding_dim=1)
+
+
+# ------------------------------------------------------------------ time limits: the scored epoch, and no overshoot
+
+
+@pytest.mark.parametrize("kind", ["realmlp", "tabm"])
+def test_a_fit_hands_back_its_kept_epochs_valid_predictions_as_a_new_prediction_gives_them(data, kind):
+    """Unlimited (one evaluation) and limited (in chunks of a batch): models.training.fit_predict takes them instead
+    of predicting valid again."""
+    fam, cfg_type, fast = ((realmlp_family, RealMLPConfig, FAST_REALMLP) if kind == "realmlp"
+                           else (tabm_family, TabMConfig, FAST_TABM))
+    for limit in (0.0, 1000.0):
+        fit = fam.fit(data, cfg_type(**{**fast, "max_seconds": limit}))
+        assert fit.valid_pred is not None and fit.valid_pred.shape == data.y_valid.shape
+        np.testing.assert_allclose(fit.valid_pred, fam.predict(fit.model, data.x_valid), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["realmlp", "tabm"])
+def test_a_fit_whose_first_evaluation_outlasts_its_limit_keeps_nothing(data, kind):
+    """A limit that the first batches reach: the evaluation of valid (150 rows, in chunks of 16) stops at the limit
+    instead of running to its end, and with no epoch scored the fit has no model (TrainingCut, one line)."""
+    from tabduel.engine.torchfit import TrainingCut
+
+    fam, cfg_type, fast = ((realmlp_family, RealMLPConfig, FAST_REALMLP) if kind == "realmlp"
+                           else (tabm_family, TabMConfig, FAST_TABM))
+    with pytest.raises(TrainingCut, match=r"^stopped at its limit of 1e-06 s before it scored an epoch on valid"):
+        fam.fit(data, cfg_type(**{**fast, "batch_size": 16, "max_seconds": 1e-6}))

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tabduel.infra.config import SCHEDULES
-from tabduel.infra.errors import DivergedError
+from tabduel.infra.errors import DivergedError, TrainingError
 from tabduel.infra.runtime import stopwatch
 
 Tensor = torch.Tensor
@@ -34,6 +34,10 @@ EpochCallback = Callable[[int, int, float, float], "bool | None"]
 
 class TrainingDiverged(DivergedError):
     """A training loss or valid loss became NaN or infinite."""
+
+
+class TrainingCut(TrainingError):
+    """A time-limited fit reached its limit before it scored one epoch on valid: it has no model to keep."""
 
 
 class Arrays(Protocol):
@@ -103,6 +107,7 @@ class TorchFit:
     model: nn.Module
     history: dict[str, list[float]]
     info: dict[str, Any]
+    valid_pred: np.ndarray | None = None  # (n_valid,) the kept epoch's predictions of valid, as it was scored
 
 
 def _check_finite(value: float, what: str, epoch: int, hint: str) -> None:
@@ -140,10 +145,14 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
     step = 0
     start = time.perf_counter()
     limit = stopwatch(time_clock)  # what max_seconds counts: wall-clock or this process's CPU-seconds
-    # The limit's seconds of one valid evaluation: a limited fit stops while there is room for two more (its last
-    # epoch's, and its caller's prediction of valid, which models.training.fit checks), each seconds on a wide
-    # ensemble. Until the first is measured, estimated from the second step: a forward pass is a third of a step.
+    # The limit's seconds of one valid evaluation: a limited fit stops while there is room for one more (its next
+    # epoch's; its caller takes the kept epoch's predictions, valid_pred), seconds on a wide ensemble. Until the first
+    # is measured, estimated from the second step: a forward pass is a third of a step. The evaluation itself goes
+    # in chunks of a batch's rows and checks the clock after each, so no evaluation outlasts the limit by more than
+    # one chunk's forward pass: a cut evaluation scores nothing, and the fit keeps its best scored epoch.
     eval_cost, measured = 0.0, False
+    chunk = len(xva)
+    best_pred: Tensor | None = None
     for epoch in range(1, epochs + 1):
         model.train()
         total = torch.zeros((), device=device)
@@ -167,15 +176,26 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
             if not measured and step == 2 and max_seconds:  # the 2nd step (the 1st allocates the optimizer's
                 batch_loss.item()  # state), synchronized by .item(); idx: (batch,) or (k, batch) per member
                 eval_cost = min((limit() - began) / 3 * len(xva) / max(1, idx.shape[-1]), max_seconds / 4)
-            if max_seconds and limit() + 2 * eval_cost >= max_seconds:  # per step: an epoch may outlast a budget
+            if max_seconds:
+                chunk = max(1, int(idx.shape[-1]))  # a forward pass of a batch's rows: a third of a step
+            if max_seconds and limit() + eval_cost >= max_seconds:  # per step: an epoch may outlast a budget
                 timed_out = True
                 break
         train_loss = total.item() / max(1, n_batches) * loss_scale
         _check_finite(train_loss, "the training loss", epoch, hint)
         model.eval()
         began = limit()
+        parts: list[Tensor] = []
         with torch.no_grad():
-            valid_loss = (predict(model, xva) - yva).square().mean().item()
+            for rows in xva.split(chunk):  # (chunk, features) -> (chunk,)
+                parts.append(predict(model, rows))
+                if max_seconds and limit() >= max_seconds and len(parts) * chunk < len(xva):
+                    break
+        if len(parts) * chunk < len(xva):  # the limit cut this evaluation: the epoch is not scored
+            timed_out = True
+            break
+        pred = torch.cat(parts)
+        valid_loss = (pred - yva).square().mean().item()
         eval_cost, measured = limit() - began, True
         _check_finite(valid_loss, "the valid MSE", epoch, hint)
         history["train_loss"].append(train_loss)
@@ -184,15 +204,19 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
         if valid_loss < best_loss:
             best_loss, best_epoch = valid_loss, epoch
             best_state = copy.deepcopy(model.state_dict())
+            best_pred = pred
         elif patience > 0 and epoch - best_epoch >= patience:
             break
         if stop:
             pruned_epoch = epoch
             break
-        if timed_out or (max_seconds and limit() + 2 * eval_cost >= max_seconds):  # a cut epoch was scored too
+        if timed_out or (max_seconds and limit() + eval_cost >= max_seconds):  # a cut epoch was scored too
             timed_out = True
             break
     seconds = time.perf_counter() - start
+    if best_state is None and timed_out:
+        raise TrainingCut(f"stopped at its limit of {max_seconds:g} s before it scored an epoch on valid (one "
+                          f"evaluation of {len(xva)} rows costs more than the limit left): no model")
     if best_state is not None:
         model.load_state_dict(best_state)
     model = model.to("cpu").eval()
@@ -200,7 +224,8 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
             "best_valid_loss": best_loss, "restored_best": True, "train_seconds": seconds,
             "steps": step, "time_limited": timed_out, "pruned_epoch": pruned_epoch, "backward": "autograd",
             **plan.extra}
-    return TorchFit(model, history, info)
+    valid_pred = None if best_pred is None else best_pred.detach().to("cpu").numpy().astype(np.float32).reshape(-1)
+    return TorchFit(model, history, info, valid_pred)
 
 
 def shared_batches(n: int, batch_size: int, device: torch.device, drop_last: bool = False

@@ -18,7 +18,7 @@ __all__ = ["fit", "fit_population", "save", "load", "predict"]
 def fit(data: Data, cfg: RealMLPConfig, on_epoch: EpochCallback | None = None) -> NetFit:
     """Train one RealMLP-style net with the engine (numeric = quantile: the map fitted on train, as TabM's)."""
     result = realmlp.fit(data, cfg, on_epoch, train_quantiles(data, cfg))
-    return NetFit(result.model, dict(result.model.arch), result.history, result.info)
+    return NetFit(result.model, dict(result.model.arch), result.history, result.info, result.valid_pred)
 
 
 def fit_population(data: Data, cfg: RealMLPConfig, members: Sequence[realmlp_population.Member]

@@ -30,7 +30,7 @@ def train_quantiles(data: Data, cfg: TabMConfig) -> Any:
 def fit(data: Data, cfg: TabMConfig, on_epoch: EpochCallback | None = None) -> NetFit:
     """Train one TabM-style ensemble (k members, one model) with the engine, its inputs quantile-mapped."""
     result = tabm.fit(data, cfg, on_epoch, train_quantiles(data, cfg))
-    return NetFit(result.model, dict(result.model.arch), result.history, result.info)
+    return NetFit(result.model, dict(result.model.arch), result.history, result.info, result.valid_pred)
 
 
 def load(directory: str | Path) -> tabm.TabMNet:

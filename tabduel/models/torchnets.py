@@ -22,6 +22,7 @@ class NetFit:
     architecture: dict[str, Any]
     history: dict[str, list[float]]
     info: dict[str, Any]
+    valid_pred: Any = None  # (n_valid,) the kept epoch's predictions of valid as training scored them, or None
 
 
 def save(result: NetFit, directory: Path) -> None:

@@ -59,7 +59,9 @@ def fit_predict(kind: str, data: Data, cfg: ModelConfig, progress: Progress | No
     valid again would cost a wide ensemble seconds)."""
     fam = family(kind)
     result = fam.fit(data, cfg, progress)
-    pred = fam.predict(result.model, data.x_valid)
+    pred = getattr(result, "valid_pred", None)  # a torch fit's kept epoch, as scored: not predicted twice
+    if pred is None:
+        pred = fam.predict(result.model, data.x_valid)
     check_finite(kind, pred)
     return result, pred
 
