@@ -190,3 +190,16 @@ def test_bagging_gain_pairs_each_bagged_cell_with_the_unbagged_cell_of_its_split
     with pytest.raises(SystemExit, match=r"^bagging_gain: error: a/none/xgboost-s1: its unbagged cell is bagged$"):
         _load_script("bagging_gain").gain([json.loads(p.read_text()) for p in bagged.iterdir()],
                                           [json.loads(p.read_text()) for p in plain.iterdir()], ["xgboost"])
+
+
+@pytest.mark.parametrize("bagging", [0, 2])
+def test_a_resumed_cell_of_a_moved_bench_tests_the_model_it_kept(tmp_path, features_dir, bagging):
+    """The bench folder moved between a cell's search and its resume: its kept models find their features (and
+    folds) in the folder's new place, and the old one is gone."""
+    cfg = _bench(bagging, trials=2, xgb_rounds=30, xgb_early_stopping=5)
+    cell = Cell("airfoil", "xgboost", 4751)
+    first = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "a" / "j.log")
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    again = run_cell(cell, {"ordinal": features_dir}, cfg, tmp_path / "b" / "j.log")  # nothing to add: test
+    assert again["tested"] == "selected" and again["test_mse"] == pytest.approx(first["test_mse"], rel=1e-6)
+    assert again["tested_valid_mse"] == pytest.approx(again["best_valid_mse"], abs=1e-6)

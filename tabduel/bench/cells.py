@@ -171,13 +171,14 @@ class TrialLibrary:
     in a file of a folder beside the cell's journal, so that a resumed cell tests the model its search selected and
     ensembles the trials its search fitted. The selected trial is the library's best (first of ties)."""
 
-    def __init__(self, folder: str | Path, size: int = LIBRARY_SIZE):
+    def __init__(self, folder: str | Path, size: int = LIBRARY_SIZE, inputs: str | Path | None = None):
         self.folder, self.size = Path(folder), size
         self.entries: dict[int, tuple[float, Any]] = {}  # trial number -> (valid MSE, kept model)
         for f in sorted(self.folder.glob("*.pkl")) if self.folder.is_dir() else []:
             with f.open("rb") as fh:
                 number, value, model = pickle.load(fh)  # tabduel's own files, written below
-            self.entries[number] = (value, model)
+            # inputs: the cell's search inputs now (a bench folder moved since keeps its kept models' features)
+            self.entries[number] = (value, model if inputs is None else model.rebased(inputs))
 
     def __call__(self, number: int, result: dict[str, Any], model: Any) -> None:
         """loop.Keep: keep a complete trial's model while it is among the `size` best; drop the one it displaces."""
@@ -301,7 +302,7 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     study, budget = open_study(s, family, storage, resume=exists, more_trials=0)
     device = cfg.bench.device
     preload(family, threads)  # before the clock: no family is charged for loading its libraries
-    library = TrialLibrary(journal.with_name(journal.name + TRIALS_DIR))
+    library = TrialLibrary(journal.with_name(journal.name + TRIALS_DIR), inputs=root)
     wall = time.perf_counter()
 
     def submit(label: str, base: str, specs: list[Any], seconds: float = math.inf) -> Inline:

@@ -96,6 +96,11 @@ class KeptBag:
         pairs = [f.predict_valid() for f in self.fits]
         return np.concatenate([p for p, _ in pairs]), np.concatenate([y for _, y in pairs])
 
+    def rebased(self, root: str | Path) -> "KeptBag":
+        """The same bag with its view and its folds' folders found under root (its bench's inputs)."""
+        fits = [f.rebased(Path(root) / Path(f.source).parent.name) for f in self.fits]
+        return KeptBag(fits, self.valid, str(Path(root) / Path(self.source).name))
+
 
 class BagOutOfBudget(TabduelError):
     """A bagged trial's earlier fits spent the seconds it had: its later fits did not run."""

@@ -99,6 +99,10 @@ class KeptMLP:
         """(predictions, targets) of the valid split it was scored on, predicted again."""
         return predict_split(self, Path(self.source) / "valid.parquet")
 
+    def rebased(self, root: str | Path) -> Any:
+        """The same trial with its features folder found under root (its bench's inputs, wherever they now are)."""
+        return dataclasses.replace(self, source=str(Path(root) / Path(self.source).name))
+
 
 @dataclass
 class KeptModel:
@@ -119,6 +123,10 @@ class KeptModel:
     def predict_valid(self) -> tuple[np.ndarray, np.ndarray]:
         """(predictions, targets) of the valid split it was scored on, predicted again."""
         return predict_split(self, Path(self.source) / "valid.parquet")
+
+    def rebased(self, root: str | Path) -> Any:
+        """The same trial with its features folder found under root (its bench's inputs, wherever they now are)."""
+        return dataclasses.replace(self, source=str(Path(root) / Path(self.source).name))
 
 
 def predict_split(kept: KeptMLP | KeptModel, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
