@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tabduel.engine.population import Member  # what differs between members: the MLP population's
 from tabduel.engine.realmlp import RealMLPNet, initialized, parameter_groups
 from tabduel.engine.torchfit import ONE_THREAD, Arrays, TorchFit, schedule, shared_batches, to_device
 from tabduel.infra.config import RealMLPConfig
@@ -46,16 +47,6 @@ EPS = 1e-8
 BETA1 = 0.9
 HINT = "lower the learning rate"  # what realmlp.fit's divergence message suggests
 VALID_ROWS = 16384  # the valid split is predicted this many rows at a time (K members' activations each)
-
-
-@dataclass(frozen=True)
-class Member:
-    """What differs between the members of a RealMLP population."""
-
-    seed: int
-    lr: float
-    weight_decay: float = 0.0
-    dropout: float = 0.0
 
 
 PER_MEMBER = tuple(f.name for f in dataclasses.fields(Member))  # the RealMLPConfig fields that members may differ in
