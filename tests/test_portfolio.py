@@ -6,22 +6,19 @@ from __future__ import annotations
 import json
 import math
 
-import messy
 import numpy as np
 import optuna
 import pytest
-from benchsuite import SPECS
+from benchsuite import airfoil_features
 
 from tabduel.bench.cells import Cell, bases_of, cell_search_config, run_cell
 from tabduel.cli import main
-from tabduel.data.dataset import load_spec
-from tabduel.data.features import make_features, save_features
-from tabduel.data.ingest import ingest
-from tabduel.infra.config import MLP_PORTFOLIO, FeaturesConfig, SearchConfig
+from tabduel.infra.config import MLP_PORTFOLIO, SearchConfig
 from tabduel.infra.errors import ConfigError
+from tabduel.infra.store import sha256_file
 from tabduel.search import portfolio
 from tabduel.search.families import members_of, search_family
-from tabduel.search.space import features_config, realmlp_defaults, tabm_defaults
+from tabduel.search.space import realmlp_defaults, tabm_defaults
 from tabduel.search.union import FAMILY, MemberSpec, joined, split
 from tabduel.settings import Config
 
@@ -31,10 +28,7 @@ SMALL = dict(realmlp_epochs=6, tabm_epochs=6, tabm_k=2, mlp_epochs=6, max_width=
 @pytest.fixture(scope="module")
 def features(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("portfolio")
-    spec = load_spec(SPECS / "airfoil.toml")
-    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=500)), spec)
-    return {b: str(save_features(root / b, *make_features(df, spec, features_config(b, spec, FeaturesConfig()))))
-            for b in bases_of(MLP_PORTFOLIO)}
+    return {b: airfoil_features(root, 500, b) for b in bases_of(MLP_PORTFOLIO)}
 
 
 def _bench(minutes: float = 0.0, trials: int = 0, **search) -> Config:
@@ -111,6 +105,19 @@ def _write(path, doc) -> str:
 def test_a_portfolio_that_is_not_json_names_its_line_and_column(tmp_path):
     with pytest.raises(ConfigError, match=r"p.json: line 2, column 1: not JSON"):
         portfolio.load_portfolio(_write(tmp_path / "p.json", '{"configs": [\n'))
+
+
+def test_a_portfolio_that_is_not_utf8_names_the_byte(tmp_path):
+    (tmp_path / "p.json").write_bytes(b'{"configs": "\xe9"}')
+    with pytest.raises(ConfigError, match=r"p.json: byte 13: not UTF-8 text$"):
+        portfolio.load_portfolio(tmp_path / "p.json")
+
+
+def test_a_portfolio_is_described_by_the_sha256_of_its_file(tmp_path):
+    path = _write(tmp_path / "p.json", portfolio.SHIPPED.read_text() + "\n")  # the same configs, other bytes
+    d = portfolio.describe(path)
+    assert d["file"] == path and d["sha256"] == sha256_file(path) != portfolio.describe()["sha256"]
+    assert portfolio.describe()["sha256"] == sha256_file(portfolio.SHIPPED)
 
 
 def test_a_missing_portfolio_file_is_one_line(tmp_path):

@@ -11,6 +11,7 @@ the portfolio's best normalized error. `leave_one_dataset_out` says how a portfo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -34,10 +35,21 @@ def load_portfolio(path: str | Path = "") -> dict[str, Any]:
     """A portfolio file (the shipped one for ''), checked: ConfigError in one line naming the file and the entry at
     fault."""
     path = Path(path) if path else SHIPPED
+    return _checked(path, _read(path))
+
+
+def _read(path: Path) -> bytes:
     try:
-        doc = json.loads(path.read_text())
+        return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"search.portfolio = {str(path)!r}: cannot read it ({exc.strerror})") from None
+
+
+def _checked(path: Path, data: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(data.decode())
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: byte {exc.start}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: line {exc.lineno}, column {exc.colno}: not JSON ({exc.msg})") from None
     configs = doc.get("configs") if isinstance(doc, dict) else None
@@ -52,10 +64,10 @@ def load_portfolio(path: str | Path = "") -> dict[str, Any]:
 def describe(path: str | Path = "") -> dict[str, Any]:
     """Which portfolio a search starts from: its file ('' the shipped one), sha256 and provenance (without its list
     of cells): kept in the study when it queues the portfolio."""
-    from tabduel.infra.store import sha256_file
-
-    doc = load_portfolio(path)
-    return {"file": str(path) or "shipped", "sha256": sha256_file(path or SHIPPED),
+    where = Path(path) if path else SHIPPED
+    data = _read(where)  # read once, so the sha256 kept is that of the configs queued
+    doc = _checked(where, data)
+    return {"file": str(path) or "shipped", "sha256": hashlib.sha256(data).hexdigest(),
             "provenance": {k: v for k, v in doc.get("provenance", {}).items() if k != "cells"}}
 
 
