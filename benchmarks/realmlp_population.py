@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
 import shutil
-import socket
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import ROOT, machine, outer_features, write_result
+
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = {"seoul_bike": SHARED / "SeoulBikeData.csv",
             "california_housing": SHARED / "suite" / "california_housing" / "housing.csv"}
@@ -71,10 +67,6 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from tabduel.bench.cells import Cell, run_cell
-    from tabduel.data.dataset import load_spec
-    from tabduel.data.features import make_features, save_features
-    from tabduel.data.ingest import ingest
-    from tabduel.search.space import features_config
     from tabduel.settings import load_config
 
     work = Path(args.workdir)
@@ -84,10 +76,8 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     out: dict[str, dict] = {}
     for dataset in args.datasets.split(","):
-        spec = load_spec(ROOT / "data" / "datasets" / f"{dataset}.toml")
-        df, _ = ingest(str(DATASETS[dataset]), spec)
-        features = {"ordinal": str(save_features(work / dataset / "features", *make_features(
-            df, spec, features_config("ordinal", spec, cfg.features, args.seed))))}
+        features, n_rows = outer_features(DATASETS[dataset], dataset, work / dataset / "features", ["ordinal"],
+                                          args.seed)
         rows: dict[str, dict] = {}
         for batch in batches:
             c = dataclasses.replace(
@@ -116,20 +106,13 @@ def main() -> None:
                 shape: first["cpu_seconds_per_full_trial_by_shape"][shape]["mean"] / v["mean"]
                 for shape, v in row["cpu_seconds_per_full_trial_by_shape"].items()
                 if shape in first["cpu_seconds_per_full_trial_by_shape"]}
-        out[dataset] = {"train_rows": int(len(df) * cfg.features.train_frac), "variants": rows}
-    result = {"benchmark": "realmlp-population", "host": socket.gethostname(), "cpus": os.cpu_count(),
-              "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M"),
-              "command": "python benchmarks/realmlp_population.py " + " ".join(sys.argv[1:]),
-              "outer_seed": args.seed, "cpu_minutes_per_variant": args.cpu_minutes, "realmlp_epochs": args.epochs,
-              "threads": 1,
+        out[dataset] = {"train_rows": int(n_rows * cfg.features.train_frac), "variants": rows}
+    result = {"benchmark": "realmlp-population", **machine("realmlp_population.py"), "outer_seed": args.seed,
+              "cpu_minutes_per_variant": args.cpu_minutes, "realmlp_epochs": args.epochs, "threads": 1,
               "note": "one trial (or population) at a time on one thread, as a bench cell runs; budgets are "
                       "CPU-seconds, so a busy machine changes the wall time, not the counts; one outer seed",
               "datasets": out}
-    dest = ROOT / "benchmarks" / "results" / f"realmlp-population-{args.label}.json"
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    os.replace(tmp, dest)
-    print(f"wrote {dest}")
+    write_result(ROOT / "benchmarks" / "results" / f"realmlp-population-{args.label}.json", result)
 
 
 if __name__ == "__main__":

@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import socket
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import run_child  # noqa: E402
+from _common import machine, outer_features, run_child, write_result  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "SeoulBikeData.csv"
 # --rate: (search.pruner, search.mlp_batch) of each variant; the first is the plain search the others are put beside
@@ -44,20 +40,13 @@ def rate(args: argparse.Namespace) -> None:
 
     sys.path.insert(0, str(ROOT))
     from tabduel.bench.cells import Cell, bases_of, run_cell
-    from tabduel.data.dataset import load_spec
-    from tabduel.data.features import make_features, save_features
-    from tabduel.data.ingest import ingest
-    from tabduel.search.space import features_config
     from tabduel.settings import load_config
 
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    spec = load_spec(ROOT / "data" / "datasets" / "seoul_bike.toml")
-    df, _ = ingest(args.source, spec)
     cfg = load_config({})
-    features = {base: str(save_features(work / "features" / base, *make_features(
-        df, spec, features_config(base, spec, cfg.features, args.seed)))) for base in bases_of("mlp")}
+    features, _ = outer_features(args.source, "seoul_bike", work / "features", bases_of("mlp"), args.seed)
     rows: dict[str, dict] = {}
     for name, (pruner, batch) in RATE_VARIANTS.items():
         c = dataclasses.replace(cfg, bench=dataclasses.replace(cfg.bench, minutes=args.cpu_minutes, trials=0),
@@ -73,18 +62,12 @@ def rate(args: argparse.Namespace) -> None:
     plain = rows["plain"]["trials_per_cpu_minute"]
     for row in rows.values():
         row["trials_per_cpu_minute_vs_plain"] = row["trials_per_cpu_minute"] / plain
-    result = {"benchmark": "search-rate", "host": socket.gethostname(), "cpus": os.cpu_count(),
-              "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M"),
-              "command": "python benchmarks/search.py " + " ".join(sys.argv[1:]), "dataset": "seoul_bike",
+    result = {"benchmark": "search-rate", **machine("search.py"), "dataset": "seoul_bike",
               "outer_seed": args.seed, "cpu_minutes_per_variant": args.cpu_minutes, "threads": 1,
               "note": "one trial at a time on one thread, as a bench cell runs; budgets are CPU-seconds, so a busy "
                       "machine changes the wall time, not the counts",
               "variants": rows}
-    dest = ROOT / "benchmarks" / "results" / f"search-rate-{args.label}.json"
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    os.replace(tmp, dest)
-    print(f"wrote {dest}")
+    write_result(ROOT / "benchmarks" / "results" / f"search-rate-{args.label}.json", result)
 
 
 def main() -> None:
@@ -138,9 +121,7 @@ def main() -> None:
     xgb_valid = best["xgboost"]["valid_mse"]
     hit = compare.first_crossing(curves["mlp"], xgb_valid)
     result = {
-        "benchmark": "search", "host": socket.gethostname(), "cpus": os.cpu_count(), "free_cores": cores,
-        "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M"),
-        "command": "python benchmarks/search.py " + " ".join(sys.argv[1:]), "tabduel_command": " ".join(cmd[1:]),
+        "benchmark": "search", **machine("search.py"), "free_cores": cores, "tabduel_command": " ".join(cmd[1:]),
         "wall_seconds": wall, "extended": args.extend,
         "budget_per_family": {"wall_minutes_this_run": args.minutes, "trials": args.trials or None,
                               "wall_minutes_spent": {f: v / 60 for f, v in spent.items()},
@@ -154,7 +135,7 @@ def main() -> None:
         "curves": {fam: c.to_dict(orient="list") for fam, c in curves.items()},
     }
     dest = ROOT / "benchmarks" / "results" / f"search-{args.label}.json"
-    dest.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    write_result(dest, result)
     shutil.copy(work / "data" / "search" / "bench" / "best_so_far.png", dest.with_suffix(".best_so_far.png"))
     shutil.copy(work / "data" / "search" / "bench" / "final.png", dest.with_suffix(".final.png"))
     print(out[-3000:])
