@@ -10,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import messy
 import numpy as np
 import pytest
-from benchsuite import SPECS
+from benchsuite import airfoil_features
 
 from tabduel.bench.cells import (
     HELD_OUT,
@@ -28,15 +27,11 @@ from tabduel.bench.cells import (
     run_cell,
     search_inputs,
 )
-from tabduel.data.dataset import load_spec
-from tabduel.data.features import make_features, save_features
-from tabduel.data.ingest import ingest
-from tabduel.infra.config import FeaturesConfig, SearchConfig, XGBoostConfig
+from tabduel.infra.config import SearchConfig, XGBoostConfig
 from tabduel.infra.errors import ConfigError, TabduelError
 from tabduel.search.ensemble import caruana_weights
 from tabduel.search.families import CPU_SPENT, capped, run_trials, search_family
 from tabduel.search.loop import Inline, capped_group, first_of, run_family
-from tabduel.search.space import features_config
 from tabduel.search.study import Budget, open_storage, open_study
 from tabduel.settings import Config
 
@@ -51,11 +46,7 @@ def _hook(event: str, args: tuple) -> None:
 
 @pytest.fixture(scope="module")
 def features_dir(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("fair")
-    spec = load_spec(SPECS / "airfoil.toml")
-    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=600)), spec)
-    return str(save_features(root / "f", *make_features(df, spec, features_config("ordinal", spec,
-                                                                                  FeaturesConfig()))))
+    return airfoil_features(tmp_path_factory.mktemp("fair"), n=600)
 
 
 def _bench(minutes: float = 0.0, trials: int = 0, **search) -> Config:
@@ -208,7 +199,8 @@ def test_a_realmlp_preprocessing_cell_trains_realmlp_with_that_input_map(tmp_pat
     library = TrialLibrary(tmp_path / ("j.log" + TRIALS_DIR))
     kept = library.entries[library.best()][1]
     assert kept.model.arch["numeric_map"] == numeric and (kept.model.quantile is not None) == (numeric == "quantile")
-    assert r["tested"] == "selected" and r["tested_valid_mse"] == pytest.approx(r["best_valid_mse"], abs=1e-6)
+    # the same model on the same threads predicts valid to the bit (on 2 threads, Intel's did not: 2e-6 off at 9)
+    assert r["tested"] == "selected" and r["tested_valid_mse"] == r["best_valid_mse"]
 
 
 def test_a_realmlp_corruption_bench_takes_only_realmlps_preprocessings():
