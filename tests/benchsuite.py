@@ -7,7 +7,11 @@ from pathlib import Path
 import messy
 
 from tabduel.data.dataset import load_spec
+from tabduel.data.features import make_features, save_features
+from tabduel.data.ingest import ingest
+from tabduel.infra.config import FeaturesConfig
 from tabduel.infra.store import sha256_file
+from tabduel.search.space import features_config
 
 SPECS = Path(__file__).resolve().parents[1] / "data" / "datasets"
 SMALL = {"airfoil": ("airfoil.toml", 150), "wine_red": ("wine_red.toml", 150), "auto_mpg": ("auto_mpg.toml", 120)}
@@ -26,3 +30,10 @@ def write_suite(folder: Path, names: tuple[str, ...] = tuple(SMALL), name: str =
     suite = folder / f"{name}.toml"
     suite.write_text("\n".join(lines))
     return suite
+
+
+def airfoil_features(root: Path, n: int, base: str = "ordinal") -> str:
+    """The features (base) of a generated airfoil file of n rows under root, as the features step writes them."""
+    spec = load_spec(SPECS / "airfoil.toml")
+    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=n)), spec)
+    return str(save_features(root / base, *make_features(df, spec, features_config(base, spec, FeaturesConfig()))))

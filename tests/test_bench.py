@@ -16,7 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from benchsuite import SPECS, write_suite
+from benchsuite import SPECS, airfoil_features, write_suite
 
 from tabduel.bench import report
 from tabduel.bench import stats as st
@@ -37,7 +37,7 @@ from tabduel.bench.cells import (
 from tabduel.bench.suite import check_sources, load_suite
 from tabduel.data.corruptions import CORRUPTIONS, corrupt
 from tabduel.data.dataset import load_spec
-from tabduel.data.features import ROW, make_features, save_features, split_indices
+from tabduel.data.features import ROW, make_features, split_indices
 from tabduel.data.ingest import ingest
 from tabduel.data.numeric import fit_numeric, map_numeric
 from tabduel.infra.config import BenchConfig, FeaturesConfig, SearchConfig
@@ -45,7 +45,7 @@ from tabduel.infra.errors import ConfigError, SourceError, TabduelError
 from tabduel.infra.runtime import Every
 from tabduel.search.families import search_family
 from tabduel.search.loop import Inline, first_of, run_family
-from tabduel.search.space import ENCODINGS, features_config
+from tabduel.search.space import ENCODINGS
 from tabduel.search.study import SPENT, open_storage, open_study
 from tabduel.search.trials import run_xgboost
 from tabduel.settings import Config
@@ -318,11 +318,7 @@ def test_bench_settings_validators_name_the_fault(section, message):
 
 @pytest.fixture(scope="module")
 def features_dir(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("loop")
-    spec = load_spec(SPECS / "airfoil.toml")
-    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=150)), spec)
-    return str(save_features(root / "f", *make_features(df, spec, features_config("ordinal", spec,
-                                                                                  FeaturesConfig()))))
+    return airfoil_features(tmp_path_factory.mktemp("loop"), n=150)
 
 
 def _space() -> SearchConfig:

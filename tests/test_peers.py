@@ -11,23 +11,18 @@ import sys
 import textwrap
 import time
 
-import messy
 import numpy as np
 import pandas as pd
 import pytest
-from benchsuite import SPECS
+from benchsuite import airfoil_features
 
 from tabduel.bench.cells import Cell, run_cell
-from tabduel.data.dataset import load_spec
-from tabduel.data.features import make_features, save_features
-from tabduel.data.ingest import ingest
-from tabduel.infra.config import FeaturesConfig, SearchConfig
+from tabduel.infra.config import SearchConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.models import training
 from tabduel.models.registry import family
 from tabduel.search.families import search_family
 from tabduel.search.loop import Inline, first_of, run_family
-from tabduel.search.space import features_config
 from tabduel.search.study import open_storage, open_study
 from tabduel.settings import Config
 
@@ -40,11 +35,7 @@ MESSAGE = "needs the peers extra: pip install 'tabduel[peers]'"
 @pytest.fixture(scope="module")
 def features_dir(tmp_path_factory) -> str:
     """The ordinal features of a generated airfoil file (150 rows), as the features step writes them."""
-    root = tmp_path_factory.mktemp("peers")
-    spec = load_spec(SPECS / "airfoil.toml")
-    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=150)), spec)
-    return str(save_features(root / "f", *make_features(df, spec, features_config("ordinal", spec,
-                                                                                  FeaturesConfig()))))
+    return airfoil_features(tmp_path_factory.mktemp("peers"), n=150)
 
 
 def small(kind: str, **kw):

@@ -8,24 +8,20 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 
-import messy
 import numpy as np
 import optuna
 import pytest
-from benchsuite import SPECS
+from benchsuite import airfoil_features
 from optuna.trial import TrialState
 
-from tabduel.data.dataset import load_spec
-from tabduel.data.features import make_features, save_features
-from tabduel.data.ingest import ingest
 from tabduel.engine import population, single
 from tabduel.engine.data import Data
-from tabduel.infra.config import FeaturesConfig, MLPConfig, SearchConfig
+from tabduel.infra.config import MLPConfig, SearchConfig
 from tabduel.infra.errors import ConfigError
 from tabduel.search.families import MLP_PER_MEMBER, search_family
 from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.pruning import Handle, Pruning, Reporter, make_pruner, pruning_of, rungs
-from tabduel.search.space import Encoding, MLPTrial, features_config
+from tabduel.search.space import Encoding, MLPTrial
 from tabduel.search.study import SIBLING_OF, counted_trials, open_storage, open_study
 from tabduel.search.trials import run_mlp
 
@@ -44,11 +40,7 @@ def _cfg(**more) -> MLPConfig:
 
 @pytest.fixture(scope="module")
 def features_dir(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("pruning")
-    spec = load_spec(SPECS / "airfoil.toml")
-    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=150)), spec)
-    return str(save_features(root / "f", *make_features(df, spec, features_config("ordinal", spec,
-                                                                                  FeaturesConfig()))))
+    return airfoil_features(tmp_path_factory.mktemp("pruning"), n=150)
 
 
 # ---- the engine's hooks -----------------------------------------------------------------------------------------

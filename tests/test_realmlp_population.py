@@ -6,23 +6,18 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import messy
 import numpy as np
 import pytest
-from benchsuite import SPECS
+from benchsuite import airfoil_features
 
-from tabduel.data.dataset import load_spec
-from tabduel.data.features import make_features, save_features
-from tabduel.data.ingest import ingest
 from tabduel.engine import realmlp, realmlp_population
 from tabduel.engine.data import Data
 from tabduel.engine.realmlp_population import Member, member_config
 from tabduel.engine.torchfit import TrainingDiverged
-from tabduel.infra.config import ConfigError, FeaturesConfig, RealMLPConfig, SearchConfig
+from tabduel.infra.config import ConfigError, RealMLPConfig, SearchConfig
 from tabduel.models import realmlp as realmlp_family
 from tabduel.search.families import REALMLP_PER_MEMBER, search_family
 from tabduel.search.loop import Inline, first_of, run_family
-from tabduel.search.space import features_config
 from tabduel.search.study import SIBLING_OF, counted_trials, open_storage, open_study
 from tabduel.search.trials import TEST_SCORES, run_realmlp
 from tabduel.settings import Config
@@ -106,11 +101,7 @@ def test_a_population_time_limit_keeps_every_members_best_epoch(data):
 
 @pytest.fixture(scope="module")
 def features_dir(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("rpop")
-    spec = load_spec(SPECS / "airfoil.toml")
-    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=120)), spec)
-    return str(save_features(root / "f", *make_features(df, spec, features_config("ordinal", spec,
-                                                                                  FeaturesConfig()))))
+    return airfoil_features(tmp_path_factory.mktemp("rpop"), n=120)
 
 
 def test_batch_siblings_vary_exactly_what_population_members_may():

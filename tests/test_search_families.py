@@ -6,22 +6,17 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import messy
 import optuna
 import pytest
-from benchsuite import SPECS
+from benchsuite import airfoil_features
 
 from tabduel.bench.cells import Cell, bases_of, run_cell, variant
-from tabduel.data.dataset import load_spec
-from tabduel.data.features import make_features, save_features
-from tabduel.data.ingest import ingest
-from tabduel.infra.config import FeaturesConfig, RealMLPConfig, SearchConfig, TabMConfig, build, to_plain
+from tabduel.infra.config import RealMLPConfig, SearchConfig, TabMConfig, build, to_plain
 from tabduel.infra.errors import ConfigError
 from tabduel.search.families import search_family
 from tabduel.search.loop import Inline, first_of, run_family
 from tabduel.search.space import (
     REALMLP_HIDDEN,
-    features_config,
     realmlp_defaults,
     suggest_realmlp,
     suggest_tabm,
@@ -44,11 +39,7 @@ def _tiny(**more) -> SearchConfig:
 
 @pytest.fixture(scope="module")
 def features_dir(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("families")
-    spec = load_spec(SPECS / "airfoil.toml")
-    df, _ = ingest(str(messy.airfoil(root / "a.dat", n=120)), spec)
-    return str(save_features(root / "f", *make_features(df, spec, features_config("ordinal", spec,
-                                                                                  FeaturesConfig()))))
+    return airfoil_features(tmp_path_factory.mktemp("families"), n=120)
 
 
 # ---- spaces -----------------------------------------------------------------------------------------------------
