@@ -3,6 +3,7 @@ determinism, early stopping, divergence, save and load."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -13,8 +14,9 @@ from torch.nn import functional as F
 
 from tabduel.engine import realmlp, tabm
 from tabduel.engine.data import Data
-from tabduel.engine.torchfit import TrainingDiverged, schedule
+from tabduel.engine.torchfit import EVAL_ROWS, TrainingDiverged, schedule
 from tabduel.infra.config import ConfigError, RealMLPConfig, TabMConfig
+from tabduel.infra.runtime import using_threads
 from tabduel.models import realmlp as realmlp_family
 from tabduel.models import tabm as tabm_family
 
@@ -487,25 +489,33 @@ def test_a_periodic_tabm_needs_two_values_per_column():
 # ------------------------------------------------------------------ time limits: the scored epoch, and no overshoot
 
 
+def _long_valid(data: Data) -> Data:
+    """data with its valid rows four times over (600): an evaluation of three passes of EVAL_ROWS."""
+    return dataclasses.replace(data, x_valid=np.tile(data.x_valid, (4, 1)), y_valid=np.tile(data.y_valid, 4))
+
+
 @pytest.mark.parametrize("kind", ["realmlp", "tabm"])
 def test_a_fit_hands_back_its_kept_epochs_valid_predictions_as_a_new_prediction_gives_them(data, kind):
-    """Unlimited (one evaluation) and limited (in chunks of a batch): models.training.fit_predict takes them instead
-    of predicting valid again."""
+    """Unlimited and limited: models.training.fit_predict takes them instead of predicting valid again, and a new
+    prediction on the fit's threads gives them to the bit (both go EVAL_ROWS rows a pass)."""
     fam, cfg_type, fast = ((realmlp_family, RealMLPConfig, FAST_REALMLP) if kind == "realmlp"
                            else (tabm_family, TabMConfig, FAST_TABM))
+    long = _long_valid(data)
+    assert len(long.x_valid) > 2 * EVAL_ROWS
     for limit in (0.0, 1000.0):
-        fit = fam.fit(data, cfg_type(**{**fast, "max_seconds": limit}))
-        assert fit.valid_pred is not None and fit.valid_pred.shape == data.y_valid.shape
-        np.testing.assert_allclose(fit.valid_pred, fam.predict(fit.model, data.x_valid), rtol=1e-5, atol=1e-6)
+        fit = fam.fit(long, cfg_type(**{**fast, "max_seconds": limit}))
+        assert fit.valid_pred is not None and fit.valid_pred.shape == long.y_valid.shape
+        with using_threads(fast["threads"]):
+            np.testing.assert_array_equal(fit.valid_pred, fam.predict(fit.model, long.x_valid))
 
 
 @pytest.mark.parametrize("kind", ["realmlp", "tabm"])
 def test_a_fit_whose_first_evaluation_outlasts_its_limit_keeps_nothing(data, kind):
-    """A limit that the first batches reach: the evaluation of valid (150 rows, in chunks of 16) stops at the limit
+    """A limit that the first batch reaches: the evaluation of valid (600 rows, EVAL_ROWS a pass) stops at the limit
     instead of running to its end, and with no epoch scored the fit has no model (TrainingCut, one line)."""
     from tabduel.engine.torchfit import TrainingCut
 
     fam, cfg_type, fast = ((realmlp_family, RealMLPConfig, FAST_REALMLP) if kind == "realmlp"
                            else (tabm_family, TabMConfig, FAST_TABM))
     with pytest.raises(TrainingCut, match=r"^stopped at its limit of 1e-06 s before it scored an epoch on valid"):
-        fam.fit(data, cfg_type(**{**fast, "batch_size": 16, "max_seconds": 1e-6}))
+        fam.fit(_long_valid(data), cfg_type(**{**fast, "batch_size": 16, "max_seconds": 1e-6}))

@@ -28,6 +28,11 @@ Tensor = torch.Tensor
 # defaults 7-14x faster than two, and of TabM k=16 3x faster (benchmarks/results/families-vm.json's notes); set
 # threads to use more.
 ONE_THREAD = 1
+# Rows per forward pass wherever these families predict: valid each epoch (the clock checked after each pass) and any
+# split later (models/torchnets.predict). A float32 net's outputs move in the last bit with how its rows are grouped
+# into matrix products (300 rows in one pass against 256 + 44 differ, on an Intel Xeon), so scoring and predicting
+# group them alike, and a kept model predicts valid exactly as its trial was scored.
+EVAL_ROWS = 256
 # (epoch, epochs, train_loss, valid_loss) -> True to stop now (a pruner's decision; the best weights are kept)
 EpochCallback = Callable[[int, int, float, float], "bool | None"]
 
@@ -148,10 +153,9 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
     # The limit's seconds of one valid evaluation: a limited fit stops while there is room for one more (its next
     # epoch's; its caller takes the kept epoch's predictions, valid_pred), seconds on a wide ensemble. Until the first
     # is measured, estimated from the second step: a forward pass is a third of a step. The evaluation itself goes
-    # in chunks of a batch's rows and checks the clock after each, so no evaluation outlasts the limit by more than
-    # one chunk's forward pass: a cut evaluation scores nothing, and the fit keeps its best scored epoch.
+    # in passes of EVAL_ROWS rows and checks the clock after each, so no evaluation outlasts the limit by more than
+    # one pass: a cut evaluation scores nothing, and the fit keeps its best scored epoch.
     eval_cost, measured = 0.0, False
-    chunk = len(xva)
     best_pred: Tensor | None = None
     for epoch in range(1, epochs + 1):
         model.train()
@@ -176,8 +180,6 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
             if not measured and step == 2 and max_seconds:  # the 2nd step (the 1st allocates the optimizer's
                 batch_loss.item()  # state), synchronized by .item(); idx: (batch,) or (k, batch) per member
                 eval_cost = min((limit() - began) / 3 * len(xva) / max(1, idx.shape[-1]), max_seconds / 4)
-            if max_seconds:
-                chunk = max(1, int(idx.shape[-1]))  # a forward pass of a batch's rows: a third of a step
             if max_seconds and limit() + eval_cost >= max_seconds:  # per step: an epoch may outlast a budget
                 timed_out = True
                 break
@@ -187,11 +189,11 @@ def train(model: nn.Module, plan: Plan, xtr: Tensor, ytr: Tensor, xva: Tensor, y
         began = limit()
         parts: list[Tensor] = []
         with torch.no_grad():
-            for rows in xva.split(chunk):  # (chunk, features) -> (chunk,)
+            for rows in xva.split(EVAL_ROWS):  # (<= EVAL_ROWS, features) -> (<= EVAL_ROWS,)
                 parts.append(predict(model, rows))
-                if max_seconds and limit() >= max_seconds and len(parts) * chunk < len(xva):
+                if max_seconds and limit() >= max_seconds and len(parts) * EVAL_ROWS < len(xva):
                     break
-        if len(parts) * chunk < len(xva):  # the limit cut this evaluation: the epoch is not scored
+        if len(parts) * EVAL_ROWS < len(xva):  # the limit cut this evaluation: the epoch is not scored
             timed_out = True
             break
         pred = torch.cat(parts)

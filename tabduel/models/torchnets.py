@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tabduel.engine.torchfit import EVAL_ROWS
+
 EpochCallback = Callable[[int, int, float, float], None]  # (epoch, epochs, train_loss, valid_loss)
 
 
@@ -41,6 +43,8 @@ def load(directory: str | Path, build: Callable[[dict[str, Any]], nn.Module]) ->
 
 
 def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """(rows, features) float32 -> (rows,) predictions."""
+    """(rows, features) float32 -> (rows,) predictions, EVAL_ROWS rows a pass as training scored valid."""
+    rows = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     with torch.no_grad():
-        return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).squeeze(1).numpy()
+        parts = [model(part).squeeze(1) for part in rows.split(EVAL_ROWS)]  # (<= EVAL_ROWS, 1) -> (<= EVAL_ROWS,)
+    return torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
