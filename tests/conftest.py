@@ -19,8 +19,14 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 from rawdata import write_raw  # noqa: E402
 from tabduel.infra.prefect_api import LocalAPI, flush_prefect_logs  # noqa: E402
 
-_API = LocalAPI()
-_API.start()  # a real Prefect API server on loopback, shared by the in-process flow tests
+_API = LocalAPI()  # a real Prefect API server on loopback, shared by the in-process flow tests
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the session's Prefect API, except in pytest-xdist's controller, which runs no test (its workers each
+    start their own)."""
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", default=None):
+        _API.start()
 
 SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "SeoulBikeData.csv"
 

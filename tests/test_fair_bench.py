@@ -203,6 +203,22 @@ def test_a_realmlp_preprocessing_cell_trains_realmlp_with_that_input_map(tmp_pat
     assert r["tested"] == "selected" and r["tested_valid_mse"] == r["best_valid_mse"]
 
 
+@pytest.fixture(scope="module")
+def features_1500(tmp_path_factory) -> str:
+    return airfoil_features(tmp_path_factory.mktemp("fair1500"), n=1500)  # 300 valid rows: two passes of 256
+
+
+@pytest.mark.parametrize("family, search", [("mlp", {"mlp_epochs": 3}),
+                                            ("realmlp", {"realmlp_epochs": 3, "realmlp_batch": 2})])
+def test_a_cell_retests_its_selected_model_to_the_bit_whatever_threads_its_trials_predicted_on(
+        tmp_path, features_1500, family, search):
+    """mlp trials and RealMLP populations predict valid on torch's threads as they are, single RealMLP fits on their
+    own: each kept model predicts again on the threads its valid predictions were made on."""
+    r = run_cell(Cell("airfoil", family, 4751), {b: features_1500 for b in bases_of(family)},
+                 _bench(trials=2, **search), tmp_path / "j.log", threads=1)
+    assert r["tested"] == "selected" and r["tested_valid_mse"] == r["best_valid_mse"]
+
+
 def test_a_realmlp_corruption_bench_takes_only_realmlps_preprocessings():
     with pytest.raises(ConfigError, match=r"^bench.preprocessing = 'standard,robust,quantile,clip,ple': clip, ple: not "
                                           r"a preprocessing of realmlp \(it takes robust, standard, quantile\)$"):

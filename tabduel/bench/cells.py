@@ -28,7 +28,6 @@ import pandas as pd
 from tabduel.bench import stats as bench_stats
 from tabduel.infra.config import CORRUPT_FAMILIES, BenchConfig, SearchConfig
 from tabduel.infra.errors import ConfigError, TabduelError
-from tabduel.infra.runtime import cpu_threads, using_threads
 from tabduel.infra.store import atomic_write_bytes
 from tabduel.models.registry import FAMILIES
 from tabduel.search import compare
@@ -228,13 +227,13 @@ def search_inputs(features_dir: str | Path, root: str | Path) -> Path:
     return dest
 
 
-def score_on_test(library: TrialLibrary, selected: int, seen: dict[str, str], features: dict[str, str],
-                  threads: int = 1) -> dict[str, Any]:
+def score_on_test(library: TrialLibrary, selected: int, seen: dict[str, str], features: dict[str, str]
+                  ) -> dict[str, Any]:
     """The selected trial's model, and the post-hoc (Caruana) ensemble of the library's trials fitted on their valid
     predictions, scored once on the held-out test split (each features variant's test file read once, here and
     nowhere else): tested_valid_mse (the selected model's valid MSE, predicted again), its test scores, and the
-    ensemble's valid and test scores and weights. It predicts on as many threads as the trials ran on (threads): a
-    float32 net's outputs can move in the last bit with the thread count (on Intel Xeon, not on AMD EPYC)."""
+    ensemble's valid and test scores and weights. Each kept model predicts on the threads its trial's valid
+    predictions were made on (a float32 net's outputs move in the last bit with them)."""
     from tabduel.data.features import load_xy
     from tabduel.models.training import native_missing
     from tabduel.search.ensemble import caruana_weights, mix
@@ -242,21 +241,20 @@ def score_on_test(library: TrialLibrary, selected: int, seen: dict[str, str], fe
     from tabduel.search.trials import scores_on_test
 
     cpu = time.process_time()
-    with using_threads(cpu_threads(threads)):
-        held_out = {view: Path(features[base]) / HELD_OUT for base, view in seen.items()}
-        kept = library.entries[selected][1]
-        valid, y_valid = kept.predict_valid()  # a bagged trial's: its out-of-fold predictions
-        members = library.ordered()
-        weights = caruana_weights(np.stack([m.valid for _, m in members]), y_valid)
-        used = [(n, m, w) for (n, m), w in zip(members, weights) if w > 0]
-        tests: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # source -> (x_test, y_test), each file read once
-        for _, m, _ in [(selected, kept, 1.0), *used]:
-            if m.source not in tests:
-                tests[m.source] = load_xy(str(held_out[m.source]), m.manifest, native_missing(m.kind))
-        x_test, y_test = tests[kept.source]
-        out = {"tested_valid_mse": mse(valid, y_valid), **scores_on_test(kept.predict(x_test), y_test, kept.manifest)}
-        ensemble_test = mix(np.stack([m.predict(tests[m.source][0]) for _, m, _ in used]),
-                            np.array([w for *_, w in used]))
+    held_out = {view: Path(features[base]) / HELD_OUT for base, view in seen.items()}
+    kept = library.entries[selected][1]
+    valid, y_valid = kept.predict_valid()  # a bagged trial's: its out-of-fold predictions
+    members = library.ordered()
+    weights = caruana_weights(np.stack([m.valid for _, m in members]), y_valid)
+    used = [(n, m, w) for (n, m), w in zip(members, weights) if w > 0]
+    tests: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # source -> (x_test, y_test), each file read once
+    for _, m, _ in [(selected, kept, 1.0), *used]:
+        if m.source not in tests:
+            tests[m.source] = load_xy(str(held_out[m.source]), m.manifest, native_missing(m.kind))
+    x_test, y_test = tests[kept.source]
+    out = {"tested_valid_mse": mse(valid, y_valid), **scores_on_test(kept.predict(x_test), y_test, kept.manifest)}
+    ensemble_test = mix(np.stack([m.predict(tests[m.source][0]) for _, m, _ in used]),
+                        np.array([w for *_, w in used]))
     ensemble = scores_on_test(ensemble_test.astype(np.float32), y_test, kept.manifest)
     out.update({f"ensemble_{k}": v for k, v in ensemble.items()},
                ensemble_valid_mse=mse(mix(np.stack([m.valid for _, m, _ in used]), np.array([w for *_, w in used])),
@@ -330,7 +328,7 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
     spec = variant_spec(cell.family, fam.rebuild(best.params, s, threads))
     base = fam.base(spec)
     if library.best() == best.number:
-        tested = {"tested": "selected", **score_on_test(library, best.number, seen, features, threads)}
+        tested = {"tested": "selected", **score_on_test(library, best.number, seen, features)}
     elif bag:  # a kill between a trial's tell and the file that keeps its model: the best config bagged again
         tested = refit_bagged(family, folds[base], fam.on_device(spec, device) if fam.on_device else spec,
                               seen[base], features[base])

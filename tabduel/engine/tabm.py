@@ -43,7 +43,7 @@ from tabduel.infra.config import TabMConfig
 from tabduel.infra.runtime import cpu_threads, resolve_torch_device, seed_everything, using_threads
 
 Tensor = torch.Tensor
-EVAL_ROWS = 2048  # rows per chunk when predicting, so that k members of a large split fit in memory
+MEMORY_ROWS = 2048  # rows per chunk when a forward pass in eval mode gets more (k members of a large split)
 
 
 def _uniform(shape: tuple[int, ...], fan_in: int, gen: torch.Generator | None) -> Tensor:
@@ -190,9 +190,9 @@ class TabMNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(rows, features) -> (rows, 1): the mean of the members' predictions on the target's scale."""
-        if self.training or len(x) <= EVAL_ROWS:
+        if self.training or len(x) <= MEMORY_ROWS:
             return (self.members(x).mean(dim=1) * self.y_std + self.y_mean).unsqueeze(1)
-        return torch.cat([self.forward(part) for part in x.split(EVAL_ROWS)])
+        return torch.cat([self.forward(part) for part in x.split(MEMORY_ROWS)])
 
 
 def architecture(data: Arrays, cfg: TabMConfig, quantiles: Any = None) -> dict[str, Any]:

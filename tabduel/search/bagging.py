@@ -123,7 +123,7 @@ def run_bagged(name: str, folds: Folds, specs: list[Any], keep: bool = False, so
         if math.isfinite(seconds) and fam.cap is not None:
             left = seconds - spent / len(specs)
             if left <= 0:
-                exc = BagOutOfBudget(f"{name}: a bagged trial spent its {seconds:.3g} CPU-s in {i} of its {k} fits")
+                exc = BagOutOfBudget(f"{name}: a bagged trial spent its {seconds:.3g} s in {i} of its {k} fits")
                 setattr(exc, CPU_SPENT, spent)
                 raise exc
             run_specs = [fam.cap(spec, left / (k - i)) for spec in specs]

@@ -25,7 +25,7 @@ from tabduel.infra.config import PeerConfig, SearchConfig
 from tabduel.models.registry import FAMILIES, IMPORT_NAMES, family
 from tabduel.search.scores import mse, worker
 from tabduel.search.space import Encoding
-from tabduel.search.trials import KeptModel, load_inputs, scores_on_test
+from tabduel.search.trials import KeptModel, load_inputs, scores_on_test, torch_threads
 
 BASE = "ordinal"  # the features variant every peer reads
 SEED_MAX = 2**31 - 2  # the largest seed every peer's library takes
@@ -80,6 +80,7 @@ def run_peer(kind: str, features_dir: str | Path, spec: PeerTrial, with_test: bo
                      what=f"{kind} trial (seed {spec.cfg.seed})")
     fitted = done.value
     seconds = time.perf_counter() - start
+    threads = torch_threads()
     valid = peers.predict(fitted.model, inputs.data.x_valid)
     finite = bool(np.isfinite(valid).all())
     row = {"valid_mse": mse(valid, inputs.data.y_valid) if finite else math.nan, "seconds": seconds,
@@ -89,7 +90,7 @@ def run_peer(kind: str, features_dir: str | Path, spec: PeerTrial, with_test: bo
     if not finite:
         row["error"] = f"{kind}: predictions on the valid split are not all finite"
     elif keep:
-        row["model"] = KeptModel(kind, inputs.manifest, fitted.model, valid, str(features_dir))
+        row["model"] = KeptModel(kind, inputs.manifest, fitted.model, valid, str(features_dir), threads=threads)
     if with_test:
         test = peers.predict(fitted.model, inputs.x_test)
         row.update(scores_on_test(test, inputs.y_test, inputs.manifest) if finite else {"test_mse": math.nan})

@@ -65,7 +65,7 @@ def describe(path: str | Path = "") -> dict[str, Any]:
     """Which portfolio a search starts from: its file ('' the shipped one), sha256 and provenance (without its list
     of cells): kept in the study when it queues the portfolio."""
     where = Path(path) if path else SHIPPED
-    data = _read(where)  # read once, so the sha256 kept is that of the configs queued
+    data = _read(where)  # read once: its sha256 and provenance come from the same bytes
     doc = _checked(where, data)
     return {"file": str(path) or "shipped", "sha256": hashlib.sha256(data).hexdigest(),
             "provenance": {k: v for k, v in doc.get("provenance", {}).items() if k != "cells"}}

@@ -6,6 +6,7 @@ and `seconds` (the fit's wall time), and names the `device` and the `worker` tha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -21,6 +22,7 @@ from tabduel.data.numeric import fit_numeric, map_numeric
 from tabduel.engine.data import Data
 from tabduel.infra.config import XGBoostConfig
 from tabduel.infra.errors import DivergedError
+from tabduel.infra.runtime import using_threads
 from tabduel.models.training import load_data, native_missing
 from tabduel.search.pruning import Reporter
 from tabduel.search.scores import mse, worker
@@ -72,6 +74,19 @@ def load_inputs(features_dir: str | Path, encoding: Encoding, with_test: bool, s
     return Inputs(data, None if x_test is None else apply(emb, x_test), y_test, manifest, m, emb)
 
 
+def torch_threads() -> int:
+    """torch's intra-op threads now: what a kept model records beside the valid predictions it was scored on."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def on_threads(n: int) -> contextlib.AbstractContextManager[None]:
+    """torch on n threads for the block (0: as it is). A float32 net's outputs move in the last bit with the thread
+    count (on an Intel Xeon VM), so a kept model predicts on the threads its trial's valid predictions were made on."""
+    return using_threads(n) if n > 0 else contextlib.nullcontext()
+
+
 @dataclass
 class KeptMLP:
     """A trial of tabduel's MLP as it was fitted: its encoding's fitted maps, its members' weights, and which of a
@@ -86,6 +101,7 @@ class KeptMLP:
     kind: str = "mlp"
     valid: np.ndarray | None = None  # (n_valid,) its predictions on the valid split, as the search scored it
     source: str = ""  # the features folder it read
+    threads: int = 0  # torch's threads when the search predicted valid; predict uses them (0: torch's as they are)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(rows, features) of the split as load_xy reads it -> (rows,) the mean of the trial's members."""
@@ -93,7 +109,8 @@ class KeptMLP:
             x = map_numeric(self.numeric_map, x)
         if self.embedding is not None:
             x = apply(self.embedding, x)
-        return _members_predict(self.params, x, self.activation)[self.members].mean(axis=0)
+        with on_threads(self.threads):
+            return _members_predict(self.params, x, self.activation)[self.members].mean(axis=0)
 
     def predict_valid(self) -> tuple[np.ndarray, np.ndarray]:
         """(predictions, targets) of the valid split it was scored on, predicted again."""
@@ -113,12 +130,14 @@ class KeptModel:
     model: Any
     valid: np.ndarray | None = None  # (n_valid,) its predictions on the valid split, as the search scored it
     source: str = ""  # the features folder it read
+    threads: int = 0  # torch's threads when the search predicted valid; predict uses them (0: torch's as they are)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(rows, features) of the split as load_xy reads it for this family -> (rows,) predictions."""
         from tabduel.models.registry import family
 
-        return family(self.kind).predict(self.model, x)
+        with on_threads(self.threads):
+            return family(self.kind).predict(self.model, x)
 
     def predict_valid(self) -> tuple[np.ndarray, np.ndarray]:
         """(predictions, targets) of the valid split it was scored on, predicted again."""
@@ -202,6 +221,7 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
         return [_diverged_row(str(exc), len(trials), sum(t.ensemble for t in trials), time.perf_counter() - start,
                               time.process_time() - cpu_start, with_test) for _ in trials]
     seconds = time.perf_counter() - start
+    threads = torch_threads()
     valid = _members_predict(params, data.x_valid, first.mlp.activation)  # (members, n_valid)
     test = _members_predict(params, inputs.x_test, first.mlp.activation) if with_test else None
     cpu = time.process_time() - cpu_start  # the whole process: torch's own threads count too
@@ -223,7 +243,8 @@ def run_mlp(features_dir: str | Path, trials: Sequence[MLPTrial], with_test: boo
                "inputs": data.x_train.shape[1], "device": infos[0]["device"], "worker": worker()}
         if keep and not gone:
             row["model"] = KeptMLP(inputs.manifest, inputs.numeric_map, inputs.embedding, params, mine,
-                                   first.mlp.activation, valid=valid[mine].mean(axis=0), source=str(features_dir))
+                                   first.mlp.activation, valid=valid[mine].mean(axis=0), source=str(features_dir),
+                                   threads=threads)
         if with_test:
             row.update({"test_mse": math.nan} if gone else scores_on_test(test[mine].mean(axis=0), inputs.y_test,
                                                                           inputs.manifest))
@@ -257,6 +278,7 @@ def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = Fal
     cpu_start = time.process_time()
     data, manifest = load_data(features_dir, kind)
     start = time.perf_counter()
+    threads = torch_threads()  # where the fit hands back no valid predictions of its own, they are made on these
     try:
         fitted, pred = fit_predict(kind, data, cfg)
     except DivergedError as exc:
@@ -275,7 +297,8 @@ def run_net(kind: str, features_dir: str | Path, cfg: Any, with_test: bool = Fal
            "time_limited": bool(info["time_limited"]), "seconds": seconds, "inputs": data.x_train.shape[1],
            "device": info["device"], "worker": worker()}
     if keep:
-        row["model"] = KeptModel(kind, manifest, fitted.model, pred, str(features_dir))
+        scored_on = info.get("threads", threads) if getattr(fitted, "valid_pred", None) is not None else threads
+        row["model"] = KeptModel(kind, manifest, fitted.model, pred, str(features_dir), threads=scored_on)
     if with_test:
         x_test, y_test = load_xy(str(Path(features_dir) / "test.parquet"), manifest, native_missing(kind))
         row.update(scores_on_test(fam.predict(fitted.model, x_test), y_test, manifest))
@@ -304,6 +327,7 @@ def run_realmlp(features_dir: str | Path, cfgs: Sequence[Any], with_test: bool =
     # A trial's time limit is its own: a batch of n trials trains as one population for n times as long.
     shape = dataclasses.replace(shape_of(cfgs[0]), max_seconds=cfgs[0].max_seconds * n)
     fits, errors, info = realmlp.fit_population(data, shape, [member_of(c) for c in cfgs])
+    threads = torch_threads()
     preds = [None if f is None else realmlp.predict(f.model, data.x_valid) for f in fits]
     seconds = time.perf_counter() - start
     x_test = y_test = None
@@ -326,7 +350,7 @@ def run_realmlp(features_dir: str | Path, cfgs: Sequence[Any], with_test: bool =
                    "best_epoch": int(fitted.info["best_epoch"]), "time_limited": bool(fitted.info["time_limited"]),
                    "inputs": data.x_train.shape[1], "device": fitted.info["device"], "worker": worker()}
             if keep:
-                row["model"] = KeptModel("realmlp", manifest, fitted.model, pred, str(features_dir))
+                row["model"] = KeptModel("realmlp", manifest, fitted.model, pred, str(features_dir), threads=threads)
             if with_test:
                 row.update(scores_on_test(realmlp.predict(fitted.model, x_test), y_test, manifest))
         rows.append(row)
