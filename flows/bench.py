@@ -22,6 +22,7 @@ from tabduel.infra.errors import TabduelError
 from tabduel.infra.runtime import free_cores
 from tabduel.infra.store import atomic_write_bytes, atomic_write_json, read_json
 from tabduel.infra.tracking import Tracker, git_commit
+from tabduel.search.portfolio import read_cell
 from tabduel.search.space import features_config
 from tabduel.settings import Config
 from tabduel.tasks.bench import cell_task, corrupt_features_task
@@ -166,7 +167,7 @@ def bench_flow(config: dict[str, Any], quick: bool = False, resume: bool = False
         for cell, features, dcfg, run in cells:
             path = out_of[cell.id]
             if path.is_file():
-                results[cell.id] = read_json(path)
+                results[cell.id] = read_cell(path)
                 if cell.id not in logged:  # a kill between the result and its run
                     _log_cell(tracker, run, name, results[cell.id])
                 continue
@@ -179,7 +180,7 @@ def bench_flow(config: dict[str, Any], quick: bool = False, resume: bool = False
                  f"{len(pending)} to run, {workers} at a time, {threads} thread(s) each")
         for future in as_completed(list(pending)):
             cell, run = pending[future]
-            r = read_json(future.result())
+            r = read_cell(future.result())
             results[cell.id] = r
             _log_cell(tracker, run, name, r)
             log.info(f"{cell.id}: test MSE {r['test_mse']:.5f} after {r['trials']} trials, "

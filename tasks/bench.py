@@ -9,14 +9,13 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tabduel.bench.cells import Cell, corrupted_features, run_cell
+from tabduel.bench.cells import Cell, corrupted_features, run_cell, write_cell
 from tabduel.data.dataset import load_spec
 from tabduel.data.features import save_features
 from tabduel.infra.config import FeaturesConfig, PipelineConfig, to_plain
 from tabduel.infra.runtime import Every
 from tabduel.infra.store import (
     StepResult,
-    atomic_write_json,
     code_fingerprint,
     materialize,
     read_json,
@@ -60,5 +59,5 @@ def cell_task(label: str, cell: Cell, features: dict[str, str], config: dict[str
     Path(journal).parent.mkdir(parents=True, exist_ok=True)
     progress = Every(get_run_logger(), PROGRESS_SECONDS)  # Prefect's lines name the cell (its task run)
     row = run_cell(cell, features, cfg, journal, threads, log=progress, inputs=inputs or None)
-    atomic_write_json(out, row)
+    write_cell(out, row)
     return out

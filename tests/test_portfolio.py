@@ -11,7 +11,7 @@ import optuna
 import pytest
 from benchsuite import airfoil_features
 
-from tabduel.bench.cells import Cell, bases_of, cell_search_config, run_cell
+from tabduel.bench.cells import TRIAL_LOG_INLINE_BYTES, Cell, bases_of, cell_search_config, run_cell, write_cell
 from tabduel.cli import main
 from tabduel.infra.config import MLP_PORTFOLIO, SearchConfig
 from tabduel.infra.errors import ConfigError
@@ -258,6 +258,28 @@ def test_portfolio_build_writes_a_file_a_search_can_use(tmp_path, capsys):
     doc = portfolio.load_portfolio(out)
     assert doc["provenance"]["kind"] == "learned" and len(doc["configs"]) == 2
     portfolio.check_portfolio(out, members_of(MLP_PORTFOLIO), SearchConfig(study="t"))
+
+
+def test_a_big_trial_log_goes_gzipped_beside_its_cell_and_reads_back_whole(tmp_path):
+    small = _cell("a", 1, {"0.11": 1.0, "0.12": 2.0})
+    big = _cell("b", 1, {f"0.{k:05d}": 1.0 + k for k in range(1, 4000)})  # ~1.5 MiB of trial log, as XGBoost's
+    assert len(json.dumps(big["trial_log"])) > TRIAL_LOG_INLINE_BYTES > len(json.dumps(small["trial_log"]))
+    for c in (small, big):
+        write_cell(tmp_path / "cells" / c["cell"]["dataset"] / "c.json", c)
+    assert sorted(p.name for p in (tmp_path / "cells").rglob("*.*")) == ["c.json", "c.json", "c.trial_log.json.gz"]
+    on_disk = json.loads((tmp_path / "cells" / "b" / "c.json").read_text())
+    assert "trial_log" not in on_disk and on_disk["trial_log_file"] == "c.trial_log.json.gz"
+    assert (tmp_path / "cells" / "b" / "c.json").stat().st_size < 10_000
+    read = {c["cell"]["dataset"]: c for c in portfolio.read_cells([tmp_path / "cells"])}
+    assert read == {"a": small, "b": big}
+
+
+def test_a_cell_whose_trial_log_is_missing_names_it(tmp_path):
+    big = _cell("b", 1, {f"0.{k:05d}": 1.0 + k for k in range(1, 4000)})
+    write_cell(tmp_path / "b.json", big)
+    (tmp_path / "b.trial_log.json.gz").unlink()
+    with pytest.raises(ConfigError, match=r"b\.json: its trial log b\.trial_log\.json\.gz is missing beside it$"):
+        portfolio.read_cells([tmp_path])
 
 
 def test_held_out_portfolios_never_see_their_dataset(tmp_path):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
+import json
 import math
 import os
 import pickle
@@ -28,7 +30,7 @@ import pandas as pd
 from tabduel.bench import stats as bench_stats
 from tabduel.infra.config import CORRUPT_FAMILIES, BenchConfig, SearchConfig
 from tabduel.infra.errors import ConfigError, TabduelError
-from tabduel.infra.store import atomic_write_bytes
+from tabduel.infra.store import atomic_write_bytes, atomic_write_json
 from tabduel.models.registry import FAMILIES
 from tabduel.search import compare
 from tabduel.search.bagging import make_folds, run_bagged
@@ -352,6 +354,23 @@ def run_cell(cell: Cell, features: dict[str, str], cfg: Config, journal: str | P
             "curve": [[float(x), float(v)] for x, v in curve], "worker": best.user_attrs.get("worker", ""),
             "device": best.user_attrs.get("device", ""), "budget_clock": budget_clock(device), "bagging": bag,
             "trial_log": trial_log(study), **({"portfolio": study.user_attrs.get(PORTFOLIO)} if fam.members else {})}
+
+
+TRIAL_LOG_INLINE_BYTES = 1 << 20  # a cell's trial log above this goes beside it, gzipped (thousands of XGBoost trials)
+
+
+def write_cell(path: str | Path, row: dict[str, Any]) -> None:
+    """Atomically write a cell's result JSON; a trial log of more than 1 MiB is written first, gzipped, beside it
+    (<cell>.trial_log.json.gz, named by 'trial_log_file'), so that committed cells stay small."""
+    from tabduel.search.portfolio import TRIAL_LOG_SUFFIX
+
+    path = Path(path)
+    log = json.dumps(row.get("trial_log", []), default=str).encode()
+    if len(log) > TRIAL_LOG_INLINE_BYTES:
+        name = path.name.removesuffix(".json") + TRIAL_LOG_SUFFIX
+        atomic_write_bytes(path.parent / name, gzip.compress(log, mtime=0))
+        row = {k: v for k, v in row.items() if k != "trial_log"} | {"trial_log_file": name}
+    atomic_write_json(path, row)
 
 
 def refit_bagged(family: str, folds: Any, spec: Any, view: str, features: str) -> dict[str, Any]:

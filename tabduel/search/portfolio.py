@@ -11,6 +11,7 @@ the portfolio's best normalized error. `leave_one_dataset_out` says how a portfo
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -237,6 +238,28 @@ def build(cells: list[dict[str, Any]], size: int, provenance: dict[str, Any]) ->
             "leave_one_dataset_out": leave_one_dataset_out(matrix, size)}
 
 
+TRIAL_LOG_SUFFIX = ".trial_log.json.gz"  # a cell's trial log, gzipped beside it where it would make the cell big
+
+
+def read_cell(path: str | Path) -> Any:
+    """A cell's result JSON, its trial log read back from the gzipped file beside it where the writer moved it;
+    ConfigError naming the file that is not JSON or the trial log that is missing."""
+    f = Path(path)
+    try:
+        doc = json.loads(f.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{f}: line {exc.lineno}, column {exc.colno}: not JSON ({exc.msg})") from None
+    if isinstance(doc, dict) and "trial_log_file" in doc:
+        log = f.parent / doc.pop("trial_log_file")
+        try:
+            doc["trial_log"] = json.loads(gzip.decompress(log.read_bytes()))
+        except FileNotFoundError:
+            raise ConfigError(f"{f}: its trial log {log.name} is missing beside it") from None
+        except (OSError, EOFError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{log}: not a gzipped JSON trial log ({exc})") from None
+    return doc
+
+
 def read_cells(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
     """Every bench cell JSON under the folders (a cell has 'cell' and 'id'); ConfigError naming a folder that is
     missing or holds none, or a file that is not JSON."""
@@ -246,10 +269,7 @@ def read_cells(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
             raise ConfigError(f"{folder}: no such folder of bench cells")
         found = 0
         for f in sorted(folder.rglob("*.json")):
-            try:
-                doc = json.loads(f.read_text())
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{f}: line {exc.lineno}, column {exc.colno}: not JSON ({exc.msg})") from None
+            doc = read_cell(f)
             if isinstance(doc, dict) and "cell" in doc and "id" in doc:
                 cells.append(doc)
                 found += 1
